@@ -1,0 +1,264 @@
+//! Client → broker frames (docs/protocol.md, "Client to broker").
+
+use crate::error::{ErrorCode, ProtoError};
+use crate::framing::{counted_body, exact_fields, next_line, split_body, split_verb, BodyForm};
+use crate::num::{parse_u64, push_u64};
+use crate::{Decoded, Limits};
+
+/// The targets of a `SEND`, already checked for shape and count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Targets<'a> {
+    /// `*`: everyone else.
+    All,
+    /// One or more non-empty names joined by single commas, as given
+    /// (repeats included; the broker folds them).
+    Names(&'a str),
+}
+
+impl<'a> Targets<'a> {
+    /// The names as given, in order (empty for [`Targets::All`]).
+    pub fn names(&self) -> impl Iterator<Item = &'a str> {
+        let list = match self {
+            Targets::All => None,
+            Targets::Names(list) => Some(*list),
+        };
+        list.into_iter().flat_map(|l| l.split(','))
+    }
+
+    /// The targets as written on the wire.
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            Targets::All => "*",
+            Targets::Names(list) => list,
+        }
+    }
+}
+
+/// One client → broker frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// `NAME <name>`. The name is not yet checked against the naming rules:
+    /// the broker answers `ALREADY_NAMED` before it answers `BAD_NAME`.
+    Name {
+        /// The name as sent.
+        name: &'a str,
+    },
+    /// `LIST`.
+    List,
+    /// `SEND <targets> <len>` + body or `SEND <targets> :<text>`.
+    Send {
+        /// Who the message is for.
+        targets: Targets<'a>,
+        /// The message bytes.
+        body: &'a [u8],
+    },
+    /// `RECV <id> <from>`: a receipt.
+    Recv {
+        /// The message id.
+        id: u64,
+        /// Who sent the message.
+        from: &'a str,
+    },
+    /// `PING [<token>]`.
+    Ping {
+        /// Echoed back in `PONG`.
+        token: Option<&'a str>,
+    },
+    /// `HELP`.
+    Help,
+    /// `QUIT [:<reason>]`.
+    Quit {
+        /// Why, if the client said.
+        reason: Option<&'a [u8]>,
+    },
+}
+
+const BAD_SEND: ProtoError = ProtoError::new(
+    ErrorCode::BadFrame,
+    "usage: SEND <name>[,<name>...] :<text>, SEND * :<text>, or SEND <targets> <len> + body",
+);
+const BAD_TARGETS: ProtoError = ProtoError::new(
+    ErrorCode::BadFrame,
+    "targets are * alone or names joined by single commas",
+);
+const TOO_MANY: ProtoError = ProtoError::new(ErrorCode::TooManyTargets, "too many target names");
+const BAD_RECV: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: RECV <id> <from>");
+const BAD_NAME_FRAME: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: NAME <name>");
+const BAD_NAME_UTF8: ProtoError = ProtoError::new(
+    ErrorCode::BadName,
+    "a name uses only letters, digits, '_', '-' and '.'",
+);
+const BAD_LIST: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: LIST");
+const BAD_UTF8: ProtoError = ProtoError::new(ErrorCode::BadFrame, "header is not valid UTF-8");
+const UNKNOWN: ProtoError = ProtoError::new(ErrorCode::UnknownCommand, "unknown command; try HELP");
+
+fn invalid<T>(error: ProtoError, consumed: usize) -> Decoded<T> {
+    Decoded::Invalid { error, consumed }
+}
+
+impl<'a> Request<'a> {
+    /// Decodes one client frame from the front of `buf`.
+    pub fn decode(buf: &'a [u8], limits: &Limits) -> Decoded<Request<'a>> {
+        let line = match next_line(buf, limits.max_line) {
+            Ok(Some(line)) => line,
+            Ok(None) => return Decoded::Incomplete,
+            Err(e) => return Decoded::Fatal(e),
+        };
+        let end = line.end;
+        let (verb, rest) = split_verb(line.text);
+        let frame = |frame| Decoded::Frame {
+            frame,
+            consumed: end,
+        };
+        if verb.eq_ignore_ascii_case(b"SEND") {
+            return decode_send(buf, end, rest.unwrap_or_default(), limits);
+        }
+        if verb.eq_ignore_ascii_case(b"NAME") {
+            return match rest {
+                None | Some(b"") => invalid(BAD_NAME_FRAME, end),
+                Some(name) => match std::str::from_utf8(name) {
+                    Ok(name) => frame(Request::Name { name }),
+                    Err(_) => invalid(BAD_NAME_UTF8, end),
+                },
+            };
+        }
+        if verb.eq_ignore_ascii_case(b"LIST") {
+            return match rest {
+                None => frame(Request::List),
+                Some(_) => invalid(BAD_LIST, end),
+            };
+        }
+        if verb.eq_ignore_ascii_case(b"RECV") {
+            let Some([id, from]) = exact_fields::<2>(rest.unwrap_or_default()) else {
+                return invalid(BAD_RECV, end);
+            };
+            return match (parse_u64(id), std::str::from_utf8(from)) {
+                (Some(id), Ok(from)) => frame(Request::Recv { id, from }),
+                _ => invalid(BAD_RECV, end),
+            };
+        }
+        if verb.eq_ignore_ascii_case(b"PING") {
+            return match rest.map(std::str::from_utf8) {
+                None | Some(Ok("")) => frame(Request::Ping { token: None }),
+                Some(Ok(token)) => frame(Request::Ping { token: Some(token) }),
+                Some(Err(_)) => invalid(BAD_UTF8, end),
+            };
+        }
+        if verb.eq_ignore_ascii_case(b"HELP") {
+            // Arguments are ignored: people type `HELP SEND`.
+            return frame(Request::Help);
+        }
+        if verb.eq_ignore_ascii_case(b"QUIT") {
+            let rest = rest.unwrap_or_default();
+            return match split_body(rest) {
+                (b"", BodyForm::Counted(len)) => {
+                    match counted_body(buf, end, len, limits.max_body) {
+                        Ok(Some((body, body_end))) => Decoded::Frame {
+                            frame: Request::Quit { reason: Some(body) },
+                            consumed: body_end,
+                        },
+                        Ok(None) => Decoded::Incomplete,
+                        Err(e) => Decoded::Fatal(e),
+                    }
+                }
+                (b"", BodyForm::Inline(text)) => frame(Request::Quit { reason: Some(text) }),
+                _ if rest.is_empty() => frame(Request::Quit { reason: None }),
+                // Be kind to people: `QUIT bye now` is a reason too.
+                _ => frame(Request::Quit { reason: Some(rest) }),
+            };
+        }
+        invalid(UNKNOWN, end)
+    }
+
+    /// Appends this frame in its canonical wire form (bodies counted).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Request::Name { name } => {
+                out.extend_from_slice(b"NAME ");
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'\n');
+            }
+            Request::List => out.extend_from_slice(b"LIST\n"),
+            Request::Send { targets, body } => {
+                out.extend_from_slice(b"SEND ");
+                out.extend_from_slice(targets.as_str().as_bytes());
+                out.push(b' ');
+                push_u64(out, body.len() as u64);
+                out.push(b'\n');
+                out.extend_from_slice(body);
+                out.push(b'\n');
+            }
+            Request::Recv { id, from } => {
+                out.extend_from_slice(b"RECV ");
+                push_u64(out, *id);
+                out.push(b' ');
+                out.extend_from_slice(from.as_bytes());
+                out.push(b'\n');
+            }
+            Request::Ping { token } => {
+                out.extend_from_slice(b"PING");
+                if let Some(t) = token {
+                    out.push(b' ');
+                    out.extend_from_slice(t.as_bytes());
+                }
+                out.push(b'\n');
+            }
+            Request::Help => out.extend_from_slice(b"HELP\n"),
+            Request::Quit { reason } => {
+                out.extend_from_slice(b"QUIT");
+                if let Some(r) = reason {
+                    out.push(b' ');
+                    push_u64(out, r.len() as u64);
+                    out.push(b'\n');
+                    out.extend_from_slice(r);
+                }
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+fn decode_send<'a>(
+    buf: &'a [u8],
+    end: usize,
+    rest: &'a [u8],
+    limits: &Limits,
+) -> Decoded<Request<'a>> {
+    let (head, form) = split_body(rest);
+    // A counted body is consumed even when the header is wrong, so the
+    // stream stays in step (docs/protocol.md, "Errors").
+    let (body, consumed) = match form {
+        BodyForm::None => return invalid(BAD_SEND, end),
+        BodyForm::Inline(text) => (text, end),
+        BodyForm::Counted(len) => match counted_body(buf, end, len, limits.max_body) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Decoded::Incomplete,
+            Err(e) => return Decoded::Fatal(e),
+        },
+    };
+    if head.is_empty() || head.contains(&b' ') {
+        return invalid(BAD_SEND, consumed);
+    }
+    let Ok(head) = std::str::from_utf8(head) else {
+        return invalid(BAD_UTF8, consumed);
+    };
+    let targets = if head == "*" {
+        Targets::All
+    } else {
+        let mut count = 0usize;
+        for name in head.split(',') {
+            if name.is_empty() || name == "*" {
+                return invalid(BAD_TARGETS, consumed);
+            }
+            count += 1;
+        }
+        if count > limits.max_targets {
+            return invalid(TOO_MANY, consumed);
+        }
+        Targets::Names(head)
+    };
+    Decoded::Frame {
+        frame: Request::Send { targets, body },
+        consumed,
+    }
+}
