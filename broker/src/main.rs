@@ -1,1 +1,2 @@
+//! The broker binary (placeholder).
 fn main() {}

@@ -1,1 +1,2 @@
+//! The chat client (placeholder).
 fn main() {}

@@ -1,1 +1,2 @@
+//! The load generator (placeholder).
 fn main() {}

@@ -1,0 +1,196 @@
+//! Broker configuration: built-in defaults, the TOML file and its checks.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+
+/// Every setting of the broker. `Config::default()` is the built-in
+/// defaults, and `config/broker.toml` spells out the same values.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Name sent in `HELLO`.
+    pub server_name: String,
+    /// Worker (reader) threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Writer threads; 0 means one per CPU core.
+    pub writers: usize,
+    /// Most connections at once; one more gets `ERR SERVER_FULL`.
+    pub max_connections: usize,
+    /// Most connections from one IP address; 0 means no limit.
+    pub max_connections_per_ip: usize,
+    /// Longest header line in bytes (without CR LF).
+    pub max_line: usize,
+    /// Longest message body in bytes.
+    pub max_body: usize,
+    /// Most names in one `SEND`.
+    pub max_targets: usize,
+    /// Bytes that may wait in one connection's outbound queue before it is
+    /// closed as a slow consumer.
+    pub queue_bytes: usize,
+    /// Seconds a connection may stay without a name; 0 means forever.
+    pub name_timeout_secs: u64,
+    /// Idle seconds before TCP keepalive probes start; 0 turns keepalive off.
+    pub keepalive_secs: u64,
+    /// Frames per second a connection may send; 0 turns rate limiting off.
+    pub rate_per_sec: u32,
+    /// Frames a connection may send in a burst above the rate.
+    pub rate_burst: u32,
+    /// `RATE_LIMITED` errors after which a connection is kicked; 0 = never.
+    pub rate_kick_after: u32,
+    /// Seconds shutdown may take before remaining readers are cut off.
+    pub shutdown_grace_secs: u64,
+    /// Seconds between stats lines in the log; 0 turns them off.
+    pub stats_interval_secs: u64,
+    /// `error`, `warn`, `info` or `debug`.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7878".to_string(),
+            server_name: "chat".to_string(),
+            workers: 0,
+            writers: 0,
+            max_connections: 10_000,
+            max_connections_per_ip: 0,
+            max_line: 1024,
+            max_body: 65_536,
+            max_targets: 100,
+            queue_bytes: 8 * 1024 * 1024,
+            name_timeout_secs: 30,
+            keepalive_secs: 60,
+            rate_per_sec: 100,
+            rate_burst: 500,
+            rate_kick_after: 20,
+            shutdown_grace_secs: 5,
+            stats_interval_secs: 10,
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+/// A configuration that can't be used; the message names the file or key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a TOML file; keys it doesn't set keep their defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Config::parse(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("bad value for `{key}`: {why}")));
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("listen", "expected IP:PORT, e.g. 127.0.0.1:7878");
+        }
+        if self.server_name.is_empty()
+            || !self.server_name.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return bad("server_name", "one word of printable ASCII");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        if self.max_line < 64 {
+            return bad("max_line", "must be at least 64 bytes");
+        }
+        if self.max_body == 0 {
+            return bad("max_body", "must be at least 1 byte");
+        }
+        if self.max_targets == 0 {
+            return bad("max_targets", "must be at least 1");
+        }
+        if self.queue_bytes < 1024 {
+            return bad("queue_bytes", "must be at least 1024 bytes");
+        }
+        if self.workers > 1024 {
+            return bad("workers", "at most 1024");
+        }
+        if self.writers > 1024 {
+            return bad("writers", "at most 1024");
+        }
+        if crate::log::Level::parse(&self.log_level).is_none() {
+            return bad("log_level", "one of error, warn, info, debug");
+        }
+        Ok(())
+    }
+
+    /// Worker threads after resolving 0 to the number of cores.
+    pub fn worker_threads(&self) -> usize {
+        resolve_threads(self.workers)
+    }
+
+    /// Writer threads after resolving 0 to the number of cores.
+    pub fn writer_threads(&self) -> usize {
+        resolve_threads(self.writers)
+    }
+
+    /// The codec limits these settings imply.
+    pub fn limits(&self) -> protocol::Limits {
+        protocol::Limits {
+            max_line: self.max_line,
+            max_body: self.max_body,
+            max_targets: self.max_targets,
+        }
+    }
+}
+
+fn resolve_threads(n: usize) -> usize {
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_equals_defaults() {
+        let text = include_str!("../../config/broker.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("listne = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.0.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::parse("queue_bytes = \"lots\"").unwrap_err();
+        assert!(err.0.contains("queue_bytes") || err.0.contains("integer"), "{err}");
+        let err = Config::parse("listen = \"nowhere\"").unwrap_err();
+        assert!(err.0.contains("listen"), "{err}");
+        let err = Config::parse("log_level = \"loud\"").unwrap_err();
+        assert!(err.0.contains("log_level"), "{err}");
+    }
+}
