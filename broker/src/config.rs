@@ -108,9 +108,7 @@ impl Config {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("listen", "expected IP:PORT, e.g. 127.0.0.1:7878");
         }
-        if self.server_name.is_empty()
-            || !self.server_name.bytes().all(|b| b.is_ascii_graphic())
-        {
+        if self.server_name.is_empty() || !self.server_name.bytes().all(|b| b.is_ascii_graphic()) {
             return bad("server_name", "one word of printable ASCII");
         }
         if self.max_connections == 0 {
@@ -187,7 +185,10 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let err = Config::parse("queue_bytes = \"lots\"").unwrap_err();
-        assert!(err.0.contains("queue_bytes") || err.0.contains("integer"), "{err}");
+        assert!(
+            err.0.contains("queue_bytes") || err.0.contains("integer"),
+            "{err}"
+        );
         let err = Config::parse("listen = \"nowhere\"").unwrap_err();
         assert!(err.0.contains("listen"), "{err}");
         let err = Config::parse("log_level = \"loud\"").unwrap_err();

@@ -1,32 +1,348 @@
 //! The chat broker: a multi-client TCP chat service speaking the v1 wire
 //! contract (`docs/protocol.md`).
-//! (Thread model and module map: see the crate docs once the internals land.)
+//!
+//! # Thread model
+//!
+//! ```text
+//!                    +-----------+   NewConn + wake (round robin)
+//!   listen socket -->| acceptor  |------------------------------+
+//!                    +-----------+                              |
+//!                                                               v
+//!  sockets (read) ==> +----------+  decode + handle  +------------------+
+//!                     | worker 0 |------------------>|  registry        |
+//!                     | worker 1 |  (DashMap by      |  name -> Conn    |
+//!                     |   ...    |   folded name,    |  + snapshot of   |
+//!                     +----------+   snapshot for *) |    everyone      |
+//!                          |                         +------------------+
+//!                          | push frame onto each recipient's bounded
+//!                          | queue (crossbeam channel, bounded in bytes),
+//!                          | Ready(id) to its writer, one wake per batch
+//!                          v
+//!                     +----------+  writev of up to 128 shared frames
+//!                     | writer 0 |=====================> sockets (write)
+//!                     | writer 1 |
+//!                     +----------+
+//! ```
+//!
+//! The number of threads is fixed at start (`1 + workers + writers`, plus
+//! the optional stats thread), whatever the number of connections.
+//!
+//! # Modules
+//! - [`config`]: settings, defaults and the TOML file.
+//! - `acceptor`: accepts, applies connection limits, hands sockets over.
+//! - `worker`: reads and decodes; owns the read side of its connections.
+//! - `handler`: what each frame does, against the registry (no sockets).
+//! - `registry`: who is online; the routing core.
+//! - `conn`: the shared handle of one connection and its queue.
+//! - `outbound`: queueing frames and waking writers.
+//! - `writer`: drains queues onto sockets in batches.
+//! - [`metrics`]: counters and the stats line.
+//! - [`log`]: the logger.
 
 pub mod config;
 pub mod log;
 pub mod metrics;
 
+mod acceptor;
+mod conn;
+mod handler;
+mod outbound;
+mod registry;
+mod worker;
+mod writer;
+
 pub use config::{Config, ConfigError};
-pub use metrics::Stats;
+pub use metrics::{CloseReason, Stats};
 
+use crate::conn::Frame;
+use crate::outbound::{WriterHandle, WriterMsg};
+use crate::registry::Registry;
+use crate::worker::{WorkerHandle, WorkerMsg};
+use metrics::Metrics;
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Waker};
+use parking_lot::{Condvar, Mutex};
+use protocol::{Event, Limits};
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// Binds a listener the way the broker wants it: SO_REUSEADDR, backlog 1024.
+const HELP: &str = "\
+Commands (verbs in any case; a body is inline after ':' or counted):
+  NAME <name>               register (1-32 of A-Z a-z 0-9 _ - .)
+  LIST                      who is online
+  SEND <name> :<text>       message one person
+  SEND <a>,<b> :<text>      message several people
+  SEND * :<text>            message everyone else
+  SEND <targets> <len>      then <len> bytes and a newline (counted body)
+  RECV <id> <from>          tell <from> you have shown message <id>
+  PING [<token>]            liveness check, answered with PONG
+  HELP                      this text
+  QUIT [:<reason>]          leave";
+
+/// State shared by every thread of one broker.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub limits: Limits,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    pub writers: Vec<WriterHandle>,
+    pub workers: Vec<WorkerHandle>,
+    /// The pre-encoded `HELLO` greeting.
+    pub hello: Frame,
+    /// The `HELP` text.
+    pub help: Vec<u8>,
+    /// Streams writers still hold (graceful shutdown waits for zero).
+    pub writer_streams: AtomicUsize,
+    next_message: AtomicU64,
+    next_conn: AtomicU64,
+    stopping: AtomicBool,
+    stop_at: Mutex<Option<Instant>>,
+    stop_cv: Condvar,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    /// True once shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The next broker-wide message id (increasing, from 1).
+    pub fn next_message_id(&self) -> u64 {
+        self.next_message.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The next connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a new connection against the limits, or says why not.
+    pub fn take_slot(&self, peer: SocketAddr) -> Result<(), &'static str> {
+        let max = self.config.max_connections as u64;
+        let open = self.metrics.connections.fetch_add(1, Ordering::AcqRel);
+        if open >= max {
+            self.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err("the server is full; try again later");
+        }
+        let per_ip = self.config.max_connections_per_ip;
+        if per_ip > 0 {
+            let mut map = self.per_ip.lock();
+            let n = map.entry(peer.ip()).or_insert(0);
+            if *n >= per_ip {
+                drop(map);
+                self.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+                return Err("too many connections from your address");
+            }
+            *n += 1;
+        }
+        Metrics::add(&self.metrics.accepted, 1);
+        Ok(())
+    }
+
+    /// Releases what `take_slot` counted.
+    pub fn give_slot(&self, peer: SocketAddr) {
+        self.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+        if self.config.max_connections_per_ip > 0 {
+            let mut map = self.per_ip.lock();
+            if let Some(n) = map.get_mut(&peer.ip()) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&peer.ip());
+                }
+            }
+        }
+    }
+
+    fn request_stop(&self) {
+        let mut at = self.stop_at.lock();
+        if at.is_none() {
+            *at = Some(Instant::now());
+            self.stopping.store(true, Ordering::Release);
+            for w in &self.workers {
+                let _ = w.waker.wake();
+            }
+            self.stop_cv.notify_all();
+        }
+    }
+}
+
+/// Binds a listener the way the broker wants it: SO_REUSEADDR and a
+/// backlog of 1024.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let _ = addr;
-    Err(io::Error::other("not yet"))
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
-/// Starts the broker on an already-bound listener (tests bind `127.0.0.1:0`).
+/// Starts the broker on an already-bound listener (tests bind
+/// `127.0.0.1:0`). Threads run in the background until shutdown.
 pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
-    let _ = (listener, config);
-    Err(io::Error::other("not yet"))
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+
+    let mut worker_polls = Vec::new();
+    let mut workers = Vec::new();
+    let mut worker_rxs = Vec::new();
+    for _ in 0..config.worker_threads() {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), worker::WAKE)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        workers.push(WorkerHandle { tx, waker });
+        worker_polls.push(poll);
+        worker_rxs.push(rx);
+    }
+    let mut writer_polls = Vec::new();
+    let mut writers = Vec::new();
+    let mut writer_rxs = Vec::new();
+    for _ in 0..config.writer_threads() {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), writer::WAKE)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        writers.push(WriterHandle {
+            tx,
+            waker,
+            sleeping: AtomicBool::new(false),
+        });
+        writer_polls.push(poll);
+        writer_rxs.push(rx);
+    }
+    let acceptor_poll = Poll::new()?;
+    let acceptor_waker = Arc::new(Waker::new(acceptor_poll.registry(), acceptor::WAKE)?);
+    acceptor_poll.registry().register(
+        &mut SourceFd(&listener.as_raw_fd()),
+        acceptor::LISTENER,
+        Interest::READABLE,
+    )?;
+
+    let mut hello = Vec::new();
+    Event::Hello {
+        server: &config.server_name,
+        version: protocol::VERSION,
+        text: "Welcome. Choose a name with NAME <name>",
+    }
+    .encode(&mut hello);
+    let shared = Arc::new(Shared {
+        limits: config.limits(),
+        registry: Registry::new(),
+        metrics: Metrics::default(),
+        writers,
+        workers,
+        hello: Frame::from(hello),
+        help: HELP.as_bytes().to_vec(),
+        writer_streams: AtomicUsize::new(0),
+        next_message: AtomicU64::new(1),
+        next_conn: AtomicU64::new(1),
+        stopping: AtomicBool::new(false),
+        stop_at: Mutex::new(None),
+        stop_cv: Condvar::new(),
+        per_ip: Mutex::new(HashMap::new()),
+        config,
+    });
+
+    let mut writer_threads = Vec::new();
+    for (i, (poll, rx)) in writer_polls.into_iter().zip(writer_rxs).enumerate() {
+        let w = writer::Writer::new(Arc::clone(&shared), i, poll, rx);
+        writer_threads.push(
+            std::thread::Builder::new()
+                .name(format!("writer-{i}"))
+                .spawn(move || w.run())?,
+        );
+    }
+    let stopped = Arc::new(Barrier::new(shared.workers.len()));
+    let mut worker_threads = Vec::new();
+    for (i, (poll, rx)) in worker_polls.into_iter().zip(worker_rxs).enumerate() {
+        let w = worker::Worker::new(Arc::clone(&shared), i, poll, rx);
+        let stopped = Arc::clone(&stopped);
+        worker_threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || w.run(stopped))?,
+        );
+    }
+    let acceptor = {
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || acceptor::run(shared, listener, acceptor_poll))?
+    };
+    let stats = if shared.config.stats_interval_secs > 0 {
+        let shared = Arc::clone(&shared);
+        Some(
+            std::thread::Builder::new()
+                .name("stats".into())
+                .spawn(move || stats_loop(&shared))?,
+        )
+    } else {
+        None
+    };
+    Ok(Broker {
+        shared,
+        addr,
+        acceptor_waker,
+        acceptor: Some(acceptor),
+        workers: worker_threads,
+        writers: writer_threads,
+        stats,
+        report: None,
+    })
 }
 
-/// A running broker.
+/// Logs one stats line every `stats_interval_secs` until shutdown.
+fn stats_loop(shared: &Shared) {
+    let every = Duration::from_secs(shared.config.stats_interval_secs);
+    let mut last = shared.metrics.snapshot(shared.registry.len());
+    let mut last_at = Instant::now();
+    loop {
+        {
+            let mut at = shared.stop_at.lock();
+            if at.is_none() {
+                shared.stop_cv.wait_for(&mut at, every);
+            }
+            if at.is_some() {
+                return;
+            }
+        }
+        let now = shared.metrics.snapshot(shared.registry.len());
+        let secs = last_at.elapsed().as_secs_f64().max(1e-3);
+        let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
+        log_info!(
+            "stats: connections={} users={} msgs/s={:.0} deliveries/s={:.0} out={:.2}MiB/s slow={}{}",
+            now.connections,
+            now.users,
+            rate(now.messages, last.messages),
+            rate(now.deliveries, last.deliveries),
+            rate(now.bytes_out, last.bytes_out) / (1024.0 * 1024.0),
+            now.slow_consumers,
+            now.breakdown()
+        );
+        last = now;
+        last_at = Instant::now();
+    }
+}
+
+/// A running broker. Dropping it shuts it down gracefully.
 pub struct Broker {
+    shared: Arc<Shared>,
     addr: SocketAddr,
+    acceptor_waker: Arc<Waker>,
+    acceptor: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<usize>>,
+    writers: Vec<JoinHandle<usize>>,
+    stats: Option<JoinHandle<()>>,
+    report: Option<ShutdownReport>,
 }
 
 /// What a graceful shutdown did.
@@ -40,11 +356,17 @@ pub struct ShutdownReport {
 
 /// Triggers a graceful shutdown from another thread (a signal handler).
 #[derive(Clone)]
-pub struct ShutdownHandle {}
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    acceptor_waker: Arc<Waker>,
+}
 
 impl ShutdownHandle {
     /// Asks the broker to stop; returns at once.
-    pub fn trigger(&self) {}
+    pub fn trigger(&self) {
+        self.shared.request_stop();
+        let _ = self.acceptor_waker.wake();
+    }
 }
 
 impl Broker {
@@ -52,20 +374,80 @@ impl Broker {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
+
     /// A snapshot of the broker's counters.
     pub fn stats(&self) -> Stats {
-        Stats::default()
+        self.shared.metrics.snapshot(self.shared.registry.len())
     }
+
     /// A handle that can stop the broker from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {}
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+            acceptor_waker: Arc::clone(&self.acceptor_waker),
+        }
     }
+
     /// Stops gracefully and waits until done.
-    pub fn shutdown(self) -> ShutdownReport {
-        ShutdownReport::default()
+    pub fn shutdown(mut self) -> ShutdownReport {
+        self.shutdown_handle().trigger();
+        self.finish()
     }
-    /// Waits until a shutdown triggered elsewhere has finished.
-    pub fn wait(self) -> ShutdownReport {
-        ShutdownReport::default()
+
+    /// Waits until a shutdown triggered elsewhere (a signal) has finished.
+    pub fn wait(mut self) -> ShutdownReport {
+        {
+            let mut at = self.shared.stop_at.lock();
+            while at.is_none() {
+                self.shared.stop_cv.wait(&mut at);
+            }
+        }
+        self.finish()
     }
+
+    /// The shutdown sequence: stop accepting, stop reading (workers meet at
+    /// a barrier), queue `SHUTDOWN` after everything else, let writers
+    /// flush until the grace time ends, then cut off the rest.
+    fn finish(&mut self) -> ShutdownReport {
+        if let Some(r) = self.report {
+            return r;
+        }
+        let _ = self.acceptor_waker.wake();
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        let notified = self.workers.drain(..).map(|w| w.join().unwrap_or(0)).sum();
+        let started = self.shared.stop_at.lock().unwrap_or_else(Instant::now);
+        let grace = Duration::from_secs(self.shared.config.shutdown_grace_secs);
+        while self.shared.writer_streams.load(Ordering::Acquire) > 0 && started.elapsed() < grace {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for w in &self.shared.writers {
+            let _ = w.tx.send(WriterMsg::Stop);
+            let _ = w.waker.wake();
+        }
+        let cut_off = self.writers.drain(..).map(|w| w.join().unwrap_or(0)).sum();
+        if let Some(s) = self.stats.take() {
+            let _ = s.join();
+        }
+        let report = ShutdownReport { notified, cut_off };
+        self.report = Some(report);
+        report
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if self.report.is_none() {
+            self.shutdown_handle().trigger();
+            self.finish();
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Shared>();
+    let _ = WorkerMsg::Closed(0);
 }

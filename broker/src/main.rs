@@ -1,2 +1,102 @@
-//! The broker binary (placeholder).
-fn main() {}
+//! The `broker` binary: parse flags, load the config, run until a signal.
+
+use broker::log::{self, Level};
+use broker::{log_error, log_info, log_warn, Config};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A multi-client TCP chat broker (wire protocol v1).
+///
+/// Without flags it listens on 127.0.0.1:7878 with built-in defaults. Stop
+/// it with Ctrl-C or SIGTERM: queued messages are delivered, every client
+/// gets a SHUTDOWN notice, and it exits 0.
+#[derive(Parser, Debug)]
+#[command(name = "broker", version, about, long_about)]
+struct Args {
+    /// Read settings from this TOML file (see config/broker.toml); keys it
+    /// leaves out keep their built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen on this address instead of the config's `listen`
+    /// (e.g. 127.0.0.1:7878).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Log level instead of the config's `log_level`: error, warn, info or
+    /// debug.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("broker: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(addr) = args.listen {
+        config.listen = addr.to_string();
+    }
+    if let Some(level) = args.log_level {
+        config.log_level = level;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("broker: {e}");
+        return ExitCode::from(2);
+    }
+    log::set_level(Level::parse(&config.log_level).unwrap_or(Level::Info));
+    run(config)
+}
+
+fn run(config: Config) -> ExitCode {
+    let Ok(addr) = config.listen.parse::<SocketAddr>() else {
+        eprintln!("broker: bad value for `listen`: {}", config.listen);
+        return ExitCode::from(2);
+    };
+    let listener = match broker::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log_error!("cannot listen on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let summary = format!(
+        "workers={} writers={} max_connections={} max_line={} max_body={} max_targets={} queue_bytes={} rate_per_sec={} rate_burst={}",
+        config.worker_threads(),
+        config.writer_threads(),
+        config.max_connections,
+        config.max_line,
+        config.max_body,
+        config.max_targets,
+        config.queue_bytes,
+        config.rate_per_sec,
+        config.rate_burst,
+    );
+    let broker = match broker::start(listener, config) {
+        Ok(b) => b,
+        Err(e) => {
+            log_error!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    log_info!("listening on {}", broker.local_addr());
+    log_info!("{summary}");
+    let handle = broker.shutdown_handle();
+    if let Err(e) = ctrlc::set_handler(move || handle.trigger()) {
+        log_warn!("cannot catch Ctrl-C/SIGTERM ({e}); stop with SIGKILL");
+    }
+    let report = broker.wait();
+    log_info!(
+        "shut down: {} clients notified, {} cut off at the end of the grace time",
+        report.notified,
+        report.cut_off
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,186 @@
+//! The shared handle of one connection: its outbound queue, state and name.
+//!
+//! A `Conn` is shared (in `Arc`s) by the worker that reads the socket, the
+//! writer that drains the queue, the registry, and any worker that routes a
+//! message to it. The socket itself is not in here: only the owning worker
+//! and writer hold it (see `Sock`), so a stale handle in a broadcast snapshot
+//! never keeps a file descriptor open.
+
+use crate::metrics::CloseReason;
+use crossbeam_channel::{Receiver, Sender};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// One encoded frame, shared by every connection it is queued to.
+pub(crate) type Frame = Arc<[u8]>;
+
+/// Connection life cycle, stored in `Conn::state`.
+pub(crate) const OPEN: u8 = 0;
+/// Closing gracefully: the writer flushes what is queued, then closes.
+pub(crate) const CLOSING: u8 = 1;
+/// Closing abortively: queued output is dropped.
+pub(crate) const ABORTED: u8 = 2;
+
+/// What a push onto a connection's queue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// The frame is queued.
+    Queued,
+    /// The connection is closing or closed; the frame was dropped.
+    Closed,
+    /// The queue is over `queue_bytes`: the connection is a slow consumer.
+    Overflow,
+}
+
+/// The shared handle of one connection.
+pub(crate) struct Conn {
+    /// Broker-wide unique id (also the poll token).
+    pub id: u64,
+    /// Index of the worker that reads this connection.
+    pub worker: usize,
+    /// Index of the writer that drains its queue.
+    pub writer: usize,
+    /// Peer address, for logs.
+    pub peer: SocketAddr,
+    tx: Sender<Frame>,
+    queued: AtomicUsize,
+    limit: usize,
+    /// True while the writer has a wake-up for this connection pending.
+    scheduled: AtomicBool,
+    state: AtomicU8,
+    reason: OnceLock<CloseReason>,
+    name: OnceLock<Box<str>>,
+}
+
+impl Conn {
+    /// A new open connection and the receiving end of its queue.
+    pub fn new(
+        id: u64,
+        worker: usize,
+        writer: usize,
+        peer: SocketAddr,
+        limit: usize,
+    ) -> (Arc<Conn>, Receiver<Frame>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let conn = Conn {
+            id,
+            worker,
+            writer,
+            peer,
+            tx,
+            queued: AtomicUsize::new(0),
+            limit,
+            scheduled: AtomicBool::new(false),
+            state: AtomicU8::new(OPEN),
+            reason: OnceLock::new(),
+            name: OnceLock::new(),
+        };
+        (Arc::new(conn), rx)
+    }
+
+    /// The registered name, as first given.
+    pub fn name(&self) -> Option<&str> {
+        self.name.get().map(|n| &**n)
+    }
+
+    /// Records the name; false if one was already set.
+    pub fn set_name(&self, name: &str) -> bool {
+        self.name.set(name.into()).is_ok()
+    }
+
+    /// The connection's state (`OPEN`, `CLOSING` or `ABORTED`).
+    pub fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection closing, once: true for the caller that won and
+    /// must finish the close (registry, `LEFT`, counters).
+    pub fn begin_close(&self, reason: CloseReason) -> bool {
+        if self.reason.set(reason).is_err() {
+            return false;
+        }
+        let state = if reason.flushes() { CLOSING } else { ABORTED };
+        self.state.store(state, Ordering::Release);
+        true
+    }
+
+    /// Turns a graceful close into an abortive one (a reader that won't
+    /// take its data when time is up).
+    pub fn abort(&self) {
+        self.state.store(ABORTED, Ordering::Release);
+    }
+
+    /// Queues a frame unless the connection is closing or over its limit.
+    pub fn push(&self, frame: &Frame) -> Pushed {
+        if self.state.load(Ordering::Acquire) != OPEN {
+            return Pushed::Closed;
+        }
+        self.push_any(frame)
+    }
+
+    /// Queues a closing frame (`BYE`, a fatal `ERR`, `SHUTDOWN`) whatever
+    /// the state, still within the byte limit.
+    pub fn push_final(&self, frame: &Frame) -> Pushed {
+        if self.state.load(Ordering::Acquire) == ABORTED {
+            return Pushed::Closed;
+        }
+        self.push_any(frame)
+    }
+
+    fn push_any(&self, frame: &Frame) -> Pushed {
+        let len = frame.len();
+        let before = self.queued.fetch_add(len, Ordering::Relaxed);
+        if before.saturating_add(len) > self.limit {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return Pushed::Overflow;
+        }
+        match self.tx.send(Frame::clone(frame)) {
+            Ok(()) => Pushed::Queued,
+            Err(_) => Pushed::Closed,
+        }
+    }
+
+    /// Called by the writer for frames it took off the queue.
+    pub fn taken(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Claims the right to schedule the writer: true if no wake-up was
+    /// pending (the caller must send one).
+    pub fn schedule(&self) -> bool {
+        !self.scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    /// Called by the writer before it drains, so later pushes schedule again.
+    pub fn unschedule(&self) {
+        self.scheduled.store(false, Ordering::Release);
+    }
+}
+
+/// The socket of one connection, held by its worker and its writer. When
+/// both let go, the descriptor closes and the connection stops counting
+/// against `max_connections`.
+pub(crate) struct Sock {
+    /// The non-blocking stream.
+    pub stream: TcpStream,
+    on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Sock {
+    /// Wraps a stream with a callback run when the last holder drops it.
+    pub fn new(stream: TcpStream, on_drop: Box<dyn FnOnce() + Send + Sync>) -> Arc<Sock> {
+        Arc::new(Sock {
+            stream,
+            on_drop: Some(on_drop),
+        })
+    }
+}
+
+impl Drop for Sock {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_drop.take() {
+            f();
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Commands against the registry: what each client frame does.
+//!
+//! Nothing here touches a socket: frames go onto connection queues through
+//! an `Outbox`, so the handler works the same for every thread and can be
+//! driven without sockets.
+
+use crate::conn::{Conn, Frame};
+use crate::metrics::{CloseReason, Metrics};
+use crate::outbound::Outbox;
+use crate::worker::WorkerMsg;
+use crate::{log_debug, log_info, Shared};
+use protocol::{encode_msg, validate_name, ErrorCode, Event, Kind, Request, Targets};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Per-connection state only the reading worker touches.
+pub(crate) struct Session {
+    bucket: f64,
+    last_refill: Instant,
+    strikes: u32,
+    last_strike: Instant,
+}
+
+impl Session {
+    /// A fresh session with a full token bucket.
+    pub fn new(shared: &Shared, now: Instant) -> Session {
+        Session {
+            bucket: f64::from(shared.config.rate_burst),
+            last_refill: now,
+            strikes: 0,
+            last_strike: now,
+        }
+    }
+
+    /// Takes one token; false if the connection is over its rate.
+    fn take_token(&mut self, shared: &Shared, now: Instant) -> bool {
+        let rate = shared.config.rate_per_sec;
+        if rate == 0 {
+            return true;
+        }
+        let burst = f64::from(shared.config.rate_burst.max(1));
+        let elapsed = now
+            .saturating_duration_since(self.last_refill)
+            .as_secs_f64();
+        self.last_refill = now;
+        self.bucket = (self.bucket + elapsed * f64::from(rate)).min(burst);
+        if self.bucket >= 1.0 {
+            self.bucket -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the reader should do after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The connection is closing: stop reading frames.
+    Closed,
+}
+
+/// Encodes an event into its own shared frame.
+pub(crate) fn frame(event: &Event<'_>) -> Frame {
+    let mut buf = Vec::with_capacity(64);
+    event.encode(&mut buf);
+    Frame::from(buf)
+}
+
+/// Sends one event to one connection.
+pub(crate) fn reply(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, event: &Event<'_>) {
+    out.push(shared, conn, &frame(event));
+}
+
+/// Sends `ERR <code> [<args>] :<text>` and counts it.
+pub(crate) fn error(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    code: ErrorCode,
+    args: Option<&str>,
+    text: &str,
+) {
+    shared.metrics.error(code);
+    reply(shared, out, conn, &Event::Err { code, args, text });
+}
+
+/// Closes a connection once, for one reason: queue the closing frame (if
+/// any), take the name out of the registry, tell everyone else `LEFT`
+/// (never during shutdown), and tell the owning worker to let go of the
+/// socket.
+pub(crate) fn close(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    reason: CloseReason,
+    last: Option<&Frame>,
+) {
+    if !conn.begin_close(reason) {
+        return;
+    }
+    shared.metrics.closed(reason);
+    if let Some(last) = last {
+        if reason.flushes() {
+            conn.push_final(last);
+        }
+    }
+    out.schedule(shared, conn);
+    match conn.name() {
+        Some(name) => {
+            shared.registry.remove(name, conn.id);
+            if reason == CloseReason::Shutdown {
+                log_debug!("{name} closed at shutdown");
+            } else {
+                log_info!("{name} left ({}) from {}", reason.as_str(), conn.peer);
+            }
+            if let Some(left) = reason.left() {
+                if !shared.stopping() {
+                    let f = frame(&Event::Left { name, reason: left });
+                    broadcast(shared, out, conn.id, &f);
+                }
+            }
+        }
+        None => log_debug!(
+            "connection {} from {} closed ({})",
+            conn.id,
+            conn.peer,
+            reason.as_str()
+        ),
+    }
+    if out.worker != Some(conn.worker) {
+        if let Some(w) = shared.workers.get(conn.worker) {
+            // The worker owns its inbox for the broker's lifetime.
+            let _ = w.tx.send(WorkerMsg::Closed(conn.id));
+            let _ = w.waker.wake();
+        }
+    }
+}
+
+/// Queues `frame` to everyone registered except connection `except`;
+/// returns how many got it.
+pub(crate) fn broadcast(shared: &Shared, out: &mut Outbox, except: u64, frame: &Frame) -> u64 {
+    let everyone = shared.registry.everyone();
+    let mut queued = 0;
+    for c in &everyone.conns {
+        if c.id != except && out.push(shared, c, frame) {
+            queued += 1;
+        }
+    }
+    queued
+}
+
+/// Applies one decoded frame. `now` is the time the batch was read.
+pub(crate) fn handle(
+    shared: &Shared,
+    out: &mut Outbox,
+    scratch: &mut Vec<u8>,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    req: Request<'_>,
+    now: Instant,
+) -> Flow {
+    if !session.take_token(shared, now) {
+        return rate_limited(shared, out, conn, session, req, now);
+    }
+    let named = conn.name().is_some();
+    match req {
+        Request::Name { name } => register(shared, out, conn, name),
+        Request::Ping { token } => reply(shared, out, conn, &Event::Pong { token }),
+        Request::Help => reply(shared, out, conn, &Event::Info { text: &shared.help }),
+        Request::Quit { .. } => {
+            close(
+                shared,
+                out,
+                conn,
+                CloseReason::Quit,
+                Some(&frame(&Event::Bye)),
+            );
+            return Flow::Closed;
+        }
+        _ if !named => error(
+            shared,
+            out,
+            conn,
+            ErrorCode::NotRegistered,
+            None,
+            "choose a name first: NAME <name>",
+        ),
+        Request::List => {
+            let names = shared.registry.names_sorted();
+            let joined = names.join(" ");
+            let users = Event::Users {
+                count: names.len(),
+                names: &joined,
+            };
+            reply(shared, out, conn, &users);
+        }
+        Request::Send { targets, body } => send(shared, out, scratch, conn, targets, body),
+        Request::Recv { id, from } => {
+            if let (Some(to), Some(by)) = (shared.registry.get(from), conn.name()) {
+                reply(shared, out, &to, &Event::Rcpt { id, by });
+            }
+        }
+    }
+    Flow::Continue
+}
+
+fn rate_limited(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    req: Request<'_>,
+    now: Instant,
+) -> Flow {
+    // Receipts are best effort: a client showing a flood of messages sends
+    // a flood of receipts, and that must not get it kicked.
+    if matches!(req, Request::Recv { .. }) {
+        return Flow::Continue;
+    }
+    if now.saturating_duration_since(session.last_strike).as_secs() >= 10 {
+        session.strikes = 0;
+    }
+    session.strikes += 1;
+    session.last_strike = now;
+    let kick = shared.config.rate_kick_after;
+    if kick > 0 && session.strikes >= kick {
+        shared.metrics.error(ErrorCode::RateLimited);
+        let err = frame(&Event::Err {
+            code: ErrorCode::RateLimited,
+            args: None,
+            text: "too many frames: disconnected for flooding",
+        });
+        close(shared, out, conn, CloseReason::Kicked, Some(&err));
+        return Flow::Closed;
+    }
+    error(
+        shared,
+        out,
+        conn,
+        ErrorCode::RateLimited,
+        None,
+        "too many frames; this one was dropped",
+    );
+    Flow::Continue
+}
+
+fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
+    if conn.name().is_some() {
+        return error(
+            shared,
+            out,
+            conn,
+            ErrorCode::AlreadyNamed,
+            None,
+            "this connection already has a name",
+        );
+    }
+    if let Err(why) = validate_name(name) {
+        return error(shared, out, conn, ErrorCode::BadName, None, why);
+    }
+    if !shared.registry.insert(name, conn) {
+        return error(
+            shared,
+            out,
+            conn,
+            ErrorCode::NameTaken,
+            None,
+            "that name is in use",
+        );
+    }
+    conn.set_name(name);
+    reply(shared, out, conn, &Event::NameOk { name });
+    log_info!("{} is now {name}", conn.peer);
+    broadcast(shared, out, conn.id, &frame(&Event::Joined { name }));
+}
+
+/// Room for the usual number of distinct target names.
+const INLINE_TARGETS: usize = 8;
+
+fn send(
+    shared: &Shared,
+    out: &mut Outbox,
+    scratch: &mut Vec<u8>,
+    conn: &Arc<Conn>,
+    targets: Targets<'_>,
+    body: &[u8],
+) {
+    let from = conn.name().unwrap_or_default();
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if let Targets::All = targets {
+        let id = shared.next_message_id();
+        scratch.clear();
+        encode_msg(scratch, id, from, Kind::All, ts, body);
+        let msg = Frame::from(&scratch[..]);
+        let queued = broadcast(shared, out, conn.id, &msg);
+        return accepted(shared, out, conn, id, queued, None);
+    }
+    // Distinct names (any case), in the order given.
+    let mut distinct: Vec<&str> = Vec::with_capacity(INLINE_TARGETS);
+    for name in targets.names() {
+        if !distinct.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+            distinct.push(name);
+        }
+    }
+    let kind = if distinct.len() == 1 {
+        Kind::Direct
+    } else {
+        Kind::Multi
+    };
+    let mut online: Vec<Arc<Conn>> = Vec::with_capacity(distinct.len());
+    let mut missing = String::new();
+    for name in &distinct {
+        match shared.registry.get(name) {
+            Some(c) => online.push(c),
+            None => {
+                if !missing.is_empty() {
+                    missing.push(',');
+                }
+                missing.push_str(name);
+            }
+        }
+    }
+    if online.is_empty() {
+        return error(
+            shared,
+            out,
+            conn,
+            ErrorCode::NoSuchUser,
+            Some(&missing),
+            "no such user online",
+        );
+    }
+    let id = shared.next_message_id();
+    scratch.clear();
+    encode_msg(scratch, id, from, kind, ts, body);
+    let msg = Frame::from(&scratch[..]);
+    let mut queued = 0;
+    for c in &online {
+        if out.push(shared, c, &msg) {
+            queued += 1;
+        }
+    }
+    let missing = (!missing.is_empty()).then_some(missing.as_str());
+    accepted(shared, out, conn, id, queued, missing);
+}
+
+fn accepted(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    id: u64,
+    queued: u64,
+    missing: Option<&str>,
+) {
+    Metrics::add(&shared.metrics.messages, 1);
+    Metrics::add(&shared.metrics.deliveries, queued);
+    reply(
+        shared,
+        out,
+        conn,
+        &Event::Ack {
+            id,
+            queued,
+            missing,
+        },
+    );
+}

@@ -1,0 +1,119 @@
+//! Getting frames to writers: queue, schedule, and one wake-up per writer
+//! per batch.
+//!
+//! A thread that routes frames (a worker, or a writer announcing a `LEFT`)
+//! owns an `Outbox`. Pushing a frame queues it on the recipient's channel
+//! and, if the recipient's writer has no wake-up pending for it, sends the
+//! writer a `Ready`. Writers are woken once, in `Outbox::flush`, after the
+//! whole batch: the "send, then wake" hand-off.
+
+use crate::conn::{Conn, Frame, Pushed};
+use crate::Shared;
+use crossbeam_channel::Sender;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A message to a writer thread.
+pub(crate) enum WriterMsg {
+    /// Take over a new connection's socket and queue.
+    Add(Box<crate::writer::Stream>),
+    /// Connection `id` has frames queued (or changed state).
+    Ready(u64),
+    /// Stop now: cut off whatever is left.
+    Stop,
+}
+
+/// How other threads reach one writer.
+pub(crate) struct WriterHandle {
+    pub tx: Sender<WriterMsg>,
+    pub waker: mio::Waker,
+    /// Set by the writer just before it sleeps in `poll`.
+    pub sleeping: AtomicBool,
+}
+
+impl WriterHandle {
+    /// Wakes the writer if it is (about to be) asleep.
+    pub fn wake(&self) {
+        // Pairs with the fence in the writer between setting `sleeping` and
+        // re-checking its channel: either it sees our message, or we see it
+        // sleeping and wake it.
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) {
+            // A failed wake means the poller is gone: the writer has exited.
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Per-thread routing state: which writers to wake, which connections
+/// overflowed.
+pub(crate) struct Outbox {
+    wake: Vec<bool>,
+    any: bool,
+    /// Connections whose queue overflowed during this batch.
+    pub slow: Vec<Arc<Conn>>,
+    /// The worker this outbox belongs to, if any.
+    pub worker: Option<usize>,
+}
+
+impl Outbox {
+    /// An outbox for a thread; `worker` is its index if it is a worker.
+    pub fn new(writers: usize, worker: Option<usize>) -> Outbox {
+        Outbox {
+            wake: vec![false; writers],
+            any: false,
+            slow: Vec::new(),
+            worker,
+        }
+    }
+
+    /// Queues `frame` to `conn`; true if queued.
+    #[inline]
+    pub fn push(&mut self, shared: &Shared, conn: &Arc<Conn>, frame: &Frame) -> bool {
+        match conn.push(frame) {
+            Pushed::Queued => {
+                self.schedule(shared, conn);
+                true
+            }
+            Pushed::Overflow => {
+                self.slow.push(Arc::clone(conn));
+                false
+            }
+            Pushed::Closed => false,
+        }
+    }
+
+    /// Makes sure `conn`'s writer will look at it.
+    #[inline]
+    pub fn schedule(&mut self, shared: &Shared, conn: &Conn) {
+        if conn.schedule() {
+            if let Some(w) = shared.writers.get(conn.writer) {
+                // The writer owns the receiver for the broker's lifetime.
+                let _ = w.tx.send(WriterMsg::Ready(conn.id));
+                if let Some(flag) = self.wake.get_mut(conn.writer) {
+                    *flag = true;
+                    self.any = true;
+                }
+            }
+        }
+    }
+
+    /// Ends a batch: closes slow consumers found in it (which may queue
+    /// `LEFT`s and find more), then wakes each writer that has work.
+    pub fn flush(&mut self, shared: &Shared) {
+        while let Some(conn) = self.slow.pop() {
+            crate::handler::close(shared, self, &conn, crate::metrics::CloseReason::Slow, None);
+        }
+        if !self.any {
+            return;
+        }
+        self.any = false;
+        for (i, flag) in self.wake.iter_mut().enumerate() {
+            if std::mem::take(flag) {
+                if let Some(w) = shared.writers.get(i) {
+                    w.wake();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The routing core: who is online, by case-folded name.
+//!
+//! A `DashMap` (sharded locks) from folded name to connection handle, plus a
+//! versioned snapshot of everyone for `SEND *`, `JOINED` and `LEFT`, so a
+//! broadcast iterates a plain slice and holds no map guard while it pushes.
+//! Every map guard here is dropped before the method returns (dashmap
+//! deadlocks come from holding one across another map call).
+
+use crate::conn::Conn;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Everyone online at one version of the registry.
+pub(crate) struct Snapshot {
+    version: u64,
+    /// The connections, in no particular order.
+    pub conns: Vec<Arc<Conn>>,
+}
+
+/// One registered user: the handle and the name as first given.
+struct Member {
+    conn: Arc<Conn>,
+    name: Box<str>,
+}
+
+/// Registered users.
+pub(crate) struct Registry {
+    by_name: DashMap<Box<str>, Member>,
+    version: AtomicU64,
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+/// Folds a name into `buf` for lookups without allocating; `None` if it is
+/// too long to be anyone's name.
+pub(crate) fn fold_into<'b>(name: &str, buf: &'b mut [u8; 32]) -> Option<&'b str> {
+    let bytes = name.as_bytes();
+    let dst = buf.get_mut(..bytes.len())?;
+    for (d, s) in dst.iter_mut().zip(bytes) {
+        *d = s.to_ascii_lowercase();
+    }
+    std::str::from_utf8(dst).ok()
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry {
+            by_name: DashMap::new(),
+            version: AtomicU64::new(1),
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                version: 0,
+                conns: Vec::new(),
+            })),
+        }
+    }
+
+    /// Registers `conn` under `name` unless the name (folded) is taken.
+    pub fn insert(&self, name: &str, conn: &Arc<Conn>) -> bool {
+        let inserted = match self
+            .by_name
+            .entry(name.to_ascii_lowercase().into_boxed_str())
+        {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(Member {
+                    conn: Arc::clone(conn),
+                    name: name.into(),
+                });
+                true
+            }
+        };
+        if inserted {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+        inserted
+    }
+
+    /// Removes `name` if it still belongs to connection `id`.
+    pub fn remove(&self, name: &str, id: u64) {
+        let removed = self
+            .by_name
+            .remove_if(&*name.to_ascii_lowercase(), |_, m| m.conn.id == id)
+            .is_some();
+        if removed {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The connection registered under `name` (any case).
+    pub fn get(&self, name: &str) -> Option<Arc<Conn>> {
+        let mut buf = [0u8; 32];
+        let folded = fold_into(name, &mut buf)?;
+        self.by_name.get(folded).map(|m| Arc::clone(&m.conn))
+    }
+
+    /// Number of registered users.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Everyone online now. Rebuilt only after a change.
+    pub fn everyone(&self) -> Arc<Snapshot> {
+        let version = self.version.load(Ordering::Acquire);
+        {
+            let snap = self.snapshot.read();
+            if snap.version == version {
+                return Arc::clone(&snap);
+            }
+        }
+        // Collect first (map guards only), then publish under the lock.
+        let conns: Vec<Arc<Conn>> = self
+            .by_name
+            .iter()
+            .map(|e| Arc::clone(&e.value().conn))
+            .collect();
+        let fresh = Arc::new(Snapshot { version, conns });
+        let mut slot = self.snapshot.write();
+        if slot.version < version {
+            *slot = Arc::clone(&fresh);
+        }
+        fresh
+    }
+
+    /// Display names sorted by their lower-case form.
+    pub fn names_sorted(&self) -> Vec<String> {
+        let mut names: Vec<(Box<str>, String)> = self
+            .by_name
+            .iter()
+            .map(|e| (e.key().clone(), e.value().name.to_string()))
+            .collect();
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        names.into_iter().map(|(_, n)| n).collect()
+    }
+}

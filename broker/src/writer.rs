@@ -1,0 +1,288 @@
+//! Writer threads: drain connection queues onto sockets, many frames per
+//! system call.
+//!
+//! Each writer owns the sending side of a fixed share of the connections.
+//! Routing threads queue frames and send the writer a `Ready(id)` once per
+//! batch; the writer takes up to `BATCH` frames off that queue and hands
+//! them to one `writev`. The frames are the shared encoded bytes (no copy
+//! per recipient). When the socket is full the connection is `blocked` and
+//! waits for its edge-triggered writable event; it is never polled in a loop.
+
+use crate::conn::{Conn, Frame, Sock, ABORTED, CLOSING};
+use crate::handler;
+use crate::metrics::{CloseReason, Metrics};
+use crate::outbound::{Outbox, WriterMsg};
+use crate::{log_debug, log_warn, Shared};
+use crossbeam_channel::Receiver;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, IoSlice, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The poll token of a writer's waker.
+pub(crate) const WAKE: Token = Token(usize::MAX);
+/// Most frames handed to one `writev`.
+const BATCH: usize = 128;
+
+/// The sending side of one connection, handed from its worker to its writer.
+pub(crate) struct Stream {
+    /// The shared handle.
+    pub conn: Arc<Conn>,
+    /// Its outbound queue.
+    pub rx: Receiver<Frame>,
+    /// Its socket.
+    pub sock: Arc<Sock>,
+}
+
+struct State {
+    s: Stream,
+    /// Frames taken off the queue, not yet fully written.
+    pending: VecDeque<Frame>,
+    /// Bytes of the first pending frame already written.
+    offset: usize,
+    /// The socket said `WouldBlock`; wait for writable.
+    blocked: bool,
+}
+
+/// A writer thread's state.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    index: usize,
+    poll: Poll,
+    inbox: Receiver<WriterMsg>,
+    streams: HashMap<u64, State>,
+    out: Outbox,
+}
+
+/// What servicing a stream ended with.
+enum Done {
+    /// Nothing more to do now.
+    Idle,
+    /// The stream is finished: drop it.
+    Finished,
+}
+
+impl Writer {
+    /// A writer fed by `inbox`.
+    pub fn new(
+        shared: Arc<Shared>,
+        index: usize,
+        poll: Poll,
+        inbox: Receiver<WriterMsg>,
+    ) -> Writer {
+        let writers = shared.writers.len();
+        Writer {
+            shared,
+            index,
+            poll,
+            inbox,
+            streams: HashMap::new(),
+            out: Outbox::new(writers, None),
+        }
+    }
+
+    /// Runs until told to stop; returns how many connections it cut off.
+    pub fn run(mut self) -> usize {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let mut busy = false;
+            while let Ok(msg) = self.inbox.try_recv() {
+                busy = true;
+                match msg {
+                    WriterMsg::Add(stream) => self.add(*stream),
+                    WriterMsg::Ready(id) => self.service(id),
+                    WriterMsg::Stop => return self.stop(),
+                }
+            }
+            self.out.flush(&self.shared);
+            let timeout = if busy {
+                Some(Duration::ZERO)
+            } else {
+                let handle = self.shared.writers.get(self.index);
+                if let Some(h) = handle {
+                    h.sleeping.store(true, Ordering::Relaxed);
+                }
+                // Pairs with the fence in `WriterHandle::wake`.
+                fence(Ordering::SeqCst);
+                if self.inbox.is_empty() {
+                    None
+                } else {
+                    Some(Duration::ZERO)
+                }
+            };
+            let polled = self.poll.poll(&mut events, timeout);
+            if let Some(h) = self.shared.writers.get(self.index) {
+                h.sleeping.store(false, Ordering::Relaxed);
+            }
+            if let Err(e) = polled {
+                if e.kind() != ErrorKind::Interrupted {
+                    log_warn!("writer {}: poll failed: {e}", self.index);
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKE {
+                    continue;
+                }
+                let id = ev.token().0 as u64;
+                if let Some(st) = self.streams.get_mut(&id) {
+                    st.blocked = false;
+                }
+                self.service(id);
+            }
+            self.out.flush(&self.shared);
+        }
+    }
+
+    fn add(&mut self, s: Stream) {
+        let id = s.conn.id;
+        let fd = s.sock.stream.as_raw_fd();
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(id as usize),
+            Interest::WRITABLE,
+        ) {
+            log_warn!("writer {}: cannot watch connection {id}: {e}", self.index);
+            return;
+        }
+        self.shared.writer_streams.fetch_add(1, Ordering::AcqRel);
+        self.streams.insert(
+            id,
+            State {
+                s,
+                pending: VecDeque::new(),
+                offset: 0,
+                blocked: false,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(st) = self.streams.remove(&id) {
+            let fd = st.s.sock.stream.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            // Bytes still queued no longer count against anyone.
+            let left: usize = st.pending.iter().map(|f| f.len()).sum();
+            st.s.conn.taken(left.saturating_sub(st.offset));
+            self.shared.writer_streams.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn stop(mut self) -> usize {
+        let cut = self.streams.len();
+        let ids: Vec<u64> = self.streams.keys().copied().collect();
+        for id in ids {
+            if let Some(st) = self.streams.get(&id) {
+                st.s.conn.abort();
+                let _ = st.s.sock.stream.shutdown(Shutdown::Both);
+            }
+            self.remove(id);
+        }
+        cut
+    }
+
+    /// Writes what connection `id` has queued, as far as the socket takes.
+    fn service(&mut self, id: u64) {
+        let Some(st) = self.streams.get_mut(&id) else {
+            return;
+        };
+        st.s.conn.unschedule();
+        let done = if st.s.conn.state() == ABORTED {
+            Done::Finished
+        } else if st.blocked {
+            Done::Idle
+        } else {
+            flush(&self.shared, &mut self.out, st)
+        };
+        if let Done::Finished = done {
+            self.remove(id);
+        }
+    }
+}
+
+/// Moves up to `BATCH` queued frames into `pending`.
+fn refill(st: &mut State) {
+    while st.pending.len() < BATCH {
+        match st.s.rx.try_recv() {
+            Ok(f) => {
+                st.s.conn.taken(f.len());
+                st.pending.push_back(f);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
+    loop {
+        refill(st);
+        if st.pending.is_empty() {
+            // Load the state only now: a closing frame is queued before the
+            // state changes, so if we see CLOSING the re-check finds it.
+            if st.s.conn.state() != CLOSING {
+                return Done::Idle;
+            }
+            refill(st);
+            if st.pending.is_empty() {
+                let _ = st.s.sock.stream.shutdown(Shutdown::Write);
+                return Done::Finished;
+            }
+        }
+        let written = {
+            let mut iov: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
+            let mut n_iov = 0;
+            for (i, (slot, f)) in iov.iter_mut().zip(st.pending.iter()).enumerate() {
+                let bytes: &[u8] = if i == 0 {
+                    f.get(st.offset..).unwrap_or_default()
+                } else {
+                    f
+                };
+                *slot = IoSlice::new(bytes);
+                n_iov += 1;
+            }
+            let slices = iov.get(..n_iov).unwrap_or_default();
+            (&st.s.sock.stream).write_vectored(slices)
+        };
+        match written {
+            Ok(0) => return fail(shared, out, st, std::io::Error::from(ErrorKind::WriteZero)),
+            Ok(mut n) => {
+                Metrics::add(&shared.metrics.bytes_out, n as u64);
+                while let Some(f) = st.pending.front() {
+                    let rest = f.len() - st.offset;
+                    if n >= rest {
+                        n -= rest;
+                        st.offset = 0;
+                        st.pending.pop_front();
+                    } else {
+                        st.offset += n;
+                        break;
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                st.blocked = true;
+                return Done::Idle;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return fail(shared, out, st, e),
+        }
+    }
+}
+
+/// A write failed: the peer is gone. Close (abortively) and drop the stream.
+fn fail(shared: &Shared, out: &mut Outbox, st: &mut State, err: std::io::Error) -> Done {
+    log_debug!("write to {} failed: {err}", st.s.conn.peer);
+    let reason = if err.kind() == ErrorKind::TimedOut {
+        CloseReason::Timeout
+    } else {
+        CloseReason::Disconnect
+    };
+    handler::close(shared, out, &st.s.conn, reason, None);
+    st.s.conn.abort();
+    Done::Finished
+}
