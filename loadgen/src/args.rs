@@ -1,0 +1,277 @@
+//! The command line and the checked settings a run uses.
+
+use crate::payload::{MAX_CLIENTS, MIN_SIZE};
+use clap::{Parser, ValueEnum};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// How senders address their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// `SEND *`: every other client gets every message.
+    All,
+    /// `SEND <name>`: one random other client.
+    Direct,
+    /// `SEND <a>,<b>,...`: `--targets` random other clients.
+    Multi,
+}
+
+impl Mode {
+    /// The mode as written on the command line and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::All => "all",
+            Mode::Direct => "direct",
+            Mode::Multi => "multi",
+        }
+    }
+}
+
+/// Load generator for the chat broker.
+///
+/// Without --addr it starts a broker in-process on a free loopback port
+/// (rate limiting off) and runs a standard scenario, so
+/// `cargo run --release -p loadgen` alone is a demo. It only ever connects
+/// to loopback addresses, stops by itself, and exits non-zero if any
+/// message was lost, duplicated or reordered, or a client could not
+/// register.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", version)]
+pub struct Args {
+    /// Broker to load (HOST:PORT, loopback only). Default: start one in-process.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Clients to connect (named lg-0, lg-1, ...).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub clients: usize,
+    /// How many of the clients send (the first K) [default: 10, at most --clients].
+    #[arg(long, value_name = "K")]
+    pub senders: Option<usize>,
+    /// all: SEND *; direct: one random other client; multi: --targets random others.
+    #[arg(long, value_enum, default_value_t = Mode::All)]
+    pub mode: Mode,
+    /// Targets per message in multi mode.
+    #[arg(long, default_value_t = 3, value_name = "T")]
+    pub targets: usize,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub size: usize,
+    /// Measured seconds of sending.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub duration: f64,
+    /// Seconds of sending before measuring starts.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub warmup: f64,
+    /// Fixed offered rate in messages/s per sender (open loop; latency counts
+    /// from the intended send time). Default: closed loop with --window.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Closed loop: messages per sender whose deliveries may be outstanding.
+    #[arg(long, default_value_t = 8, value_name = "W")]
+    pub window: u64,
+    /// Process id of the broker, to report its CPU time and peak RSS.
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
+    /// Print exactly one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Network threads (each runs one mio poller over its share of clients).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub threads: usize,
+    /// Most seconds to wait for outstanding deliveries after sending stops.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub drain: f64,
+}
+
+/// Checked, ready-to-use settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Broker address, or `None` to start one in-process.
+    pub addr: Option<SocketAddr>,
+    /// Clients to connect.
+    pub clients: usize,
+    /// Senders among them.
+    pub senders: usize,
+    /// Addressing mode.
+    pub mode: Mode,
+    /// Targets per message (multi mode).
+    pub targets: usize,
+    /// Body size in bytes.
+    pub size: usize,
+    /// Measured time.
+    pub duration: Duration,
+    /// Warm-up time.
+    pub warmup: Duration,
+    /// Messages/s per sender, open loop; `None` for closed loop.
+    pub rate: Option<f64>,
+    /// Closed-loop window in messages.
+    pub window: u64,
+    /// Broker process to measure.
+    pub broker_pid: Option<u32>,
+    /// JSON output.
+    pub json: bool,
+    /// Network threads.
+    pub threads: usize,
+    /// Bound on the final wait for outstanding deliveries.
+    pub drain: Duration,
+}
+
+impl Settings {
+    /// Recipients one message is meant for, with every client online.
+    pub fn fanout(&self) -> u64 {
+        match self.mode {
+            Mode::All => self.clients.saturating_sub(1) as u64,
+            Mode::Direct => 1,
+            Mode::Multi => self.targets as u64,
+        }
+    }
+}
+
+/// Most names in one `SEND` (the broker's default `max_targets`).
+const MAX_TARGETS: usize = 100;
+/// Largest body the broker accepts by default.
+const MAX_SIZE: usize = 65_536;
+
+fn secs(name: &str, v: f64, min: f64, max: f64) -> Result<Duration, String> {
+    if v.is_finite() && v >= min && v <= max {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("--{name} must be between {min} and {max} seconds"))
+    }
+}
+
+impl Args {
+    /// Checks the arguments and resolves `--addr`.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let addr = self.addr.as_deref().map(resolve_loopback).transpose()?;
+        if self.clients < 2 || self.clients > MAX_CLIENTS {
+            return Err(format!("--clients must be 2 to {MAX_CLIENTS}"));
+        }
+        let senders = self.senders.unwrap_or(self.clients.min(10));
+        if senders < 1 || senders > self.clients {
+            return Err("--senders must be 1 to --clients".into());
+        }
+        if self.mode == Mode::Multi {
+            let most = MAX_TARGETS.min(self.clients - 1);
+            if most < 2 || self.targets < 2 || self.targets > most {
+                return Err(format!(
+                    "--targets must be 2 to {most} in multi mode (distinct other clients, \
+                     at most {MAX_TARGETS})"
+                ));
+            }
+        }
+        if self.size < MIN_SIZE || self.size > MAX_SIZE {
+            return Err(format!("--size must be {MIN_SIZE} to {MAX_SIZE} bytes"));
+        }
+        let duration = secs("duration", self.duration, 0.001, 3600.0)?;
+        let warmup = secs("warmup", self.warmup, 0.0, 600.0)?;
+        let drain = secs("drain", self.drain, 0.0, 600.0)?;
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0 && r <= 10_000_000.0) {
+                return Err("--rate must be above 0 and at most 10000000 messages/s".into());
+            }
+        }
+        if self.window < 1 || self.window > 1_000_000 {
+            return Err("--window must be 1 to 1000000".into());
+        }
+        if self.threads < 1 || self.threads > 16 {
+            return Err("--threads must be 1 to 16".into());
+        }
+        Ok(Settings {
+            addr,
+            clients: self.clients,
+            senders,
+            mode: self.mode,
+            targets: self.targets,
+            size: self.size,
+            duration,
+            warmup,
+            rate: self.rate,
+            window: self.window,
+            broker_pid: self.broker_pid,
+            json: self.json,
+            threads: self.threads.min(self.clients),
+            drain,
+        })
+    }
+}
+
+/// Resolves HOST:PORT and insists that it is a loopback address: this tool
+/// floods whatever it points at, so it never leaves the machine.
+pub fn resolve_loopback(s: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("--addr {s}: {e}"))?
+        .collect();
+    match addrs.iter().find(|a| a.ip().is_loopback()) {
+        Some(a) if addrs.iter().all(|a| a.ip().is_loopback()) => Ok(*a),
+        _ => Err(format!(
+            "--addr {s}: refusing a non-loopback address (loadgen only targets this machine)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let mut v = vec!["loadgen"];
+        v.extend_from_slice(args);
+        Args::try_parse_from(v)
+            .map_err(|e| e.to_string())?
+            .settings()
+    }
+
+    #[test]
+    fn defaults_are_a_runnable_scenario() {
+        let s = parse(&[]).unwrap();
+        assert!(s.addr.is_none());
+        assert_eq!((s.clients, s.senders, s.mode), (100, 10, Mode::All));
+        assert_eq!(s.fanout(), 99);
+        assert!(s.rate.is_none());
+    }
+
+    #[test]
+    fn loopback_only() {
+        let s = parse(&["--addr", "127.0.0.1:7878"]).unwrap();
+        assert_eq!(s.addr.unwrap().port(), 7878);
+        assert!(parse(&["--addr", "[::1]:7878"]).is_ok());
+        assert!(parse(&["--addr", "localhost:7878"]).is_ok());
+        let err = parse(&["--addr", "10.0.0.1:7878"]).unwrap_err();
+        assert!(err.contains("non-loopback"), "{err}");
+        assert!(parse(&["--addr", "0.0.0.0:7878"]).is_err());
+        assert!(parse(&["--addr", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        assert!(parse(&["--clients", "1"]).is_err());
+        assert!(parse(&["--clients", "5", "--senders", "6"]).is_err());
+        assert!(parse(&["--senders", "0"]).is_err());
+        assert!(parse(&["--size", "47"]).is_err());
+        assert!(parse(&["--size", "65537"]).is_err());
+        assert!(parse(&["--duration", "0"]).is_err());
+        assert!(parse(&["--duration", "nan"]).is_err());
+        assert!(parse(&["--rate", "0"]).is_err());
+        assert!(parse(&["--window", "0"]).is_err());
+        assert!(parse(&["--mode", "multi", "--clients", "2"]).is_err());
+        assert!(parse(&["--mode", "multi", "--clients", "3", "--targets", "2"]).is_ok());
+        assert!(parse(&["--mode", "multi", "--targets", "101", "--clients", "500"]).is_err());
+        assert!(parse(&["--mode", "bogus"]).is_err());
+    }
+
+    #[test]
+    fn fanout_per_mode() {
+        let s = parse(&["--mode", "direct", "--clients", "20"]).unwrap();
+        assert_eq!(s.fanout(), 1);
+        let s = parse(&["--mode", "multi", "--targets", "4"]).unwrap();
+        assert_eq!(s.fanout(), 4);
+    }
+
+    #[test]
+    fn threads_never_exceed_clients() {
+        let s = parse(&["--clients", "2", "--threads", "8"]).unwrap();
+        assert_eq!(s.threads, 2);
+    }
+}

@@ -1,0 +1,48 @@
+//! Load generator for the chat broker (the `loadgen` binary's library).
+//!
+//! ```text
+//!                main thread (monitor)
+//!   args ──► rlimit ──► [in-process broker] ──► phases, /proc sampling,
+//!                          │                    progress line, report
+//!             spawn T network threads           ▲ atomics + Waker
+//!        ┌─────────────────┴───────────────┐    │
+//!   lg-net-0: mio Poll                lg-net-1: mio Poll   (client i on thread i % T)
+//!    clients 0,2,4,...                 clients 1,3,5,...
+//!    connect → NAME → OK NAME          (same)
+//!    senders write SEND into reused buffers
+//!    receivers decode MSG in place, check order, record latency
+//!        └──── per-sender delivery credit (atomics) ────┘
+//! ```
+//!
+//! Phases, driven by the monitor: connect and register all N clients (at
+//! most 128 handshakes in flight per thread) → warm-up (sending, not
+//! measured) → measured window → drain (senders stop; wait, bounded by
+//! `--drain`, for every SEND's reply and every promised delivery) → stop.
+//!
+//! Accounting: the sum of the ACKs' `<queued>` is the number of deliveries
+//! expected; each receiver counts loadgen MSGs and tracks, per sender, the
+//! last sequence number seen: equal means duplicate, lower means reordered
+//! (the broker keeps each sender's order per recipient).
+//! `lost = expected - (received - duplicates)`.
+//!
+//! Modules: [`args`] (command line), [`payload`] (message body format),
+//! [`worker`] (a network thread), [`shared`] (what threads share),
+//! [`run`] (the monitor), [`report`] (summary, JSON, verdict), [`procfs`]
+//! (CPU/RSS from `/proc`), [`rlimit`] (open-file limit), [`rng`] (target
+//! picking), [`error`].
+
+pub mod args;
+pub mod error;
+pub mod payload;
+pub mod procfs;
+pub mod report;
+pub mod rlimit;
+pub mod rng;
+pub mod run;
+pub mod shared;
+pub mod worker;
+
+pub use args::{Args, Mode, Settings};
+pub use error::Error;
+pub use report::Report;
+pub use run::run;

@@ -1,0 +1,557 @@
+//! The outcome of a run: the numbers, the verdict, the readable summary and
+//! the one-object JSON form.
+
+use std::fmt::Write as _;
+
+/// End-to-end latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Deliveries measured.
+    pub samples: u64,
+}
+
+/// Where broker CPU and memory figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerSource {
+    /// Nothing measured (external broker without `--broker-pid`).
+    None,
+    /// The in-process broker: CPU is this process minus the loadgen threads;
+    /// RSS can't be separated and is not reported.
+    InProcess,
+    /// `/proc/<pid>` of the broker given with `--broker-pid`.
+    Pid(u32),
+}
+
+/// Everything a run found out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Clients asked for.
+    pub clients: usize,
+    /// Senders asked for.
+    pub senders: usize,
+    /// `all`, `direct` or `multi`.
+    pub mode: &'static str,
+    /// Targets per message (multi mode).
+    pub targets: usize,
+    /// Body size.
+    pub size: usize,
+    /// Measured window in seconds.
+    pub duration_s: f64,
+    /// Warm-up in seconds.
+    pub warmup_s: f64,
+    /// Offered rate per sender, open loop.
+    pub rate: Option<f64>,
+    /// Closed-loop window (messages per sender).
+    pub window: u64,
+    /// Network threads.
+    pub threads: usize,
+    /// Clients that registered.
+    pub registered: usize,
+    /// Messages sent (whole run, warm-up included).
+    pub sent: u64,
+    /// Deliveries the broker promised (sum of ACK `<queued>`).
+    pub expected: u64,
+    /// Loadgen messages received (duplicates included).
+    pub received: u64,
+    /// Expected deliveries that never arrived within the drain time.
+    pub lost: u64,
+    /// A sender's message seen twice in a row by one receiver.
+    pub duplicates: u64,
+    /// A sender's message older than one already seen by that receiver.
+    pub reordered: u64,
+    /// SENDs that got no ACK or ERR before the drain deadline.
+    pub unacked: u64,
+    /// `ERR` replies to SEND.
+    pub send_errors: u64,
+    /// Connections the broker closed or that failed during the run.
+    pub disconnects: u64,
+    /// `LEFT` seen for one of our clients while the run was going.
+    pub left: u64,
+    /// Malformed frames from the broker.
+    pub protocol_errors: u64,
+    /// ACKs whose `<queued>` differed from the expected fan-out (another
+    /// user online, or someone left).
+    pub ack_mismatches: u64,
+    /// `MSG`s whose body was not a loadgen payload.
+    pub foreign: u64,
+    /// Deliveries per second during the measured window.
+    pub deliveries_per_sec: f64,
+    /// Payload megabytes (10^6 bytes) per second delivered in the window.
+    pub mb_per_sec: f64,
+    /// Latency of deliveries of messages sent in the measured window.
+    pub latency: Option<Latency>,
+    /// Time to connect and register all clients.
+    pub connect_ms: Option<f64>,
+    /// CPU seconds of the loadgen's own threads over the measured window.
+    pub loadgen_cpu_s: Option<f64>,
+    /// Broker CPU seconds over the measured window.
+    pub broker_cpu_s: Option<f64>,
+    /// Broker peak RSS sampled over the measured window.
+    pub broker_rss_mib: Option<f64>,
+    /// Where the broker figures come from.
+    pub broker_source: BrokerSource,
+    /// The in-process broker's own counters at the end, if it was ours:
+    /// `(messages, deliveries, slow_consumers)`.
+    pub broker_counters: Option<(u64, u64, u64)>,
+    /// Why the run was cut short, if it was.
+    pub failure: Option<String>,
+}
+
+impl Report {
+    /// Deliveries per broker CPU-second, when both are known.
+    pub fn deliveries_per_broker_cpu_s(&self) -> Option<f64> {
+        let cpu = self.broker_cpu_s.filter(|&c| c > 0.0)?;
+        Some(self.deliveries_per_sec * self.duration_s / cpu)
+    }
+
+    /// Every reason this run counts as failed; empty means success.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(f) = &self.failure {
+            p.push(f.clone());
+        }
+        if self.registered < self.clients {
+            p.push(format!(
+                "only {} of {} clients registered",
+                self.registered, self.clients
+            ));
+        }
+        let counts = [
+            (self.lost, "lost"),
+            (self.duplicates, "duplicated"),
+            (self.reordered, "reordered"),
+            (self.unacked, "never acknowledged"),
+            (self.send_errors, "refused with ERR"),
+            (self.disconnects, "connections dropped"),
+            (self.left, "clients announced as LEFT"),
+            (self.protocol_errors, "malformed broker frames"),
+        ];
+        for (n, what) in counts {
+            if n > 0 {
+                p.push(format!("{n} {what}"));
+            }
+        }
+        if self.failure.is_none() && self.registered == self.clients && self.sent == 0 {
+            p.push("nothing was sent".into());
+        }
+        p
+    }
+
+    /// True when nothing was lost, duplicated or reordered and every client
+    /// registered and stayed.
+    pub fn ok(&self) -> bool {
+        self.problems().is_empty()
+    }
+
+    /// The one JSON object printed with `--json`.
+    pub fn to_json(&self) -> String {
+        let mut j = String::with_capacity(1024);
+        j.push('{');
+        let mut first = true;
+        let mut key = |j: &mut String, k: &str| {
+            if !first {
+                j.push_str(", ");
+            }
+            first = false;
+            let _ = write!(j, "\"{k}\": ");
+        };
+        macro_rules! int {
+            ($k:expr, $v:expr) => {{
+                key(&mut j, $k);
+                let _ = write!(j, "{}", $v);
+            }};
+        }
+        macro_rules! num {
+            ($k:expr, $v:expr) => {{
+                key(&mut j, $k);
+                push_f64(&mut j, $v);
+            }};
+        }
+        macro_rules! opt {
+            ($k:expr, $v:expr) => {{
+                key(&mut j, $k);
+                match $v {
+                    Some(v) => push_f64(&mut j, v),
+                    None => j.push_str("null"),
+                }
+            }};
+        }
+        int!("clients", self.clients);
+        int!("senders", self.senders);
+        key(&mut j, "mode");
+        push_str(&mut j, self.mode);
+        int!("targets", self.targets);
+        int!("size", self.size);
+        num!("duration_s", self.duration_s);
+        num!("warmup_s", self.warmup_s);
+        opt!("rate", self.rate);
+        int!("window", self.window);
+        int!("threads", self.threads);
+        int!("registered", self.registered);
+        int!("sent", self.sent);
+        int!("expected", self.expected);
+        int!("received", self.received);
+        int!("lost", self.lost);
+        int!("duplicates", self.duplicates);
+        int!("reordered", self.reordered);
+        int!("unacked", self.unacked);
+        int!("send_errors", self.send_errors);
+        int!("disconnects", self.disconnects);
+        int!("left", self.left);
+        int!("protocol_errors", self.protocol_errors);
+        int!("ack_mismatches", self.ack_mismatches);
+        int!("foreign", self.foreign);
+        num!("deliveries_per_sec", self.deliveries_per_sec);
+        num!("mb_per_sec", self.mb_per_sec);
+        key(&mut j, "latency_us");
+        match &self.latency {
+            Some(l) => {
+                j.push('{');
+                for (i, (k, v)) in [
+                    ("p50", l.p50),
+                    ("p90", l.p90),
+                    ("p99", l.p99),
+                    ("p999", l.p999),
+                    ("max", l.max),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if i > 0 {
+                        j.push_str(", ");
+                    }
+                    let _ = write!(j, "\"{k}\": ");
+                    push_f64(&mut j, v);
+                }
+                let _ = write!(j, ", \"samples\": {}}}", l.samples);
+            }
+            None => j.push_str("null"),
+        }
+        opt!("connect_ms", self.connect_ms);
+        opt!("loadgen_cpu_s", self.loadgen_cpu_s);
+        opt!("broker_cpu_s", self.broker_cpu_s);
+        opt!("broker_rss_mib", self.broker_rss_mib);
+        opt!(
+            "deliveries_per_broker_cpu_s",
+            self.deliveries_per_broker_cpu_s()
+        );
+        key(&mut j, "broker_source");
+        match self.broker_source {
+            BrokerSource::None => j.push_str("null"),
+            BrokerSource::InProcess => push_str(&mut j, "in-process"),
+            BrokerSource::Pid(_) => push_str(&mut j, "pid"),
+        }
+        key(&mut j, "ok");
+        j.push_str(if self.ok() { "true" } else { "false" });
+        key(&mut j, "problems");
+        j.push('[');
+        for (i, p) in self.problems().iter().enumerate() {
+            if i > 0 {
+                j.push_str(", ");
+            }
+            push_str(&mut j, p);
+        }
+        j.push(']');
+        j.push('}');
+        j
+    }
+
+    /// The readable summary printed at the end.
+    pub fn summary(&self) -> String {
+        let mut s = String::with_capacity(2048);
+        let loop_kind = match self.rate {
+            Some(r) => format!("open loop, {} msg/s per sender", fmt_f(r)),
+            None => format!("closed loop, window {}", self.window),
+        };
+        let targets = if self.mode == "multi" {
+            format!(" (targets {})", self.targets)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "loadgen: {} clients, {} senders, mode {}{}, {} B bodies, {} s measured after {} s warm-up, {}, {} thread(s)",
+            self.clients,
+            self.senders,
+            self.mode,
+            targets,
+            self.size,
+            fmt_f(self.duration_s),
+            fmt_f(self.warmup_s),
+            loop_kind,
+            self.threads,
+        );
+        let connect = self
+            .connect_ms
+            .map_or("not done".to_string(), |ms| format!("{ms:.1} ms"));
+        let _ = writeln!(
+            s,
+            "  connect+register  {}/{} clients in {}",
+            self.registered, self.clients, connect
+        );
+        let _ = writeln!(
+            s,
+            "  messages          sent {}  deliveries expected {}  received {}",
+            self.sent, self.expected, self.received
+        );
+        let _ = writeln!(
+            s,
+            "  integrity         lost {}  duplicated {}  reordered {}  unacked {}  send errors {}",
+            self.lost, self.duplicates, self.reordered, self.unacked, self.send_errors
+        );
+        if self.disconnects + self.left + self.protocol_errors + self.ack_mismatches + self.foreign
+            > 0
+        {
+            let _ = writeln!(
+                s,
+                "  anomalies         disconnects {}  LEFT {}  bad frames {}  ACK fan-out mismatches {}  foreign MSGs {}",
+                self.disconnects, self.left, self.protocol_errors, self.ack_mismatches, self.foreign
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  throughput        {:.0} deliveries/s  {:.2} MB/s of payload",
+            self.deliveries_per_sec, self.mb_per_sec
+        );
+        match &self.latency {
+            Some(l) => {
+                let _ = writeln!(
+                    s,
+                    "  latency (us)      p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} samples)",
+                    l.p50, l.p90, l.p99, l.p999, l.max, l.samples
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  latency           no samples");
+            }
+        }
+        let cpu = |v: Option<f64>| v.map_or("n/a".to_string(), |c| format!("{c:.2} s"));
+        let _ = write!(
+            s,
+            "  cpu (window)      loadgen {}  broker {}",
+            cpu(self.loadgen_cpu_s),
+            cpu(self.broker_cpu_s)
+        );
+        match self.broker_source {
+            BrokerSource::None => s.push_str(" (pass --broker-pid to measure the broker)"),
+            BrokerSource::InProcess => s.push_str(" (in-process: process minus loadgen threads)"),
+            BrokerSource::Pid(pid) => {
+                let _ = write!(s, " (pid {pid})");
+            }
+        }
+        s.push('\n');
+        if let Some(rss) = self.broker_rss_mib {
+            let _ = writeln!(s, "  broker peak RSS   {rss:.1} MiB");
+        }
+        if let Some(d) = self.deliveries_per_broker_cpu_s() {
+            let _ = writeln!(
+                s,
+                "  efficiency        {d:.0} deliveries per broker CPU-second"
+            );
+        }
+        if let Some((m, d, slow)) = self.broker_counters {
+            let _ = writeln!(
+                s,
+                "  broker counters   messages {m}  deliveries {d}  slow consumers {slow}"
+            );
+        }
+        let problems = self.problems();
+        if problems.is_empty() {
+            s.push_str("  result            OK\n");
+        } else {
+            let _ = writeln!(s, "  result            FAILED: {}", problems.join("; "));
+        }
+        s
+    }
+}
+
+fn fmt_f(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Writes a finite number with up to 3 decimals; JSON has no NaN or
+/// infinity, so those become `null`.
+fn push_f64(j: &mut String, v: f64) {
+    if v.is_finite() {
+        let _ = write!(j, "{}", (v * 1000.0).round() / 1000.0);
+    } else {
+        j.push_str("null");
+    }
+}
+
+/// Writes a JSON string with the escapes RFC 8259 requires.
+fn push_str(j: &mut String, s: &str) {
+    j.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => j.push_str("\\\""),
+            '\\' => j.push_str("\\\\"),
+            '\n' => j.push_str("\\n"),
+            '\r' => j.push_str("\\r"),
+            '\t' => j.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(j, "\\u{:04x}", u32::from(c));
+            }
+            c => j.push(c),
+        }
+    }
+    j.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Report {
+        Report {
+            clients: 20,
+            senders: 2,
+            mode: "all",
+            targets: 3,
+            size: 100,
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            rate: None,
+            window: 8,
+            threads: 2,
+            registered: 20,
+            sent: 100,
+            expected: 1900,
+            received: 1900,
+            lost: 0,
+            duplicates: 0,
+            reordered: 0,
+            unacked: 0,
+            send_errors: 0,
+            disconnects: 0,
+            left: 0,
+            protocol_errors: 0,
+            ack_mismatches: 0,
+            foreign: 0,
+            deliveries_per_sec: 1900.0,
+            mb_per_sec: 0.19,
+            latency: Some(Latency {
+                p50: 50.5,
+                p90: 80.0,
+                p99: 120.25,
+                p999: 300.0,
+                max: 400.0,
+                samples: 1900,
+            }),
+            connect_ms: Some(12.5),
+            loadgen_cpu_s: Some(0.2),
+            broker_cpu_s: Some(0.5),
+            broker_rss_mib: None,
+            broker_source: BrokerSource::InProcess,
+            broker_counters: Some((100, 1900, 0)),
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn json_has_every_required_key_once() {
+        let j = sample().to_json();
+        assert!(j.starts_with('{') && j.ends_with('}'));
+        assert!(!j.contains('\n'));
+        for k in [
+            "clients",
+            "senders",
+            "mode",
+            "size",
+            "duration_s",
+            "sent",
+            "expected",
+            "received",
+            "lost",
+            "duplicates",
+            "reordered",
+            "deliveries_per_sec",
+            "mb_per_sec",
+            "latency_us",
+            "p50",
+            "p90",
+            "p99",
+            "p999",
+            "max",
+            "connect_ms",
+            "loadgen_cpu_s",
+            "broker_cpu_s",
+            "broker_rss_mib",
+            "deliveries_per_broker_cpu_s",
+        ] {
+            assert_eq!(j.matches(&format!("\"{k}\":")).count(), 1, "{k} in {j}");
+        }
+        assert!(j.contains("\"mode\": \"all\""));
+        assert!(j.contains("\"broker_rss_mib\": null"));
+        assert!(j.contains("\"deliveries_per_broker_cpu_s\": 3800"));
+        assert!(j.contains("\"p99\": 120.25"));
+        assert!(j.contains("\"ok\": true"));
+        assert!(j.contains("\"problems\": []"));
+    }
+
+    #[test]
+    fn json_nulls_and_escapes() {
+        let mut r = sample();
+        r.latency = None;
+        r.connect_ms = None;
+        r.broker_cpu_s = None;
+        r.deliveries_per_sec = f64::NAN;
+        r.failure = Some("bad \"thing\"\n".into());
+        let j = r.to_json();
+        assert!(j.contains("\"latency_us\": null"));
+        assert!(j.contains("\"connect_ms\": null"));
+        assert!(j.contains("\"deliveries_per_broker_cpu_s\": null"));
+        assert!(j.contains("\"deliveries_per_sec\": null"));
+        assert!(j.contains("bad \\\"thing\\\"\\n"));
+        assert!(j.contains("\"ok\": false"));
+    }
+
+    #[test]
+    fn verdict_flags_every_integrity_problem() {
+        assert!(sample().ok());
+        let cases: [fn(&mut Report); 8] = [
+            |r| r.lost = 1,
+            |r| r.duplicates = 1,
+            |r| r.reordered = 1,
+            |r| r.registered = 19,
+            |r| r.unacked = 1,
+            |r| r.disconnects = 1,
+            |r| r.sent = 0,
+            |r| r.failure = Some("x".into()),
+        ];
+        for f in cases {
+            let mut r = sample();
+            f(&mut r);
+            assert!(!r.ok(), "{r:?}");
+            assert!(r.summary().contains("FAILED"));
+        }
+        // ACK mismatches and foreign messages are reported, not failures.
+        let mut r = sample();
+        r.ack_mismatches = 3;
+        r.foreign = 2;
+        assert!(r.ok());
+        assert!(r.summary().contains("mismatches 3"));
+    }
+
+    #[test]
+    fn summary_is_readable() {
+        let s = sample().summary();
+        assert!(s.contains("p99.9 300.0"), "{s}");
+        assert!(s.contains("result            OK"), "{s}");
+        assert!(s.contains("3800 deliveries per broker CPU-second"), "{s}");
+    }
+}

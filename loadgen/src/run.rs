@@ -1,0 +1,447 @@
+//! The monitor: starts the broker if needed, spawns the network threads,
+//! drives the phases (register → warm-up → measure → drain), samples CPU and
+//! memory, shows progress and assembles the report.
+
+use crate::args::Settings;
+use crate::error::Error;
+use crate::procfs;
+use crate::report::{BrokerSource, Latency, Report};
+use crate::shared::{Shared, ThreadLive};
+use crate::worker::{latency_histogram, ThreadResult, Worker, WAKE};
+use hdrhistogram::Histogram;
+use mio::{Poll, Waker};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+/// How often the monitor looks at the counters.
+const TICK: Duration = Duration::from_millis(5);
+/// How often the progress line is redrawn.
+const PROGRESS_EVERY_NS: u64 = 250_000_000;
+/// How often broker memory is sampled during the measured window.
+const RSS_EVERY_NS: u64 = 100_000_000;
+
+/// Runs one load test as `settings` describe and reports what happened.
+pub fn run(settings: Settings) -> Result<Report, Error> {
+    let in_process = settings.addr.is_none();
+    // One descriptor per client, twice when the broker's end is ours too.
+    let per_client = if in_process { 2 } else { 1 };
+    let needed = (settings.clients as u64) * per_client + 64 + 4 * settings.threads as u64;
+    crate::rlimit::raise_nofile(needed).map_err(Error::Usage)?;
+
+    let broker = if in_process {
+        Some(start_broker(&settings)?)
+    } else {
+        None
+    };
+    let addr = match (&broker, settings.addr) {
+        (Some(b), _) => b.local_addr(),
+        (None, Some(a)) => a,
+        (None, None) => return Err(Error::Usage("no broker address".into())),
+    };
+    let source = match (settings.broker_pid, in_process) {
+        (Some(pid), _) => BrokerSource::Pid(pid),
+        (None, true) => BrokerSource::InProcess,
+        (None, false) => BrokerSource::None,
+    };
+
+    let mut polls = Vec::with_capacity(settings.threads);
+    let mut wakers = Vec::with_capacity(settings.threads);
+    for _ in 0..settings.threads {
+        let poll = Poll::new().map_err(|e| Error::io("create poller", e))?;
+        let waker = Waker::new(poll.registry(), WAKE).map_err(|e| Error::io("create waker", e))?;
+        polls.push(poll);
+        wakers.push(waker);
+    }
+    let shared = Arc::new(Shared::new(settings.senders, wakers));
+    let settings = Arc::new(settings);
+    let progress = std::io::stderr().is_terminal();
+    let hist = latency_histogram().map_err(|e| Error::Usage(format!("latency histogram: {e}")))?;
+
+    // All threads leave their loops before any closes its sockets, so no
+    // receiver mistakes the end of the run for clients leaving.
+    let barrier = Arc::new(Barrier::new(settings.threads));
+    let connect_start = shared.now_ns();
+    let mut handles = Vec::with_capacity(settings.threads);
+    for (id, poll) in polls.into_iter().enumerate() {
+        let (shared2, settings2, barrier2) = (shared.clone(), settings.clone(), barrier.clone());
+        let hist2 = hist.clone();
+        let h = thread::Builder::new()
+            .name(format!("lg-net-{id}"))
+            .spawn(move || {
+                let mut w = Worker::new(id, poll, shared2, settings2, addr, hist2);
+                let result = w.run();
+                barrier2.wait();
+                drop(w);
+                result
+            })
+            .map_err(|e| Error::io("spawn a network thread", e))?;
+        handles.push(h);
+    }
+
+    let mut mon = Monitor {
+        shared: &shared,
+        settings: &settings,
+        progress,
+        last_draw: 0,
+        last_received: 0,
+        source,
+        clk: procfs::clock_ticks_per_sec() as f64,
+        main_tid: procfs::current_tid(),
+        peak_rss_kib: None,
+        last_rss: 0,
+    };
+
+    // Register everyone, bounded.
+    let reg_deadline = connect_start + 30_000_000_000 + settings.clients as u64 * 5_000_000;
+    let registered_all = mon.wait_until(reg_deadline, |m| {
+        let r = m.shared.registered.load(Ordering::Acquire);
+        r >= m.settings.clients || m.shared.failed.load(Ordering::Acquire) > 0
+    });
+    let registered = shared.registered.load(Ordering::Acquire);
+    let mut failure = None;
+    let mut connect_ms = None;
+    let mut window = None;
+    if registered_all && registered >= settings.clients {
+        let last = shared.last_registered_ns.load(Ordering::Acquire);
+        connect_ms = Some(last.saturating_sub(connect_start) as f64 / 1e6);
+        window = Some(mon.measure());
+    } else if shared.failed.load(Ordering::Acquire) == 0 {
+        failure = Some(format!(
+            "registration timed out: {registered} of {} clients registered",
+            settings.clients
+        ));
+    }
+    shared.stop.store(true, Ordering::Release);
+    shared.wake_all();
+    mon.clear_progress();
+
+    let mut results = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.join() {
+            Ok(r) => results.push(r),
+            Err(_) => failure = Some("a network thread panicked".into()),
+        }
+    }
+    if failure.is_none() {
+        failure = shared.failure.lock().ok().and_then(|f| f.clone());
+    }
+    let broker_counters = broker.map(|b| {
+        let st = b.stats();
+        let _ = b.shutdown();
+        (st.messages, st.deliveries, st.slow_consumers)
+    });
+    Ok(build_report(
+        &settings,
+        &results,
+        registered,
+        connect_ms,
+        window,
+        source,
+        broker_counters,
+        failure,
+    ))
+}
+
+fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let listener = broker::bind(any).map_err(Error::Broker)?;
+    let mut config = broker::Config {
+        rate_per_sec: 0,
+        stats_interval_secs: 0,
+        log_level: "warn".into(),
+        ..broker::Config::default()
+    };
+    config.max_connections = config.max_connections.max(settings.clients + 16);
+    if let Ok(a) = listener.local_addr() {
+        config.listen = a.to_string();
+    }
+    broker::start(listener, config).map_err(Error::Broker)
+}
+
+/// What the monitor measured over the measured window.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    loadgen_cpu_s: Option<f64>,
+    broker_cpu_s: Option<f64>,
+    broker_rss_mib: Option<f64>,
+}
+
+/// CPU readings at one instant, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    loadgen: Option<u64>,
+    process: Option<u64>,
+    broker: Option<u64>,
+}
+
+struct Monitor<'a> {
+    shared: &'a Shared,
+    settings: &'a Settings,
+    progress: bool,
+    last_draw: u64,
+    last_received: u64,
+    source: BrokerSource,
+    clk: f64,
+    main_tid: Option<u32>,
+    peak_rss_kib: Option<u64>,
+    last_rss: u64,
+}
+
+impl Monitor<'_> {
+    /// Ticks until `done` says so (true) or the deadline passes (false).
+    fn wait_until(&mut self, deadline: u64, mut done: impl FnMut(&Self) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            let now = self.shared.now_ns();
+            if now >= deadline {
+                return false;
+            }
+            self.tick(now);
+            let left = Duration::from_nanos(deadline - now);
+            thread::sleep(left.min(TICK));
+        }
+    }
+
+    /// Starts the senders and watches warm-up, the measured window and the
+    /// drain; returns the window's CPU and memory figures.
+    fn measure(&mut self) -> Window {
+        let s = self.settings;
+        let start = self.shared.now_ns();
+        let warm_end = start + dur_ns(s.warmup);
+        let send_end = warm_end + dur_ns(s.duration);
+        self.shared.warm_end_ns.store(warm_end, Ordering::Release);
+        self.shared.send_end_ns.store(send_end, Ordering::Release);
+        self.shared.start_ns.store(start, Ordering::Release);
+        self.shared.wake_all();
+
+        self.wait_until(warm_end, |_| false);
+        let a = self.cpu_sample();
+        self.sample_rss(true);
+        self.wait_until(send_end, |_| false);
+        let b = self.cpu_sample();
+        self.sample_rss(true);
+        self.wait_until(send_end + dur_ns(s.drain), Monitor::drained);
+
+        let ticks = |x: Option<u64>, y: Option<u64>| Some(y?.checked_sub(x?)? as f64 / self.clk);
+        let loadgen = ticks(a.loadgen, b.loadgen);
+        let broker_cpu_s = match self.source {
+            BrokerSource::None => None,
+            BrokerSource::Pid(_) => ticks(a.broker, b.broker),
+            BrokerSource::InProcess => {
+                ticks(a.process, b.process).and_then(|p| Some((p - loadgen?).max(0.0)))
+            }
+        };
+        let broker_rss_mib = match self.source {
+            BrokerSource::Pid(_) => self.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            _ => None,
+        };
+        Window {
+            loadgen_cpu_s: loadgen,
+            broker_cpu_s,
+            broker_rss_mib,
+        }
+    }
+
+    /// True once every sender has stopped, every SEND has its reply and
+    /// every promised delivery has arrived.
+    fn drained(&self) -> bool {
+        let live = || self.shared.threads.iter().map(|t| &t.0);
+        if !live().all(|t| t.done_sending.load(Ordering::Acquire)) {
+            return false;
+        }
+        // `replies` is stored after `expected` (Release): load it first.
+        let replies: u64 = live().map(|t| t.replies.load(Ordering::Acquire)).sum();
+        let sent: u64 = live().map(|t| t.sent.load(Ordering::Relaxed)).sum();
+        let expected: u64 = live().map(|t| t.expected.load(Ordering::Relaxed)).sum();
+        let unique: u64 = live().map(|t| t.unique.load(Ordering::Relaxed)).sum();
+        replies == sent && unique >= expected
+    }
+
+    fn tick(&mut self, now: u64) {
+        if now.saturating_sub(self.last_rss) >= RSS_EVERY_NS {
+            self.last_rss = now;
+            let start = self.shared.start_ns.load(Ordering::Acquire);
+            let warm_end = self.shared.warm_end_ns.load(Ordering::Acquire);
+            let send_end = self.shared.send_end_ns.load(Ordering::Acquire);
+            if start != crate::shared::NOT_STARTED && now >= warm_end && now < send_end {
+                self.sample_rss(false);
+            }
+        }
+        if self.progress && now.saturating_sub(self.last_draw) >= PROGRESS_EVERY_NS {
+            self.draw(now);
+        }
+    }
+
+    fn sample_rss(&mut self, _edge: bool) {
+        if let BrokerSource::Pid(pid) = self.source {
+            let path: PathBuf = format!("/proc/{pid}/status").into();
+            if let Some(kib) = procfs::rss_kib(&path) {
+                self.peak_rss_kib = Some(self.peak_rss_kib.map_or(kib, |p| p.max(kib)));
+            }
+        }
+    }
+
+    fn cpu_sample(&self) -> CpuSample {
+        let mut tids: Vec<u32> = self
+            .shared
+            .threads
+            .iter()
+            .map(|t| t.0.tid.load(Ordering::Acquire))
+            .collect();
+        tids.extend(self.main_tid);
+        let loadgen = if tids.contains(&0) {
+            None
+        } else {
+            tids.iter()
+                .map(|&t| procfs::cpu_ticks(&procfs::thread_stat_path(t)))
+                .sum::<Option<u64>>()
+        };
+        let broker = match self.source {
+            BrokerSource::Pid(pid) => {
+                procfs::cpu_ticks(&PathBuf::from(format!("/proc/{pid}/stat")))
+            }
+            _ => None,
+        };
+        CpuSample {
+            loadgen,
+            process: procfs::cpu_ticks(&PathBuf::from("/proc/self/stat")),
+            broker,
+        }
+    }
+
+    /// Redraws the one-line progress display on stderr.
+    fn draw(&mut self, now: u64) {
+        let dt = now.saturating_sub(self.last_draw).max(1) as f64 / 1e9;
+        self.last_draw = now;
+        let sum = |f: fn(&ThreadLive) -> u64| -> u64 {
+            self.shared.threads.iter().map(|t| f(&t.0)).sum()
+        };
+        let received = sum(|t| t.received.load(Ordering::Relaxed));
+        let sent = sum(|t| t.sent.load(Ordering::Relaxed));
+        let expected = sum(|t| t.expected.load(Ordering::Relaxed));
+        let rate = received.saturating_sub(self.last_received) as f64 / dt;
+        self.last_received = received;
+        let start = self.shared.start_ns.load(Ordering::Acquire);
+        let line = if start == crate::shared::NOT_STARTED {
+            format!(
+                "registering {}/{} clients",
+                self.shared.registered.load(Ordering::Relaxed),
+                self.settings.clients
+            )
+        } else {
+            let warm_end = self.shared.warm_end_ns.load(Ordering::Acquire);
+            let send_end = self.shared.send_end_ns.load(Ordering::Acquire);
+            let phase = if now < warm_end {
+                "warm-up"
+            } else if now < send_end {
+                "measuring"
+            } else {
+                "draining"
+            };
+            format!(
+                "{phase} {:5.1}s  sent {sent}  deliveries {received}/{expected}  {:.0}/s",
+                now.saturating_sub(start) as f64 / 1e9,
+                rate
+            )
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{line}");
+        let _ = err.flush();
+    }
+
+    fn clear_progress(&self) {
+        if self.progress {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+        }
+    }
+}
+
+fn dur_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 4)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    s: &Settings,
+    results: &[ThreadResult],
+    registered: usize,
+    connect_ms: Option<f64>,
+    window: Option<Window>,
+    source: BrokerSource,
+    broker_counters: Option<(u64, u64, u64)>,
+    failure: Option<String>,
+) -> Report {
+    let sum = |f: fn(&ThreadResult) -> u64| -> u64 { results.iter().map(f).sum() };
+    let sent = sum(|r| r.sent);
+    let replies = sum(|r| r.replies);
+    let expected = sum(|r| r.expected);
+    let received = sum(|r| r.received);
+    let duplicates = sum(|r| r.duplicates);
+    let mut hist: Option<Histogram<u64>> = None;
+    for r in results {
+        match &mut hist {
+            None => hist = Some(r.hist.clone()),
+            Some(h) => {
+                let _ = h.add(&r.hist);
+            }
+        }
+    }
+    let latency = hist.filter(|h| !h.is_empty()).map(|h| {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Latency {
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+            samples: h.len(),
+        }
+    });
+    let secs = s.duration.as_secs_f64();
+    let measured = window.is_some();
+    let per_sec = |n: u64| if measured { n as f64 / secs } else { 0.0 };
+    Report {
+        clients: s.clients,
+        senders: s.senders,
+        mode: s.mode.as_str(),
+        targets: s.targets,
+        size: s.size,
+        duration_s: secs,
+        warmup_s: s.warmup.as_secs_f64(),
+        rate: s.rate,
+        window: s.window,
+        threads: s.threads,
+        registered,
+        sent,
+        expected,
+        received,
+        lost: expected.saturating_sub(received - duplicates),
+        duplicates,
+        reordered: sum(|r| r.reordered),
+        unacked: sent - replies.min(sent),
+        send_errors: sum(|r| r.send_errors),
+        disconnects: sum(|r| r.disconnects),
+        left: sum(|r| r.left),
+        protocol_errors: sum(|r| r.protocol_errors),
+        ack_mismatches: sum(|r| r.ack_mismatches),
+        foreign: sum(|r| r.foreign),
+        deliveries_per_sec: per_sec(sum(|r| r.window_deliveries)),
+        mb_per_sec: per_sec(sum(|r| r.window_bytes)) / 1e6,
+        latency,
+        connect_ms,
+        loadgen_cpu_s: window.and_then(|w| w.loadgen_cpu_s),
+        broker_cpu_s: window.and_then(|w| w.broker_cpu_s),
+        broker_rss_mib: window.and_then(|w| w.broker_rss_mib),
+        broker_source: source,
+        broker_counters,
+        failure,
+    }
+}

@@ -1,0 +1,932 @@
+//! One network thread: a mio poller over its share of the clients (client
+//! `i` belongs to thread `i % threads`). It connects and registers them,
+//! makes its senders send, and checks every message its receivers get.
+//!
+//! The hot path allocates nothing. Each thread reads into one scratch
+//! buffer and decodes `MSG` frames in place with [`Event::decode`]; only the
+//! tail of a frame cut by a read is copied into that connection's `carry`
+//! buffer, which keeps its capacity. `SEND` frames are written straight into
+//! the connection's reused output buffer.
+//!
+//! Closed-loop window: each sender may have at most `window * fanout`
+//! deliveries outstanding, where "outstanding" is the deliveries promised
+//! for its messages (the ACK's `<queued>`, or the expected fan-out while the
+//! ACK is still on its way) minus the deliveries any receiver has counted
+//! for it. Receivers add to a per-sender atomic once per poll iteration; if
+//! the sender lives on another thread that is asleep waiting for room, they
+//! wake it.
+
+use crate::args::{Mode, Settings};
+use crate::payload::{self, Stamp};
+use crate::rng::{pick_distinct, Rng};
+use crate::shared::{Shared, NOT_STARTED};
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use protocol::{push_u64, Decoded, Event, Limits};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Token of the thread's waker.
+pub const WAKE: Token = Token(usize::MAX);
+
+/// Connections of one thread that may be connecting or registering at once:
+/// keeps the broker's accept backlog from overflowing (which would cost a
+/// one-second SYN retransmit) when thousands of clients start together.
+const MAX_HANDSHAKES: usize = 128;
+
+/// Open loop: stop generating for a sender whose unwritten output exceeds
+/// this; its intended send times keep running, so the backlog shows up as
+/// latency instead of as unbounded memory.
+const MAX_PENDING_OUT: usize = 256 * 1024;
+
+/// Longest sleep in `poll`: bounds how late a phase change is noticed even if
+/// a wake-up were lost.
+const MAX_SLEEP: Duration = Duration::from_millis(20);
+
+/// Latency histogram range: 1 ns to 1 hour, 3 significant digits.
+const HIST_MAX_NS: u64 = 3_600_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// TCP connect in progress.
+    Connecting,
+    /// `NAME` sent, waiting for `OK NAME`.
+    Registering,
+    /// Registered.
+    Ready,
+    /// Gone; events are ignored.
+    Closed,
+}
+
+struct Conn {
+    /// Client index (`lg-<idx>`).
+    idx: u32,
+    stream: TcpStream,
+    state: State,
+    /// Bytes of a frame that a read cut in two.
+    carry: Vec<u8>,
+    /// Bytes to write, from `out_pos` on.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Per sender index: last sequence number seen + 1 (0 = none yet).
+    seen: Vec<u32>,
+    /// Index into `Worker::senders` if this client sends.
+    sender: Option<usize>,
+}
+
+struct Sender {
+    /// Index into `Worker::conns`.
+    conn: usize,
+    /// Client index.
+    idx: u32,
+    /// Messages written so far (= the next sequence number).
+    seq: u64,
+    /// ACK or ERR replies received.
+    replies: u64,
+    /// Sum of ACK `<queued>`.
+    queued: u64,
+    /// Open loop: offset of this sender's first intended send time.
+    phase_ns: u64,
+}
+
+/// Receive-side counters and the latency histogram.
+struct Rx {
+    received: u64,
+    duplicates: u64,
+    reordered: u64,
+    foreign: u64,
+    protocol_errors: u64,
+    left: u64,
+    disconnects: u64,
+    send_errors: u64,
+    ack_mismatches: u64,
+    window_deliveries: u64,
+    window_bytes: u64,
+    hist: Histogram<u64>,
+    /// Per sender index: deliveries counted since the last flush.
+    pending: Vec<u64>,
+    /// Sender indexes with a non-zero `pending`.
+    dirty: Vec<u32>,
+    warm_end: u64,
+    send_end: u64,
+    fanout: u64,
+    stopping: bool,
+    /// Clients registered since the worker last looked.
+    handshakes_done: usize,
+}
+
+/// What one network thread counted, handed to the monitor at the end.
+#[derive(Debug)]
+pub struct ThreadResult {
+    /// Messages written.
+    pub sent: u64,
+    /// ACK/ERR replies.
+    pub replies: u64,
+    /// Sum of ACK `<queued>`.
+    pub expected: u64,
+    /// Loadgen MSGs received.
+    pub received: u64,
+    /// Same sequence number twice in a row for one pair.
+    pub duplicates: u64,
+    /// Older sequence number than one already seen for one pair.
+    pub reordered: u64,
+    /// MSGs without a loadgen payload.
+    pub foreign: u64,
+    /// Malformed broker frames.
+    pub protocol_errors: u64,
+    /// LEFT frames naming one of our clients.
+    pub left: u64,
+    /// Registered connections lost during the run.
+    pub disconnects: u64,
+    /// ERR replies to SEND.
+    pub send_errors: u64,
+    /// ACKs with `<queued>` other than the fan-out.
+    pub ack_mismatches: u64,
+    /// Deliveries that arrived inside the measured window.
+    pub window_deliveries: u64,
+    /// Their payload bytes.
+    pub window_bytes: u64,
+    /// Latency (ns) of deliveries of messages sent in the measured window.
+    pub hist: Histogram<u64>,
+}
+
+/// A network thread's state.
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    shared: Arc<Shared>,
+    settings: Arc<Settings>,
+    addr: SocketAddr,
+    limits: Limits,
+    conns: Vec<Conn>,
+    senders: Vec<Sender>,
+    /// Client indexes this thread still has to connect.
+    to_connect: std::vec::IntoIter<u32>,
+    handshaking: usize,
+    rx: Rx,
+    scratch: Vec<u8>,
+    rng: Rng,
+    perm: Vec<u32>,
+    started: bool,
+    start_ns: u64,
+}
+
+/// An empty latency histogram (ns): 1 ns to 1 hour, 3 significant digits.
+pub fn latency_histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError> {
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3)
+}
+
+impl Worker {
+    /// A worker for thread `id` of `settings.threads`, using `poll` (whose
+    /// waker is `shared.wakers[id]`) and recording latency into `hist`.
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        shared: Arc<Shared>,
+        settings: Arc<Settings>,
+        addr: SocketAddr,
+        hist: Histogram<u64>,
+    ) -> Worker {
+        let mine: Vec<u32> = (0..settings.clients)
+            .filter(|i| i % settings.threads == id)
+            .map(|i| i as u32)
+            .collect();
+        let limits = Limits::default();
+        let senders = settings.senders;
+        let clients = settings.clients;
+        let rx = Rx {
+            received: 0,
+            duplicates: 0,
+            reordered: 0,
+            foreign: 0,
+            protocol_errors: 0,
+            left: 0,
+            disconnects: 0,
+            send_errors: 0,
+            ack_mismatches: 0,
+            window_deliveries: 0,
+            window_bytes: 0,
+            hist,
+            pending: vec![0; senders],
+            dirty: Vec::with_capacity(senders),
+            warm_end: NOT_STARTED,
+            send_end: NOT_STARTED,
+            fanout: settings.fanout(),
+            stopping: false,
+            handshakes_done: 0,
+        };
+        Worker {
+            id,
+            poll,
+            shared,
+            addr,
+            // Two whole frames fit, so a cut frame plus a fresh read always do.
+            scratch: vec![0; limits.max_frame().saturating_mul(2).max(256 * 1024)],
+            limits,
+            conns: Vec::with_capacity(mine.len()),
+            senders: Vec::new(),
+            to_connect: mine.into_iter(),
+            handshaking: 0,
+            rx,
+            rng: Rng::new(id as u64 ^ u64::from(std::process::id()) << 20),
+            perm: (0..clients as u32).collect(),
+            settings,
+            started: false,
+            start_ns: NOT_STARTED,
+        }
+    }
+
+    /// Runs until the monitor says stop; returns the counts. Connections
+    /// stay open until the worker is dropped.
+    pub fn run(&mut self) -> ThreadResult {
+        let live = self.id;
+        if let (Some(t), Some(tid)) = (self.shared.threads.get(live), crate::procfs::current_tid())
+        {
+            t.0.tid.store(tid, Ordering::Release);
+        }
+        let mut events = Events::with_capacity(1024);
+        let mut done_sending = false;
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                break;
+            }
+            self.connect_more();
+            self.check_phase();
+            let now = self.shared.now_ns();
+            let (blocked, mut next_due) = self.pump_all(now);
+            if blocked {
+                // Announce that we sleep for window room, then look once more:
+                // a receiver that credited us before seeing the flag has
+                // already made room (SeqCst on both sides; see `flush_delivered`).
+                if let Some(t) = self.shared.threads.get(live) {
+                    t.0.waiting.store(true, Ordering::SeqCst);
+                }
+                (_, next_due) = self.pump_all(self.shared.now_ns());
+            }
+            let timeout = self.timeout(next_due);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.shared.fail(format!("poll failed: {e}"));
+                    break;
+                }
+            }
+            if let Some(t) = self.shared.threads.get(live) {
+                t.0.waiting.store(false, Ordering::Relaxed);
+            }
+            for ev in events.iter() {
+                let token = ev.token();
+                if token == WAKE {
+                    continue;
+                }
+                self.on_event(token.0);
+            }
+            self.flush_delivered();
+            if !done_sending && self.started && self.shared.now_ns() >= self.rx.send_end {
+                done_sending = true;
+                if let Some(t) = self.shared.threads.get(live) {
+                    // Publish the final sent count before the flag.
+                    self.publish();
+                    t.0.done_sending.store(true, Ordering::Release);
+                }
+            }
+            self.publish();
+        }
+        self.rx.stopping = true;
+        self.result()
+    }
+
+    /// Opens connections up to the handshake limit.
+    fn connect_more(&mut self) {
+        while self.handshaking < MAX_HANDSHAKES {
+            let Some(idx) = self.to_connect.next() else {
+                return;
+            };
+            let token = self.conns.len();
+            let mut stream = match TcpStream::connect(self.addr) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.shared
+                        .fail(format!("lg-{idx}: connect to {}: {e}", self.addr));
+                    continue;
+                }
+            };
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(token),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                self.shared
+                    .fail(format!("lg-{idx}: register with poller: {e}"));
+                continue;
+            }
+            let sender = if (idx as usize) < self.settings.senders {
+                self.senders.push(Sender {
+                    conn: token,
+                    idx,
+                    seq: 0,
+                    replies: 0,
+                    queued: 0,
+                    phase_ns: 0,
+                });
+                Some(self.senders.len() - 1)
+            } else {
+                None
+            };
+            self.conns.push(Conn {
+                idx,
+                stream,
+                state: State::Connecting,
+                carry: Vec::new(),
+                out: Vec::new(),
+                out_pos: 0,
+                seen: vec![0; self.settings.senders],
+                sender,
+            });
+            self.handshaking += 1;
+        }
+    }
+
+    /// Picks up the phase times once the monitor has published them.
+    fn check_phase(&mut self) {
+        if self.started {
+            return;
+        }
+        let start = self.shared.start_ns.load(Ordering::Acquire);
+        if start == NOT_STARTED {
+            return;
+        }
+        self.started = true;
+        self.start_ns = start;
+        self.rx.warm_end = self.shared.warm_end_ns.load(Ordering::Acquire);
+        self.rx.send_end = self.shared.send_end_ns.load(Ordering::Acquire);
+        if let Some(rate) = self.settings.rate {
+            // Stagger open-loop senders evenly over one interval.
+            let interval = 1e9 / rate;
+            let k = self.settings.senders as f64;
+            for s in &mut self.senders {
+                s.phase_ns = (interval * f64::from(s.idx) / k) as u64;
+            }
+        }
+    }
+
+    fn timeout(&self, next_due: Option<u64>) -> Duration {
+        let now = self.shared.now_ns();
+        let mut t = MAX_SLEEP;
+        if self.started && now < self.rx.send_end {
+            t = t.min(Duration::from_nanos(self.rx.send_end - now));
+        }
+        if let Some(due) = next_due {
+            t = t.min(Duration::from_nanos(due.saturating_sub(now)));
+        }
+        t
+    }
+
+    /// Lets every sender send what it may. Returns whether some closed-loop
+    /// sender is out of window room, and the earliest open-loop due time.
+    fn pump_all(&mut self, now: u64) -> (bool, Option<u64>) {
+        let mut blocked = false;
+        let mut next_due: Option<u64> = None;
+        for s in 0..self.senders.len() {
+            let (b, due) = self.pump(s, now);
+            blocked |= b;
+            if let Some(d) = due {
+                next_due = Some(next_due.map_or(d, |n| n.min(d)));
+            }
+        }
+        (blocked, next_due)
+    }
+
+    /// Writes as many messages for sender `s` as its window or schedule
+    /// allows, then flushes.
+    fn pump(&mut self, s: usize, now: u64) -> (bool, Option<u64>) {
+        let Worker {
+            conns,
+            senders,
+            shared,
+            settings,
+            rng,
+            perm,
+            rx,
+            start_ns,
+            started,
+            ..
+        } = self;
+        if !*started || now >= rx.send_end {
+            return (false, None);
+        }
+        let Some(sender) = senders.get_mut(s) else {
+            return (false, None);
+        };
+        let Some(conn) = conns.get_mut(sender.conn) else {
+            return (false, None);
+        };
+        if conn.state != State::Ready {
+            return (false, None);
+        }
+        // Per-pair order is tracked in u32: stop a sender long before wrap.
+        const MAX_SEQ: u64 = u32::MAX as u64 - 1;
+        let mut blocked = false;
+        let mut next_due = None;
+        let before = conn.out.len();
+        match settings.rate {
+            None => {
+                let fanout = rx.fanout.max(1);
+                let delivered = shared
+                    .delivered
+                    .get(sender.idx as usize)
+                    .map_or(0, |d| d.0.load(Ordering::SeqCst));
+                let unacked = sender.seq - sender.replies;
+                let promised = sender.queued + unacked * fanout;
+                let outstanding = promised.saturating_sub(delivered);
+                let cap = settings.window * fanout;
+                let room = cap.saturating_sub(outstanding) / fanout;
+                let room = room.min(MAX_SEQ.saturating_sub(sender.seq));
+                for _ in 0..room {
+                    write_send(conn, sender, settings, rng, perm, now);
+                }
+                blocked = room == 0;
+            }
+            Some(rate) => {
+                let interval = 1e9 / rate;
+                loop {
+                    let due = self_due(*start_ns, sender, interval);
+                    if due > now || due >= rx.send_end || sender.seq >= MAX_SEQ {
+                        if due < rx.send_end {
+                            next_due = Some(due);
+                        }
+                        break;
+                    }
+                    if conn.out.len() - conn.out_pos > MAX_PENDING_OUT {
+                        // Writing is behind; the socket's writable event
+                        // resumes us, a short sleep otherwise.
+                        next_due = Some(now + 1_000_000);
+                        break;
+                    }
+                    write_send(conn, sender, settings, rng, perm, due);
+                }
+            }
+        }
+        if conn.out.len() > before {
+            flush(conn);
+        }
+        (blocked, next_due)
+    }
+
+    fn on_event(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        match conn.state {
+            State::Closed => return,
+            State::Connecting => match connected(&conn.stream) {
+                Ok(false) => return,
+                Ok(true) => {
+                    let _ = conn.stream.set_nodelay(true);
+                    conn.out.extend_from_slice(b"NAME lg-");
+                    push_u64(&mut conn.out, u64::from(conn.idx));
+                    conn.out.push(b'\n');
+                    conn.state = State::Registering;
+                }
+                Err(e) => {
+                    let why = format!("lg-{}: connect to {}: {e}", conn.idx, self.addr);
+                    self.close(token, Some(why));
+                    return;
+                }
+            },
+            State::Registering | State::Ready => {}
+        }
+        self.read(token);
+        if let Some(conn) = self.conns.get_mut(token) {
+            if conn.state != State::Closed && conn.out.len() > conn.out_pos {
+                flush(conn);
+            }
+        }
+        // A registration frees a handshake slot: connect the next client.
+        let done = std::mem::take(&mut self.rx.handshakes_done);
+        if done > 0 {
+            self.handshaking = self.handshaking.saturating_sub(done);
+            self.connect_more();
+        }
+        // Output may have room again: an open-loop sender resumes here.
+        if let Some(s) = self.conns.get(token).and_then(|c| c.sender) {
+            let now = self.shared.now_ns();
+            let _ = self.pump(s, now);
+        }
+    }
+
+    /// Reads until WouldBlock, handling every complete frame.
+    fn read(&mut self, token: usize) {
+        let Worker {
+            conns,
+            senders,
+            rx,
+            scratch,
+            shared,
+            limits,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(token) else {
+            return;
+        };
+        let mut len = conn.carry.len();
+        match scratch.get_mut(..len) {
+            Some(dst) => dst.copy_from_slice(&conn.carry),
+            None => {
+                conn.state = State::Closed;
+                rx.protocol_errors += 1;
+                return;
+            }
+        }
+        conn.carry.clear();
+        let mut closed: Option<String> = None;
+        loop {
+            let Some(free) = scratch.get_mut(len..).filter(|f| !f.is_empty()) else {
+                // A frame larger than two maximum frames can't happen: the
+                // decoder reports Fatal first.
+                rx.protocol_errors += 1;
+                closed = Some("frame larger than the read buffer".into());
+                break;
+            };
+            match conn.stream.read(free) {
+                Ok(0) => {
+                    closed = Some(format!("lg-{}: the broker closed the connection", conn.idx));
+                    break;
+                }
+                Ok(n) => {
+                    len += n;
+                    let now = shared.now_ns();
+                    let data = scratch.get(..len).unwrap_or_default();
+                    let (used, stop) = handle_frames(data, limits, conn, senders, rx, shared, now);
+                    scratch.copy_within(used..len, 0);
+                    len -= used;
+                    if let Some(why) = stop {
+                        closed = Some(why);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    closed = Some(format!("lg-{}: read: {e}", conn.idx));
+                    break;
+                }
+            }
+        }
+        if let Some(tail) = scratch.get(..len) {
+            conn.carry.extend_from_slice(tail);
+        }
+        if let Some(why) = closed {
+            self.close(token, Some(why));
+        }
+    }
+
+    fn close(&mut self, token: usize, why: Option<String>) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let was = conn.state;
+        if was == State::Closed {
+            return;
+        }
+        conn.state = State::Closed;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        let why = why.unwrap_or_else(|| format!("lg-{} closed", conn.idx));
+        match was {
+            State::Connecting | State::Registering => {
+                self.handshaking = self.handshaking.saturating_sub(1);
+                self.shared.fail(why);
+            }
+            State::Ready => {
+                if !self.rx.stopping {
+                    self.rx.disconnects += 1;
+                    if self.rx.disconnects == 1 {
+                        self.shared.fail(why);
+                    }
+                }
+            }
+            State::Closed => {}
+        }
+    }
+
+    /// Adds this iteration's per-sender delivery counts to the shared window
+    /// credit, waking sleeping owner threads.
+    fn flush_delivered(&mut self) {
+        let threads = self.settings.threads;
+        let mut wake: u32 = 0;
+        for &s in &self.rx.dirty {
+            let Some(n) = self.rx.pending.get_mut(s as usize) else {
+                continue;
+            };
+            if let Some(d) = self.shared.delivered.get(s as usize) {
+                // SeqCst pairs with the owner's `waiting` store: either it
+                // sees this credit or we see its flag.
+                d.0.fetch_add(*n, Ordering::SeqCst);
+            }
+            *n = 0;
+            let owner = s as usize % threads;
+            if owner != self.id {
+                wake |= 1 << owner;
+            }
+        }
+        self.rx.dirty.clear();
+        for owner in 0..threads {
+            if wake & (1 << owner) == 0 {
+                continue;
+            }
+            let sleeping = self
+                .shared
+                .threads
+                .get(owner)
+                .is_some_and(|t| t.0.waiting.load(Ordering::SeqCst));
+            if sleeping {
+                if let Some(w) = self.shared.wakers.get(owner) {
+                    let _ = w.wake();
+                }
+            }
+        }
+    }
+
+    fn totals(&self) -> (u64, u64, u64) {
+        self.senders.iter().fold((0, 0, 0), |(s, r, q), x| {
+            (s + x.seq, r + x.replies, q + x.queued)
+        })
+    }
+
+    /// Republishes the live counters for the monitor.
+    fn publish(&self) {
+        let Some(t) = self.shared.threads.get(self.id) else {
+            return;
+        };
+        let (sent, replies, expected) = self.totals();
+        let t = &t.0;
+        t.sent.store(sent, Ordering::Relaxed);
+        t.expected.store(expected, Ordering::Relaxed);
+        t.replies.store(replies, Ordering::Release);
+        t.received.store(self.rx.received, Ordering::Relaxed);
+        t.unique
+            .store(self.rx.received - self.rx.duplicates, Ordering::Relaxed);
+    }
+
+    fn result(&mut self) -> ThreadResult {
+        let (sent, replies, expected) = self.totals();
+        let rx = &mut self.rx;
+        let empty = Histogram::new_from(&rx.hist);
+        ThreadResult {
+            sent,
+            replies,
+            expected,
+            received: rx.received,
+            duplicates: rx.duplicates,
+            reordered: rx.reordered,
+            foreign: rx.foreign,
+            protocol_errors: rx.protocol_errors,
+            left: rx.left,
+            disconnects: rx.disconnects,
+            send_errors: rx.send_errors,
+            ack_mismatches: rx.ack_mismatches,
+            window_deliveries: rx.window_deliveries,
+            window_bytes: rx.window_bytes,
+            hist: std::mem::replace(&mut rx.hist, empty),
+        }
+    }
+}
+
+/// The intended send time of a sender's next message in open loop.
+fn self_due(start_ns: u64, s: &Sender, interval_ns: f64) -> u64 {
+    start_ns
+        .saturating_add(s.phase_ns)
+        .saturating_add((s.seq as f64 * interval_ns) as u64)
+}
+
+/// Whether a non-blocking connect has finished (`Ok(false)`: not yet).
+fn connected(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Appends one `SEND` with a fresh payload for `sender`.
+fn write_send(
+    conn: &mut Conn,
+    sender: &mut Sender,
+    settings: &Settings,
+    rng: &mut Rng,
+    perm: &mut [u32],
+    send_ns: u64,
+) {
+    if conn.out_pos > 0 && conn.out_pos == conn.out.len() {
+        conn.out.clear();
+        conn.out_pos = 0;
+    }
+    let out = &mut conn.out;
+    out.extend_from_slice(b"SEND ");
+    let me = sender.idx;
+    match settings.mode {
+        Mode::All => out.push(b'*'),
+        Mode::Direct => {
+            let others = settings.clients as u64 - 1;
+            let mut t = rng.below(others) as u32;
+            if t >= me {
+                t += 1;
+            }
+            out.extend_from_slice(b"lg-");
+            push_u64(out, u64::from(t));
+        }
+        Mode::Multi => {
+            let mut first = true;
+            pick_distinct(rng, perm, me, settings.targets, |t| {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(b"lg-");
+                push_u64(out, u64::from(t));
+            });
+        }
+    }
+    out.push(b' ');
+    push_u64(out, settings.size as u64);
+    out.push(b'\n');
+    payload::write(
+        out,
+        Stamp {
+            sender: me,
+            seq: sender.seq,
+            send_ns,
+        },
+        settings.size,
+    );
+    out.push(b'\n');
+    sender.seq += 1;
+}
+
+/// Writes queued output until done or WouldBlock.
+fn flush(conn: &mut Conn) {
+    while conn.out_pos < conn.out.len() {
+        let Some(pending) = conn.out.get(conn.out_pos..) else {
+            break;
+        };
+        match conn.stream.write(pending) {
+            Ok(0) => break,
+            Ok(n) => conn.out_pos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A write error is followed by a read error or EOF, which
+            // closes and counts the connection.
+            Err(_) => break,
+        }
+    }
+    if conn.out_pos == conn.out.len() {
+        conn.out.clear();
+        conn.out_pos = 0;
+    } else if conn.out_pos > MAX_PENDING_OUT {
+        // Keep the buffer from creeping: drop what's written (a memmove).
+        conn.out.drain(..conn.out_pos);
+        conn.out_pos = 0;
+    }
+}
+
+/// Decodes and handles every complete frame in `data`; returns the bytes
+/// used and, if the connection must close, why.
+fn handle_frames(
+    data: &[u8],
+    limits: &Limits,
+    conn: &mut Conn,
+    senders: &mut [Sender],
+    rx: &mut Rx,
+    shared: &Shared,
+    now: u64,
+) -> (usize, Option<String>) {
+    let mut pos = 0;
+    while let Some(rest) = data.get(pos..) {
+        match Event::decode(rest, limits) {
+            Decoded::Incomplete => break,
+            Decoded::Frame { frame, consumed } => {
+                pos += consumed;
+                if let Some(why) = on_frame(frame, conn, senders, rx, shared, now) {
+                    return (pos, Some(why));
+                }
+            }
+            Decoded::Invalid { consumed, .. } => {
+                pos += consumed;
+                rx.protocol_errors += 1;
+            }
+            Decoded::Fatal(e) => {
+                rx.protocol_errors += 1;
+                return (
+                    pos,
+                    Some(format!("lg-{}: unreadable broker stream: {e}", conn.idx)),
+                );
+            }
+        }
+    }
+    (pos, None)
+}
+
+/// Handles one broker frame for `conn`.
+fn on_frame(
+    frame: Event<'_>,
+    conn: &mut Conn,
+    senders: &mut [Sender],
+    rx: &mut Rx,
+    shared: &Shared,
+    now: u64,
+) -> Option<String> {
+    match frame {
+        Event::Msg { body, .. } => {
+            on_msg(body, conn, rx, now);
+            None
+        }
+        Event::Ack { queued, .. } => {
+            if let Some(s) = conn.sender.and_then(|s| senders.get_mut(s)) {
+                s.replies += 1;
+                s.queued += queued;
+                if queued != rx.fanout {
+                    rx.ack_mismatches += 1;
+                }
+            }
+            None
+        }
+        Event::NameOk { .. } if conn.state == State::Registering => {
+            conn.state = State::Ready;
+            rx.handshakes_done += 1;
+            shared.registered.fetch_add(1, Ordering::AcqRel);
+            shared.last_registered_ns.fetch_max(now, Ordering::AcqRel);
+            None
+        }
+        Event::Err { code, args, text } => {
+            if conn.state == State::Registering {
+                let args = args.unwrap_or_default();
+                return Some(format!(
+                    "lg-{}: NAME refused: {code} {args} {text}",
+                    conn.idx
+                ));
+            }
+            match conn.sender.and_then(|s| senders.get_mut(s)) {
+                // Replies come in order, so an ERR answers the oldest SEND.
+                Some(s) => {
+                    s.replies += 1;
+                    rx.send_errors += 1;
+                }
+                None => rx.protocol_errors += 1,
+            }
+            None
+        }
+        Event::Left { name, .. } => {
+            if !rx.stopping && name.starts_with("lg-") {
+                rx.left += 1;
+            }
+            None
+        }
+        Event::Shutdown { .. } => Some(format!("lg-{}: the broker is shutting down", conn.idx)),
+        // HELLO, JOINED, PONG, INFO, RCPT, USERS, BYE: nothing to check.
+        _ => None,
+    }
+}
+
+/// Checks one `MSG` body: counts it, its order on its sender→receiver pair,
+/// and its latency.
+fn on_msg(body: &[u8], conn: &mut Conn, rx: &mut Rx, now: u64) {
+    let Some(stamp) = payload::parse(body) else {
+        rx.foreign += 1;
+        return;
+    };
+    let sender = stamp.sender as usize;
+    let Some(last) = conn.seen.get_mut(sender) else {
+        rx.foreign += 1;
+        return;
+    };
+    rx.received += 1;
+    if let Some(p) = rx.pending.get_mut(sender) {
+        if *p == 0 {
+            rx.dirty.push(stamp.sender);
+        }
+        *p += 1;
+    }
+    let next = u32::try_from(stamp.seq.saturating_add(1)).unwrap_or(u32::MAX);
+    if next > *last {
+        *last = next;
+    } else if next == *last {
+        rx.duplicates += 1;
+    } else {
+        rx.reordered += 1;
+    }
+    if now >= rx.warm_end && now < rx.send_end {
+        rx.window_deliveries += 1;
+        rx.window_bytes += body.len() as u64;
+    }
+    if stamp.send_ns >= rx.warm_end && stamp.send_ns < rx.send_end {
+        rx.hist
+            .saturating_record(now.saturating_sub(stamp.send_ns).max(1));
+    }
+}
