@@ -1,0 +1,725 @@
+//! The command parser: one typed line in, one [`Command`] out. Pure: no I/O,
+//! no state, so every accepted form and every edge case is a unit test.
+//!
+//! The forms come from the systems this client replaces (IRC-style slash
+//! commands, `@name` mentions, the old `send`/`MSG`/`GET_NAMES` clients and
+//! the wire verbs people type into `nc`). Anything that is not one of them is
+//! chat to everyone, except a line starting with `/`: a mistyped command is
+//! never sent as chat (`//text` sends `/text`).
+
+use std::fmt;
+
+/// Who a message is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum To {
+    /// Everyone else online (`SEND *`).
+    Everyone,
+    /// One or more distinct, valid names, in the order given.
+    Names(Vec<String>),
+}
+
+/// What a typed line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send `text` to `to`.
+    Send {
+        /// The recipients.
+        to: To,
+        /// The message, quotes around the whole text already stripped.
+        text: String,
+    },
+    /// Ask who is online.
+    List,
+    /// Show the local help.
+    Help,
+    /// Leave.
+    Quit,
+    /// A blank line: do nothing.
+    Nothing,
+}
+
+/// Why a line is not a command we can carry out; shown to the user, never sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Text or names are missing: the usage line of that form.
+    Usage(&'static str),
+    /// A `/command` we don't know, with the closest one we do.
+    Unknown {
+        /// What was typed after the `/`.
+        command: String,
+        /// A known command that looks like it (`"/msg"`).
+        suggestion: Option<&'static str>,
+    },
+    /// A target that can't be anybody's name.
+    BadName {
+        /// The target as typed.
+        name: String,
+        /// Which naming rule it breaks.
+        why: &'static str,
+    },
+    /// `all` (or `*`) given together with names.
+    MixedAll,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Usage(usage) => write!(f, "usage: {usage}"),
+            ParseError::Unknown {
+                command,
+                suggestion: Some(s),
+            } => write!(f, "unknown command /{command}; did you mean {s}? (/help lists all)"),
+            ParseError::Unknown {
+                command,
+                suggestion: None,
+            } => write!(
+                f,
+                "unknown command /{command}; /help lists all (start with // to send a line beginning with /)"
+            ),
+            ParseError::BadName { name, why } => write!(f, "{name:?} is not a valid name: {why}"),
+            ParseError::MixedAll => {
+                f.write_str("\"all\" means everyone; send to all or to names, not both")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+const USAGE_MSG: &str = "/msg <name>[,<name>...] <text>   e.g. /msg bob hi, /msg bob,carol hi";
+const USAGE_UPPER_MSG: &str = "MSG <name> <text>   e.g. MSG bob hi";
+const USAGE_ALL: &str = "/all <text>   e.g. /all hello everyone";
+const USAGE_AT: &str = "@<name> <text>   e.g. @bob hi, @bob: hi";
+const USAGE_SEND: &str =
+    "send <name>: <text>, send <name> <name> : <text> or send all <text>   e.g. send bob: hi";
+const USAGE_TEXT: &str = "<text> sends to everyone; /help lists the commands";
+
+/// Every slash command, for suggestions and tab completion.
+pub const SLASH_COMMANDS: [&str; 12] = [
+    "/msg", "/pm", "/dm", "/all", "/bm", "/list", "/users", "/who", "/names", "/help", "/quit",
+    "/exit",
+];
+
+/// The text `/help` shows: every command with an example.
+pub const HELP: &str = "\
+Commands (examples in quotes):
+  to one person     /msg bob hi   /pm bob hi   /dm bob hi   @bob hi   @bob: hi
+                    send bob: hi   MSG bob hi
+  to several        /msg bob,carol hi   @bob @carol hi   send bob carol dan : hi
+  to everyone       just type it   /all hi   /bm hi   send all hi
+  who is online     /list   /users   /who   get_list   GET_NAMES
+  help              /help
+  leave             /quit   quit   EXIT   Ctrl-D
+Quotes around the whole text are removed: /dm bob \"hello there\" sends hello there.
+Start a line with // to send it to everyone starting with a single /.
+Tab completes names and commands; up arrow recalls earlier lines.";
+
+/// Parses one typed line.
+pub fn parse(line: &str) -> Result<Command, ParseError> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(Command::Nothing);
+    }
+    if let Some(rest) = line.strip_prefix("//") {
+        return say(To::Everyone, &format!("/{rest}"), USAGE_TEXT);
+    }
+    if let Some(rest) = line.strip_prefix('/') {
+        return slash(rest);
+    }
+    if line
+        .strip_prefix('@')
+        .and_then(|r| r.chars().next())
+        .is_some_and(is_name_char)
+    {
+        return at_form(line);
+    }
+    let (word, rest) = split_word(line);
+    match word {
+        // Lower case as the old client wrote them, upper case as on the
+        // wire; `Send me the file` is a sentence, so mixed case is chat.
+        "send" | "SEND" => send_form(rest),
+        "MSG" | "msg" => msg_form(rest, USAGE_UPPER_MSG),
+        _ if word.eq_ignore_ascii_case("get_list") || word.eq_ignore_ascii_case("get_names") => {
+            Ok(Command::List)
+        }
+        _ if rest.is_empty()
+            && (word.eq_ignore_ascii_case("quit") || word.eq_ignore_ascii_case("exit")) =>
+        {
+            Ok(Command::Quit)
+        }
+        _ => say(To::Everyone, line, USAGE_TEXT),
+    }
+}
+
+fn slash(rest: &str) -> Result<Command, ParseError> {
+    // `/ hi` is no command at all, not a command named `hi`.
+    let (cmd, args) = match rest.starts_with(char::is_whitespace) {
+        true => ("", rest),
+        false => split_word(rest),
+    };
+    match cmd.to_ascii_lowercase().as_str() {
+        "msg" | "pm" | "dm" => msg_form(args, USAGE_MSG),
+        "all" | "bm" => say(To::Everyone, args, USAGE_ALL),
+        // Arguments are ignored: people type `/who bob`.
+        "list" | "users" | "who" | "names" => Ok(Command::List),
+        "help" | "?" => Ok(Command::Help),
+        "quit" | "exit" => Ok(Command::Quit),
+        _ => Err(ParseError::Unknown {
+            command: cmd.to_string(),
+            suggestion: suggest(cmd),
+        }),
+    }
+}
+
+/// `<targets> <text>` where targets are comma-joined names; a first word
+/// ending in `,` continues into the next (`/msg bob, carol hi`), and a
+/// trailing `:` is allowed (`/msg bob: hi`).
+fn msg_form(args: &str, usage: &'static str) -> Result<Command, ParseError> {
+    let mut names = Vec::new();
+    let mut rest = args;
+    loop {
+        let (word, after) = split_word(rest);
+        if word.is_empty() {
+            break;
+        }
+        rest = after;
+        if let Some((name, text)) = word.split_once(':') {
+            // `bob:hi` or `bob:` — the colon ends the names.
+            names.push(name);
+            if !text.is_empty() {
+                // Keep the original spacing: the text starts right after
+                // the colon in `args`.
+                return finish(&names, tail_from(args, text), usage);
+            }
+            break;
+        }
+        names.push(word);
+        if !word.ends_with(',') {
+            break;
+        }
+    }
+    finish(&names, rest, usage)
+}
+
+/// `@bob hi`, `@bob: hi`, `@bob,carol hi`, `@bob @carol hi`, `@bob:hi`.
+fn at_form(line: &str) -> Result<Command, ParseError> {
+    let mut names = Vec::new();
+    let mut rest = line;
+    loop {
+        let (word, after) = split_word(rest);
+        let Some(word) = word.strip_prefix('@') else {
+            break;
+        };
+        rest = after;
+        if let Some((name, text)) = word.split_once(':') {
+            names.push(name);
+            if !text.is_empty() {
+                return finish(&names, tail_from(line, text), USAGE_AT);
+            }
+            break;
+        }
+        names.push(word);
+    }
+    finish(&names, rest, USAGE_AT)
+}
+
+/// The `send` family: `send bob: hi`, `send bob carol dan : hi`,
+/// `send all hi`, `send bob hi`, and the wire's own `SEND bob :hi`.
+fn send_form(args: &str) -> Result<Command, ParseError> {
+    let words = word_spans(args);
+    let Some(&(first_start, first_end)) = words.first() else {
+        return Err(ParseError::Usage(USAGE_SEND));
+    };
+    let word = |(s, e): (usize, usize)| args.get(s..e).unwrap_or_default();
+    let after = |pos: usize| args.get(pos..).unwrap_or_default();
+    // A lone `:` ends the list of names.
+    if let Some(k) = words.iter().position(|&w| word(w) == ":") {
+        let names: Vec<&str> = words.iter().take(k).map(|&w| word(w)).collect();
+        let colon_end = words.get(k).map_or(args.len(), |&(_, e)| e);
+        return finish(&names, after(colon_end), USAGE_SEND);
+    }
+    let first = word((first_start, first_end));
+    // `send bob: hi`, `send bob,carol:hi`.
+    if let Some(colon) = first.find(':') {
+        let name = first.get(..colon).unwrap_or_default();
+        return finish(&[name], after(first_start + colon + 1), USAGE_SEND);
+    }
+    // `SEND bob :hi there`, as typed on the wire.
+    if let Some(&(s, e)) = words.get(1) {
+        if word((s, e)).starts_with(':') {
+            return finish(&[first], after(s + 1), USAGE_SEND);
+        }
+    }
+    finish(&[first], after(first_end), USAGE_SEND)
+}
+
+/// Turns the target words and the text into a `Send`, or says what's wrong.
+fn finish(words: &[&str], text: &str, usage: &'static str) -> Result<Command, ParseError> {
+    let to = targets(words, usage)?;
+    say(to, text, usage)
+}
+
+fn say(to: To, text: &str, usage: &'static str) -> Result<Command, ParseError> {
+    let text = unquote(text.trim());
+    if text.is_empty() {
+        return Err(ParseError::Usage(usage));
+    }
+    Ok(Command::Send {
+        to,
+        text: text.to_string(),
+    })
+}
+
+/// Names from words that may hold comma lists and a trailing `:`. Empty
+/// pieces are dropped, repeats (any case) count once, `all`/`*` alone
+/// means everyone.
+fn targets(words: &[&str], usage: &'static str) -> Result<To, ParseError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut everyone = false;
+    for piece in words
+        .iter()
+        .flat_map(|w| w.split(','))
+        .map(|p| p.trim().trim_end_matches(':'))
+        .filter(|p| !p.is_empty())
+    {
+        if piece == "*" || piece.eq_ignore_ascii_case("all") {
+            everyone = true;
+            continue;
+        }
+        protocol::validate_name(piece).map_err(|why| ParseError::BadName {
+            name: piece.to_string(),
+            why,
+        })?;
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(piece)) {
+            names.push(piece.to_string());
+        }
+    }
+    match (everyone, names.is_empty()) {
+        (true, true) => Ok(To::Everyone),
+        (true, false) => Err(ParseError::MixedAll),
+        (false, true) => Err(ParseError::Usage(usage)),
+        (false, false) => Ok(To::Names(names)),
+    }
+}
+
+/// Strips one pair of double quotes around the whole text.
+fn unquote(text: &str) -> &str {
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+}
+
+/// The first whitespace-separated word and the rest, leading spaces trimmed.
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => {
+            let (word, rest) = s.split_at(i);
+            (word, rest.trim_start())
+        }
+        None => (s, ""),
+    }
+}
+
+/// `(start, end)` byte spans of the whitespace-separated words of `s`.
+fn word_spans(s: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in s.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(st)) => {
+                spans.push((st, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(st) = start {
+        spans.push((st, s.len()));
+    }
+    spans
+}
+
+/// The rest of `whole` from where its sub-slice `part` begins.
+fn tail_from<'a>(whole: &'a str, part: &'a str) -> &'a str {
+    let offset = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    whole.get(offset..).unwrap_or(part)
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The known command closest to a mistyped one: a unique prefix match, or
+/// within two edits.
+fn suggest(typed: &str) -> Option<&'static str> {
+    let typed = typed.to_ascii_lowercase();
+    if typed.is_empty() {
+        return None;
+    }
+    let mut prefixed = SLASH_COMMANDS
+        .iter()
+        .filter(|c| c.get(1..).is_some_and(|c| c.starts_with(&typed)));
+    if let (Some(only), None) = (prefixed.next(), prefixed.next()) {
+        return Some(only);
+    }
+    SLASH_COMMANDS
+        .iter()
+        .map(|c| (distance(&typed, c.get(1..).unwrap_or_default()), *c))
+        .filter(|&(d, _)| d <= 2)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance, counting an adjacent swap as one edit.
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // rows[i][j]: distance between a[..i] and b[..j]
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        if let Some(first) = row.first_mut() {
+            *first = i;
+        }
+    }
+    if let Some(row) = rows.first_mut() {
+        for (j, cell) in row.iter_mut().enumerate() {
+            *cell = j;
+        }
+    }
+    let at = |rows: &Vec<Vec<usize>>, i: usize, j: usize| {
+        rows.get(i)
+            .and_then(|r| r.get(j))
+            .copied()
+            .unwrap_or(usize::MAX / 2)
+    };
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let (ca, cb) = (a.get(i - 1), b.get(j - 1));
+            let cost = usize::from(ca != cb);
+            let mut d = (at(&rows, i - 1, j) + 1)
+                .min(at(&rows, i, j - 1) + 1)
+                .min(at(&rows, i - 1, j - 1) + cost);
+            if i > 1 && j > 1 && ca == b.get(j - 2) && a.get(i - 2) == cb {
+                d = d.min(at(&rows, i - 2, j - 2) + 1);
+            }
+            if let Some(cell) = rows.get_mut(i).and_then(|r| r.get_mut(j)) {
+                *cell = d;
+            }
+        }
+    }
+    at(&rows, a.len(), b.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(names: &[&str]) -> To {
+        To::Names(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    fn send(names: &[&str], text: &str) -> Result<Command, ParseError> {
+        Ok(Command::Send {
+            to: to(names),
+            text: text.to_string(),
+        })
+    }
+
+    fn all(text: &str) -> Result<Command, ParseError> {
+        Ok(Command::Send {
+            to: To::Everyone,
+            text: text.to_string(),
+        })
+    }
+
+    #[test]
+    fn to_one_person_every_form() {
+        for line in [
+            "/msg bob hi",
+            "/pm bob hi",
+            "/dm bob hi",
+            "@bob hi",
+            "@bob: hi",
+            "send bob: hi",
+            "MSG bob hi",
+            "msg bob hi",
+            "/MSG bob hi",
+            "/Dm bob hi",
+            "@bob:hi",
+            "send bob:hi",
+            "SEND bob :hi",
+            "send bob hi",
+            "/msg bob: hi",
+        ] {
+            assert_eq!(parse(line), send(&["bob"], "hi"), "{line}");
+        }
+    }
+
+    #[test]
+    fn to_several_every_form() {
+        for line in [
+            "/msg bob,carol hi",
+            "/msg bob, carol hi",
+            "/pm bob,carol: hi",
+            "@bob,carol hi",
+            "@bob @carol hi",
+            "@bob @carol: hi",
+            "send bob carol : hi",
+            "send bob,carol: hi",
+            "SEND bob,carol :hi",
+        ] {
+            assert_eq!(parse(line), send(&["bob", "carol"], "hi"), "{line}");
+        }
+        assert_eq!(
+            parse("send bob carol dan : hi"),
+            send(&["bob", "carol", "dan"], "hi")
+        );
+    }
+
+    #[test]
+    fn to_everyone_every_form() {
+        for line in [
+            "hi",
+            "/all hi",
+            "/bm hi",
+            "send all hi",
+            "send ALL hi",
+            "send all: hi",
+            "send * hi",
+            "SEND * :hi",
+            "/msg all hi",
+            "@all hi",
+            "  hi  ",
+        ] {
+            assert_eq!(parse(line), all("hi"), "{line}");
+        }
+        assert_eq!(parse("hello there world"), all("hello there world"));
+    }
+
+    #[test]
+    fn who_is_online_every_form() {
+        for line in [
+            "/list",
+            "/users",
+            "/who",
+            "/names",
+            "get_list",
+            "GET_NAMES",
+            "GET_LIST",
+            "get_names",
+            "/LIST",
+            "/who bob",
+        ] {
+            assert_eq!(parse(line), Ok(Command::List), "{line}");
+        }
+    }
+
+    #[test]
+    fn help_and_quit() {
+        assert_eq!(parse("/help"), Ok(Command::Help));
+        assert_eq!(parse("/HELP"), Ok(Command::Help));
+        for line in ["/quit", "quit", "EXIT", "exit", "QUIT", "/exit", " quit "] {
+            assert_eq!(parse(line), Ok(Command::Quit), "{line}");
+        }
+        // A sentence that starts with the word is chat.
+        assert_eq!(parse("quit smoking"), all("quit smoking"));
+        assert_eq!(parse("exit 3 is closed"), all("exit 3 is closed"));
+    }
+
+    #[test]
+    fn blank_lines_do_nothing() {
+        for line in ["", "   ", "\t", "\r"] {
+            assert_eq!(parse(line), Ok(Command::Nothing), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn quotes_around_the_whole_text_are_stripped() {
+        assert_eq!(
+            parse("/dm bob \"hello there\""),
+            send(&["bob"], "hello there")
+        );
+        assert_eq!(parse("\"hello there\""), all("hello there"));
+        assert_eq!(parse("send bob: \"a b\""), send(&["bob"], "a b"));
+        assert_eq!(parse("@bob \"x\""), send(&["bob"], "x"));
+        // Only one pair, only around the whole text.
+        assert_eq!(parse("/dm bob \"\"hi\"\""), send(&["bob"], "\"hi\""));
+        assert_eq!(parse("/dm bob say \"hi\""), send(&["bob"], "say \"hi\""));
+        assert_eq!(parse("/dm bob \"hi"), send(&["bob"], "\"hi"));
+        assert_eq!(parse("\""), all("\""));
+        assert_eq!(parse("/dm bob \"\""), Err(ParseError::Usage(USAGE_MSG)));
+    }
+
+    #[test]
+    fn inner_spacing_is_kept_and_outer_trimmed() {
+        assert_eq!(
+            parse("/msg   bob    hi   there  "),
+            send(&["bob"], "hi   there")
+        );
+        assert_eq!(parse("send  bob   :   hi  you"), send(&["bob"], "hi  you"));
+        assert_eq!(parse("@bob:   hi  you"), send(&["bob"], "hi  you"));
+        assert_eq!(parse("/msg\tbob\thi"), send(&["bob"], "hi"));
+        assert_eq!(parse("send bob : a : b"), send(&["bob"], "a : b"));
+        assert_eq!(parse("send bob see: this"), send(&["bob"], "see: this"));
+    }
+
+    #[test]
+    fn missing_text_gives_usage() {
+        for (line, usage) in [
+            ("/msg bob", USAGE_MSG),
+            ("/msg bob   ", USAGE_MSG),
+            ("/msg", USAGE_MSG),
+            ("/pm bob:", USAGE_MSG),
+            ("/dm bob,carol", USAGE_MSG),
+            ("@bob", USAGE_AT),
+            ("@bob:", USAGE_AT),
+            ("@bob @carol", USAGE_AT),
+            ("send bob:", USAGE_SEND),
+            ("send bob carol :", USAGE_SEND),
+            ("send", USAGE_SEND),
+            ("send all", USAGE_SEND),
+            ("MSG bob", USAGE_UPPER_MSG),
+            ("MSG", USAGE_UPPER_MSG),
+            ("/all", USAGE_ALL),
+            ("/bm   ", USAGE_ALL),
+        ] {
+            assert_eq!(parse(line), Err(ParseError::Usage(usage)), "{line}");
+        }
+    }
+
+    #[test]
+    fn missing_or_empty_names_give_usage() {
+        for (line, usage) in [
+            ("/msg , hi", USAGE_MSG),
+            ("/msg ,,, hi", USAGE_MSG),
+            // A trailing comma continues the list into the next word.
+            ("/msg bob,carol, hi", USAGE_MSG),
+            ("send : hi", USAGE_SEND),
+            ("send :hi", USAGE_SEND),
+            ("send ,: hi", USAGE_SEND),
+        ] {
+            assert_eq!(parse(line), Err(ParseError::Usage(usage)), "{line}");
+        }
+        // `@` not followed by a name is just chat.
+        assert_eq!(parse("@: hi"), all("@: hi"));
+        assert_eq!(parse("@ hi"), all("@ hi"));
+    }
+
+    #[test]
+    fn empty_and_repeated_names_are_folded() {
+        assert_eq!(parse("/msg bob,,carol hi"), send(&["bob", "carol"], "hi"));
+        assert_eq!(parse("/msg ,bob hi"), send(&["bob"], "hi"));
+        assert_eq!(parse("/msg bob,Bob,BOB hi"), send(&["bob"], "hi"));
+        assert_eq!(parse("@bob @BOB hi"), send(&["bob"], "hi"));
+        assert_eq!(
+            parse("send bob carol bob : hi"),
+            send(&["bob", "carol"], "hi")
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert!(matches!(
+            parse("/msg b!ob hi"),
+            Err(ParseError::BadName { name, .. }) if name == "b!ob"
+        ));
+        assert!(matches!(
+            parse("@bob! hi"),
+            Err(ParseError::BadName { name, .. }) if name == "bob!"
+        ));
+        assert!(matches!(
+            parse("/msg server hi"),
+            Err(ParseError::BadName { .. })
+        ));
+        assert!(matches!(
+            parse(&format!("/msg {} hi", "x".repeat(33))),
+            Err(ParseError::BadName { .. })
+        ));
+        assert_eq!(parse("/msg bob,all hi"), Err(ParseError::MixedAll));
+        assert_eq!(parse("send all bob : hi"), Err(ParseError::MixedAll));
+    }
+
+    #[test]
+    fn unknown_commands_get_a_hint_and_are_never_chat() {
+        for (line, hint) in [
+            ("/mgs bob hi", Some("/msg")),
+            ("/lsit", Some("/list")),
+            ("/hepl", Some("/help")),
+            ("/quti", Some("/quit")),
+            ("/li", Some("/list")),
+            ("/us", Some("/users")),
+            ("/xyzzy", None),
+            ("/", None),
+            ("/ hi", None),
+        ] {
+            match parse(line) {
+                Err(ParseError::Unknown { suggestion, .. }) => {
+                    assert_eq!(suggestion, hint, "{line}")
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        let shown = parse("/mgs bob hi").unwrap_err().to_string();
+        assert!(shown.contains("/mgs") && shown.contains("/msg"), "{shown}");
+    }
+
+    #[test]
+    fn double_slash_sends_a_literal_slash() {
+        assert_eq!(parse("//shrug"), all("/shrug"));
+        assert_eq!(parse("// hi"), all("/ hi"));
+    }
+
+    #[test]
+    fn mixed_case_words_are_chat_not_commands() {
+        assert_eq!(parse("Send me the file"), all("Send me the file"));
+        assert_eq!(parse("Msg received"), all("Msg received"));
+        assert_eq!(parse("sender: me"), all("sender: me"));
+    }
+
+    #[test]
+    fn text_may_hold_anything() {
+        assert_eq!(parse("/msg bob a:b,c @d"), send(&["bob"], "a:b,c @d"));
+        assert_eq!(parse("@bob héllo ✓"), send(&["bob"], "héllo ✓"));
+        assert_eq!(parse("send bob: x\u{1b}[2J"), send(&["bob"], "x\u{1b}[2J"));
+    }
+
+    #[test]
+    fn help_mentions_every_form() {
+        for form in [
+            "/msg",
+            "/pm",
+            "/dm",
+            "@bob hi",
+            "@bob: hi",
+            "send bob: hi",
+            "MSG bob hi",
+            "/msg bob,carol",
+            "send bob carol dan : hi",
+            "/all",
+            "/bm",
+            "send all hi",
+            "/list",
+            "/users",
+            "/who",
+            "get_list",
+            "GET_NAMES",
+            "/help",
+            "/quit",
+            "quit",
+            "EXIT",
+            "Ctrl-D",
+        ] {
+            assert!(HELP.contains(form), "{form}");
+        }
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance("msg", "msg"), 0);
+        assert_eq!(distance("mgs", "msg"), 1);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+}

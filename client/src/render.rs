@@ -1,0 +1,478 @@
+//! Turning events into display lines: time stamps, labels, colours (only
+//! when a person is watching a terminal) and, above all, making every
+//! character that came from someone else harmless.
+//!
+//! Nothing another user sends reaches the terminal raw: C0 and C1 control
+//! characters are shown in caret notation (ESC as `^[`, DEL as `^?`, the C1
+//! CSI as `M-^[`), and the invisible Unicode format characters that can
+//! reorder or hide text (bidi overrides, zero-width joiners) as `<U+202E>`.
+//! So no message can clear the screen, move the cursor, set the window
+//! title or make one line look like another.
+
+use crate::command::To;
+use protocol::{Kind, LeftReason};
+
+/// How lines are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Use ANSI colours (a terminal is watching and `NO_COLOR` is unset).
+    pub color: bool,
+    /// Show line breaks inside a message as indented lines; otherwise every
+    /// event is exactly one line and a line break shows as `^J`.
+    pub multiline: bool,
+}
+
+impl Style {
+    /// Plain text, one line per event: for scripts and pipes.
+    pub const PLAIN: Style = Style {
+        color: false,
+        multiline: false,
+    };
+}
+
+const RESET: &str = "\x1b[0m";
+const DIM: &str = "\x1b[2m";
+const PRIVATE: &str = "\x1b[1;35m";
+const GROUP: &str = "\x1b[1;36m";
+const EVERYONE: &str = "\x1b[1;32m";
+const NOTICE: &str = "\x1b[33m";
+const ERROR: &str = "\x1b[1;31m";
+const RECEIPT: &str = "\x1b[32m";
+/// Continuation lines of a multi-line message start under its text.
+const INDENT: &str = "           ";
+
+/// What people call each kind of message.
+pub fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Direct => "private",
+        Kind::Multi => "group",
+        Kind::All => "everyone",
+    }
+}
+
+fn kind_color(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Direct => PRIVATE,
+        Kind::Multi => GROUP,
+        Kind::All => EVERYONE,
+    }
+}
+
+/// The kind a message to `to` will have, by the contract's rule.
+pub fn kind_of(to: &To) -> Kind {
+    match to {
+        To::Everyone => Kind::All,
+        To::Names(names) if names.len() == 1 => Kind::Direct,
+        To::Names(_) => Kind::Multi,
+    }
+}
+
+/// Why someone left, in words.
+pub fn left_reason(reason: LeftReason) -> &'static str {
+    match reason {
+        LeftReason::Quit => "quit",
+        LeftReason::Disconnect => "disconnected",
+        LeftReason::Timeout => "timed out",
+        LeftReason::Slow => "too slow to keep up",
+        LeftReason::Error => "protocol error",
+        LeftReason::Kicked => "kicked for flooding",
+    }
+}
+
+/// `HH:MM:SS` in local time for a Unix time in milliseconds.
+pub fn clock(unix_ms: u64) -> String {
+    let secs = i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX);
+    let (h, m, s) = crate::sys::local_hms(secs);
+    format!("{h:02}:{m:02}:{s:02}")
+}
+
+fn paint(style: Style, color: &str, text: &str) -> String {
+    if style.color {
+        format!("{color}{text}{RESET}")
+    } else {
+        text.to_string()
+    }
+}
+
+fn stamp(style: Style, unix_ms: u64) -> String {
+    paint(style, DIM, &clock(unix_ms))
+}
+
+/// Whether a character must not reach the terminal as it is: C0/C1
+/// controls (except a line break, handled by the caller) and the invisible
+/// format characters that reorder or hide text.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// Appends `text` with every dangerous character made visible.
+fn escape_into(out: &mut String, text: &str, style: Style) {
+    let visible = |out: &mut String, shown: &str| {
+        if style.color {
+            // Reverse video tells an escaped `^[` from a typed one.
+            out.push_str("\x1b[7m");
+            out.push_str(shown);
+            out.push_str("\x1b[27m");
+        } else {
+            out.push_str(shown);
+        }
+    };
+    for c in text.chars() {
+        let code = u32::from(c);
+        match c {
+            '\n' if style.multiline => {
+                out.push('\n');
+                out.push_str(INDENT);
+            }
+            '\t' => out.push_str("    "),
+            _ if code < 0x20 || code == 0x7f => {
+                let shown = char::from_u32(code ^ 0x40).unwrap_or('?');
+                visible(out, &format!("^{shown}"));
+            }
+            _ if (0x80..0xa0).contains(&code) => {
+                let shown = char::from_u32((code - 0x80) ^ 0x40).unwrap_or('?');
+                visible(out, &format!("M-^{shown}"));
+            }
+            _ if is_format_char(c) => visible(out, &format!("<U+{code:04X}>")),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// `text` with every dangerous character made visible.
+pub fn escape(text: &str, style: Style) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text, style);
+    out
+}
+
+/// Like [`escape`] for bytes off the wire; invalid UTF-8 shows as `�`.
+pub fn escape_bytes(bytes: &[u8], style: Style) -> String {
+    escape(&String::from_utf8_lossy(bytes), style)
+}
+
+/// A short, single-line, escaped quote of a message for receipts.
+pub fn snippet(text: &str) -> String {
+    const MAX: usize = 24;
+    let mut out = escape(text, Style::PLAIN);
+    if let Some((cut, _)) = out.char_indices().nth(MAX) {
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// A received message: `12:00:03 [private] bob: hi`.
+pub fn message(style: Style, unix_ms: u64, from: &str, kind: Kind, body: &[u8]) -> String {
+    let head = format!("[{}] {}:", kind_label(kind), escape(from, style));
+    format!(
+        "{} {} {}",
+        stamp(style, unix_ms),
+        paint(style, kind_color(kind), &head),
+        escape_bytes(body, style)
+    )
+}
+
+/// Delivery state of a message of ours that could go nowhere yet (not
+/// acknowledged): only used if the broker acknowledges something we don't
+/// remember sending.
+pub fn ack_only(style: Style, now_ms: u64, id: u64, queued: u64, missing: Option<&str>) -> String {
+    format!(
+        "{} {}",
+        stamp(style, now_ms),
+        paint(style, DIM, &delivery(style, id, queued, missing))
+    )
+}
+
+fn delivery(style: Style, id: u64, queued: u64, missing: Option<&str>) -> String {
+    let mut s = format!("(#{id} sent to {queued}");
+    if let Some(m) = missing.filter(|m| !m.is_empty()) {
+        s.push_str("; not online: ");
+        s.push_str(&escape(&m.replace(',', ", "), style));
+    }
+    if queued == 0 && missing.is_none() {
+        s.push_str(": nobody else is online");
+    }
+    s.push(')');
+    s
+}
+
+/// Our own message echoed with its delivery state:
+/// `12:00:03 [private] you -> bob: hi (#17 sent to 1)`.
+pub fn sent(
+    style: Style,
+    now_ms: u64,
+    to: &To,
+    text: &str,
+    ack: (u64, u64, Option<&str>),
+) -> String {
+    let (id, queued, missing) = ack;
+    let kind = kind_of(to);
+    let head = match to {
+        To::Everyone => format!("[{}] you:", kind_label(kind)),
+        To::Names(names) => format!("[{}] you -> {}:", kind_label(kind), names.join(",")),
+    };
+    format!(
+        "{} {} {} {}",
+        stamp(style, now_ms),
+        paint(style, kind_color(kind), &head),
+        escape(text, style),
+        paint(style, DIM, &delivery(style, id, queued, missing))
+    )
+}
+
+/// One recipient has shown our message: `12:00:04 ✓ bob read #17 (1/2) "hi"`.
+pub fn receipt(
+    style: Style,
+    now_ms: u64,
+    id: u64,
+    by: &str,
+    count: Option<(usize, u64)>,
+    quote: Option<&str>,
+) -> String {
+    let mark = if style.color { "✓" } else { "[read]" };
+    let mut s = format!("{mark} {} read #{id}", escape(by, style));
+    if let Some((read, queued)) = count {
+        s.push_str(&format!(" ({read}/{queued})"));
+    }
+    if let Some(q) = quote {
+        s.push_str(&format!(" \"{q}\""));
+    }
+    format!("{} {}", stamp(style, now_ms), paint(style, RECEIPT, &s))
+}
+
+/// A notice from the client or the broker: joins, leaves, who is online.
+pub fn notice(style: Style, now_ms: u64, text: &str) -> String {
+    format!("{} {}", stamp(style, now_ms), paint(style, NOTICE, text))
+}
+
+/// `--> bob joined`.
+pub fn joined(style: Style, now_ms: u64, name: &str) -> String {
+    notice(
+        style,
+        now_ms,
+        &format!("--> {} joined", escape(name, style)),
+    )
+}
+
+/// `<-- bob left (quit)`.
+pub fn left(style: Style, now_ms: u64, name: &str, reason: LeftReason) -> String {
+    notice(
+        style,
+        now_ms,
+        &format!("<-- {} left ({})", escape(name, style), left_reason(reason)),
+    )
+}
+
+/// `online (2): alice bob`.
+pub fn users(style: Style, now_ms: u64, count: usize, names: &str) -> String {
+    notice(
+        style,
+        now_ms,
+        &format!("online ({count}): {}", escape(names, style)),
+    )
+}
+
+/// Text for people from the broker (`INFO`).
+pub fn info(style: Style, now_ms: u64, text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    notice(
+        style,
+        now_ms,
+        &format!("[info] {}", escape(text.trim_end(), style)),
+    )
+}
+
+/// Something went wrong: `12:00:07 ! ...`. `text` is escaped here.
+pub fn error(style: Style, now_ms: u64, text: &str) -> String {
+    format!(
+        "{} {}",
+        stamp(style, now_ms),
+        paint(style, ERROR, &format!("! {}", escape(text, style)))
+    )
+}
+
+/// A local hint (usage line, unknown command): no time stamp, the user just
+/// typed the line it is about.
+pub fn hint(style: Style, text: &str) -> String {
+    paint(style, ERROR, &format!("! {}", escape(text, style)))
+}
+
+/// The prompt, coloured when a person is watching.
+pub fn prompt(style: Style, prompt: &str) -> String {
+    paint(style, "\x1b[1m", prompt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLOR: Style = Style {
+        color: true,
+        multiline: true,
+    };
+
+    /// Strips the time stamp so tests don't depend on the time zone.
+    fn body(line: &str) -> &str {
+        line.get(9..).unwrap_or_default()
+    }
+
+    #[test]
+    fn controls_are_made_visible() {
+        let s = Style::PLAIN;
+        assert_eq!(escape("a\u{1b}[2Jb", s), "a^[[2Jb");
+        assert_eq!(escape("\u{7}\u{8}\r\0\u{7f}", s), "^G^H^M^@^?");
+        assert_eq!(escape("x\u{9b}31m", s), "xM-^[31m");
+        assert_eq!(escape("\u{1b}]0;pwned\u{7}", s), "^[]0;pwned^G");
+        assert_eq!(escape("a\nb", s), "a^Jb");
+        assert_eq!(escape("a\tb", s), "a    b");
+        assert_eq!(escape("abc\u{202e}cba", s), "abc<U+202E>cba");
+        assert_eq!(escape("zero\u{200b}width", s), "zero<U+200B>width");
+        assert_eq!(escape("héllo ✓ 日本", s), "héllo ✓ 日本");
+    }
+
+    #[test]
+    fn nothing_escaped_ever_holds_a_control_character() {
+        for style in [Style::PLAIN, COLOR] {
+            let all: String = (0u32..0x300).filter_map(char::from_u32).collect();
+            let out = escape(&all, style);
+            for c in out.chars() {
+                let code = u32::from(c);
+                let ok = c == '\n' && style.multiline
+                    || (code >= 0x20 && code != 0x7f && !(0x80..0xa0).contains(&code))
+                    // our own reverse-video markers
+                    || (style.color && c == '\u{1b}');
+                assert!(ok, "{code:#x} in {style:?}");
+            }
+            if style.color {
+                // Only our own SGR sequences appear.
+                let stripped = out.replace("\x1b[7m", "").replace("\x1b[27m", "");
+                assert!(!stripped.contains('\u{1b}'));
+            }
+        }
+    }
+
+    #[test]
+    fn multiline_messages_indent_in_a_terminal_and_stay_one_line_in_scripts() {
+        let line = message(COLOR, 0, "bob", Kind::Direct, b"one\ntwo");
+        assert!(line.contains(&format!("one\n{INDENT}two")), "{line:?}");
+        let line = message(Style::PLAIN, 0, "bob", Kind::Direct, b"one\ntwo");
+        assert!(!line.contains('\n'));
+        assert!(line.ends_with("one^Jtwo"), "{line}");
+    }
+
+    #[test]
+    fn plain_lines_have_time_sender_kind_text() {
+        let line = message(Style::PLAIN, 1_763_812_345_678, "bob", Kind::Direct, b"hi");
+        assert_eq!(body(&line), "[private] bob: hi");
+        let time = line.get(..8).unwrap();
+        assert!(time.bytes().enumerate().all(|(i, b)| if i == 2 || i == 5 {
+            b == b':'
+        } else {
+            b.is_ascii_digit()
+        }));
+        assert_eq!(
+            body(&message(Style::PLAIN, 0, "bob", Kind::Multi, b"x")),
+            "[group] bob: x"
+        );
+        assert_eq!(
+            body(&message(Style::PLAIN, 0, "bob", Kind::All, b"x")),
+            "[everyone] bob: x"
+        );
+        assert!(!message(Style::PLAIN, 0, "b", Kind::All, b"\x1b").contains('\u{1b}'));
+    }
+
+    #[test]
+    fn each_kind_has_its_own_colour() {
+        let kinds = [Kind::Direct, Kind::Multi, Kind::All];
+        for k in kinds {
+            let line = message(COLOR, 0, "bob", k, b"hi");
+            let label = format!("{}[{}] bob:", kind_color(k), kind_label(k));
+            assert!(line.contains(&label), "{line:?}");
+            for other in kinds.into_iter().filter(|&o| o != k) {
+                assert_ne!(kind_color(k), kind_color(other));
+            }
+        }
+    }
+
+    #[test]
+    fn own_messages_show_delivery() {
+        let to = To::Names(vec!["bob".into(), "carol".into()]);
+        let line = sent(Style::PLAIN, 0, &to, "hello", (18, 1, Some("carol")));
+        assert_eq!(
+            body(&line),
+            "[group] you -> bob,carol: hello (#18 sent to 1; not online: carol)"
+        );
+        let line = sent(Style::PLAIN, 0, &To::Everyone, "hi", (19, 0, None));
+        assert_eq!(
+            body(&line),
+            "[everyone] you: hi (#19 sent to 0: nobody else is online)"
+        );
+        let to = To::Names(vec!["bob".into()]);
+        let line = sent(Style::PLAIN, 0, &to, "hi", (17, 1, None));
+        assert_eq!(body(&line), "[private] you -> bob: hi (#17 sent to 1)");
+    }
+
+    #[test]
+    fn receipts_and_notices() {
+        assert_eq!(
+            body(&receipt(
+                Style::PLAIN,
+                0,
+                17,
+                "bob",
+                Some((1, 2)),
+                Some("hi")
+            )),
+            "[read] bob read #17 (1/2) \"hi\""
+        );
+        assert!(receipt(COLOR, 0, 17, "bob", None, None).contains('✓'));
+        assert_eq!(body(&joined(Style::PLAIN, 0, "bob")), "--> bob joined");
+        assert_eq!(
+            body(&left(Style::PLAIN, 0, "bob", LeftReason::Quit)),
+            "<-- bob left (quit)"
+        );
+        assert_eq!(
+            body(&left(Style::PLAIN, 0, "bob", LeftReason::Disconnect)),
+            "<-- bob left (disconnected)"
+        );
+        assert_eq!(
+            body(&users(Style::PLAIN, 0, 2, "alice bob")),
+            "online (2): alice bob"
+        );
+        assert_eq!(body(&info(Style::PLAIN, 0, b"a\nb\n")), "[info] a^Jb");
+    }
+
+    #[test]
+    fn snippets_are_short_and_safe() {
+        assert_eq!(snippet("hi"), "hi");
+        assert_eq!(snippet(&"x".repeat(30)), format!("{}…", "x".repeat(24)));
+        assert_eq!(snippet("a\u{1b}b"), "a^[b");
+        assert_eq!(snippet(&"é".repeat(30)).chars().count(), 25);
+    }
+
+    #[test]
+    fn no_colour_means_no_escape_codes() {
+        let to = To::Names(vec!["bob".into()]);
+        for line in [
+            message(Style::PLAIN, 0, "bob", Kind::Direct, b"hi"),
+            sent(Style::PLAIN, 0, &to, "hi", (1, 1, None)),
+            receipt(Style::PLAIN, 0, 1, "bob", None, None),
+            joined(Style::PLAIN, 0, "bob"),
+            error(Style::PLAIN, 0, "oops"),
+            hint(Style::PLAIN, "usage"),
+            prompt(Style::PLAIN, "alice> "),
+        ] {
+            assert!(!line.contains('\u{1b}'), "{line:?}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The scripted front end (stdin is not a terminal): the same commands, one
+//! per line; plain output, one line per event, no escape codes. At the end
+//! of input it says `QUIT`, shows what still arrives until `BYE` (bounded
+//! wait) and exits 0.
+
+use crate::app::{self, Exit, Stopped, Ui};
+use crate::command;
+use crate::net::{Reader, Writer};
+use crate::render::{self, Style};
+use crate::session::Session;
+use std::io::{BufRead, Write};
+use std::sync::{mpsc, Arc, Mutex};
+
+/// Lines go to stdout; the end of the conversation ends the process.
+struct PlainUi;
+
+impl Ui for PlainUi {
+    fn print(&self, line: String) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    fn finish(&self, code: i32, message: Option<String>) -> ! {
+        if let Some(m) = message {
+            if code == 0 {
+                self.print(m);
+            } else {
+                eprintln!("{m}");
+            }
+        }
+        let _ = std::io::stdout().flush();
+        std::process::exit(code)
+    }
+}
+
+/// One line of stdin, invalid UTF-8 replaced; `None` at the end.
+fn read_line(input: &mut dyn BufRead) -> Option<String> {
+    let mut buf = Vec::new();
+    match input.read_until(b'\n', &mut buf) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(
+            String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+    }
+}
+
+/// Runs the scripted client on a connected, greeted stream.
+pub fn run(mut reader: Reader, writer: Writer, addr: &str, name: Option<String>) -> i32 {
+    let style = Style::PLAIN;
+    let ui = Arc::new(PlainUi);
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    // A refused --name ends a script (its next line is a command, not a
+    // name); without --name, names are read from the first lines.
+    let ask_again = name.is_none();
+    let mut ask = || {
+        ui.print("Enter your name:".to_string());
+        read_line(&mut input)
+    };
+    let mut say = |s: String| ui.print(render::hint(style, &s));
+    let registered = app::register(&mut reader, &writer, name, &mut ask, &mut say, ask_again);
+    let me = match registered {
+        Ok(me) => me,
+        Err(Exit { code, message }) => {
+            if let Some(m) = message {
+                match code {
+                    0 => println!("{m}"),
+                    _ => eprintln!("{m}"),
+                }
+            }
+            return code;
+        }
+    };
+    ui.print(format!("signed in as {me}"));
+    let session = Arc::new(Mutex::new(Session::new(&me)));
+    let (stopped_tx, stopped) = mpsc::channel::<Stopped>();
+    let ui_dyn: Arc<dyn Ui> = ui.clone();
+    if let Err(e) = app::spawn_reader(
+        reader,
+        writer.clone(),
+        Arc::clone(&session),
+        ui_dyn,
+        style,
+        addr.to_string(),
+        stopped_tx,
+    ) {
+        eprintln!("cannot start: {e}");
+        return 1;
+    }
+    while let Some(line) = read_line(&mut input) {
+        match command::parse(&line) {
+            Ok(c) => {
+                if !app::execute(c, &writer, &session, ui.as_ref(), style) {
+                    break;
+                }
+            }
+            Err(e) => ui.print(render::hint(style, &e.to_string())),
+        }
+    }
+    app::quit(&writer, &session, &stopped);
+    0
+}

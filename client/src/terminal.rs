@@ -1,0 +1,397 @@
+//! The interactive front end: a line editor (rustyline) with an external
+//! printer, so messages appear above the input line while you type.
+//!
+//! Why a line editor and not a split-screen UI: the conversation stays in
+//! the terminal's own scrollback (scroll, search and copy work as in any
+//! shell), there is no screen state to corrupt or redraw on resize, it
+//! degrades to plain lines on a dumb terminal, and rustyline brings
+//! history, Emacs/vi keys and completion. The external printer clears the
+//! input line, prints the message and redraws the half-typed line with the
+//! cursor where it was, from the editor's own thread, so a line being typed
+//! is never broken, duplicated or lost.
+//!
+//! Ending while the editor waits for a key (the broker shut down, the
+//! connection dropped) needs care: the editor holds the terminal in raw
+//! mode on the main thread. The reader thread hands its last line to the
+//! printer and raises [`ExitFlag`]; the editor prints that line and then
+//! redraws the prompt, calling our highlighter, which sees the flag, puts
+//! the terminal back (see [`crate::sys`]) and exits. So every line queued
+//! before the end is on screen when the process ends.
+
+use crate::app::{self, Exit, Stopped, Ui};
+use crate::command::{self, SLASH_COMMANDS};
+use crate::net::{Reader, Writer};
+use crate::render::{self, Style};
+use crate::session::Session;
+use crate::sys;
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{ColorMode, CompletionType, Config, Editor, ExternalPrinter, Helper};
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// How long the reader thread waits for the editor to take the exit before
+/// doing it itself (only if the editor is stuck outside `readline`).
+const EXIT_FALLBACK: Duration = Duration::from_secs(2);
+
+/// Set by the reader thread when the process should end; acted on by the
+/// editor thread at its next redraw.
+#[derive(Debug)]
+pub struct ExitFlag(AtomicI32);
+
+impl ExitFlag {
+    const NONE: i32 = i32::MIN;
+
+    fn new() -> ExitFlag {
+        ExitFlag(AtomicI32::new(Self::NONE))
+    }
+
+    fn request(&self, code: i32) {
+        self.0.store(code, Ordering::SeqCst);
+    }
+
+    fn requested(&self) -> Option<i32> {
+        let code = self.0.load(Ordering::SeqCst);
+        (code != Self::NONE).then_some(code)
+    }
+
+    /// Ends the process if an exit was requested.
+    fn act(&self) {
+        if let Some(code) = self.requested() {
+            sys::restore_terminal();
+            let _ = std::io::stdout().flush();
+            std::process::exit(code);
+        }
+    }
+}
+
+/// The editor's helper: completes names and commands, colours the prompt,
+/// and is the hook through which the reader thread ends the process.
+struct ChatHelper {
+    session: Option<Arc<Mutex<Session>>>,
+    exit: Arc<ExitFlag>,
+    style: Style,
+}
+
+impl Completer for ChatHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let names = match &self.session {
+            Some(s) => app::lock(s).names().to_vec(),
+            None => Vec::new(),
+        };
+        let (start, words) = completions(line, pos, &names);
+        let pairs = words
+            .into_iter()
+            .map(|w| Pair {
+                display: w.trim_end().to_string(),
+                replacement: w,
+            })
+            .collect();
+        Ok((start, pairs))
+    }
+}
+
+/// Completions for the word ending at `pos`: a slash command at the start
+/// of the line, otherwise a name (after a space, a comma or `@`). Returns
+/// where the word starts and the replacements.
+pub fn completions(line: &str, pos: usize, names: &[String]) -> (usize, Vec<String>) {
+    let before = line.get(..pos).unwrap_or(line);
+    let start = before
+        .rfind(|c: char| c.is_whitespace() || c == ',' || c == '@')
+        .map_or(0, |i| i + 1);
+    let word = before.get(start..).unwrap_or_default();
+    let at_end = pos >= line.len();
+    let space = if at_end { " " } else { "" };
+    if start == 0 && word.starts_with('/') {
+        let lower = word.to_ascii_lowercase();
+        let found = SLASH_COMMANDS
+            .iter()
+            .filter(|c| c.starts_with(&lower))
+            .map(|c| format!("{c}{space}"))
+            .collect();
+        return (start, found);
+    }
+    let lower = word.to_ascii_lowercase();
+    let found = names
+        .iter()
+        .filter(|n| n.to_ascii_lowercase().starts_with(&lower))
+        .map(|n| format!("{n}{space}"))
+        .collect();
+    (start, found)
+}
+
+impl Highlighter for ChatHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        _default: bool,
+    ) -> Cow<'b, str> {
+        // Called on every redraw, on the editor's thread, after any
+        // external print: the safe moment to end (see the module docs).
+        self.exit.act();
+        if self.style.color {
+            Cow::Owned(render::prompt(self.style, prompt))
+        } else {
+            Cow::Borrowed(prompt)
+        }
+    }
+}
+
+impl Hinter for ChatHelper {
+    type Hint = String;
+}
+
+impl Validator for ChatHelper {}
+
+impl Helper for ChatHelper {}
+
+/// Lines go through the editor's external printer while it runs.
+struct TermUi {
+    printer: Option<Mutex<Box<dyn ExternalPrinter + Send>>>,
+    exit: Arc<ExitFlag>,
+}
+
+impl Ui for TermUi {
+    fn print(&self, line: String) {
+        match &self.printer {
+            Some(p) => {
+                let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+                if p.print(format!("{line}\n")).is_err() {
+                    println!("{line}");
+                }
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    fn finish(&self, code: i32, message: Option<String>) -> ! {
+        if let Some(m) = message {
+            self.print(m);
+        }
+        if self.printer.is_some() {
+            self.exit.request(code);
+            // The editor normally exits within milliseconds; this bound is
+            // for an editor that is not in `readline` (then the printer
+            // wrote directly and nothing is lost).
+            std::thread::sleep(EXIT_FALLBACK);
+        }
+        sys::restore_terminal();
+        let _ = std::io::stdout().flush();
+        std::process::exit(code)
+    }
+}
+
+/// The style for a terminal: colours unless `NO_COLOR` is set or the
+/// terminal is dumb (or stdout is not a terminal at all).
+pub fn style(stdout_is_tty: bool) -> Style {
+    let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    Style {
+        color: stdout_is_tty && !dumb && !no_color,
+        multiline: stdout_is_tty,
+    }
+}
+
+/// Runs the interactive client on a connected, greeted stream.
+pub fn run(
+    mut reader: Reader,
+    writer: Writer,
+    addr: &str,
+    server: &str,
+    name: Option<String>,
+    style: Style,
+) -> i32 {
+    sys::save_terminal();
+    let exit = Arc::new(ExitFlag::new());
+    let config = Config::builder()
+        .auto_add_history(false)
+        .history_ignore_space(true)
+        .completion_type(CompletionType::List)
+        // Forced, so the highlighter (our exit hook) runs on every redraw.
+        .color_mode(ColorMode::Forced)
+        .history_ignore_dups(true)
+        .and_then(|b| b.max_history_size(1000))
+        .map(|b| b.build());
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("cannot set up the line editor: {e}")),
+    };
+    let mut editor: Editor<ChatHelper, DefaultHistory> = match Editor::with_config(config) {
+        Ok(e) => e,
+        Err(e) => return fail(&format!("cannot set up the line editor: {e}")),
+    };
+    editor.set_helper(Some(ChatHelper {
+        session: None,
+        exit: Arc::clone(&exit),
+        style,
+    }));
+
+    println!("Connected to {} at {addr}.", render::escape(server, style));
+    let mut ask = || loop {
+        match editor.readline("Enter your name: ") {
+            Ok(line) => return Some(line),
+            Err(ReadlineError::Interrupted) | Err(ReadlineError::Eof) => return None,
+            Err(ReadlineError::WindowResized) => continue,
+            Err(_) => return None,
+        }
+    };
+    let mut say = |s: String| println!("{}", render::hint(style, &s));
+    let me = match app::register(&mut reader, &writer, name, &mut ask, &mut say, true) {
+        Ok(me) => me,
+        Err(Exit { code, message }) => {
+            if let Some(m) = message {
+                println!("{m}");
+            }
+            return code;
+        }
+    };
+    let session = Arc::new(Mutex::new(Session::new(&me)));
+    editor.set_helper(Some(ChatHelper {
+        session: Some(Arc::clone(&session)),
+        exit: Arc::clone(&exit),
+        style,
+    }));
+    let printer = editor
+        .create_external_printer()
+        .ok()
+        .map(|p| Mutex::new(Box::new(p) as Box<dyn ExternalPrinter + Send>));
+    let ui = Arc::new(TermUi {
+        printer,
+        exit: Arc::clone(&exit),
+    });
+    println!(
+        "Signed in as {}. Type a message to send it to everyone, /help for commands, /quit to leave.",
+        render::escape(&me, style)
+    );
+    let (stopped_tx, stopped) = mpsc::channel::<Stopped>();
+    let ui_dyn: Arc<dyn Ui> = ui.clone();
+    if let Err(e) = app::spawn_reader(
+        reader,
+        writer.clone(),
+        Arc::clone(&session),
+        ui_dyn,
+        style,
+        addr.to_string(),
+        stopped_tx,
+    ) {
+        return fail(&format!("cannot start: {e}"));
+    }
+    let _ = writer.send(&protocol::Request::List);
+
+    let prompt = format!("{}> ", me);
+    let mut interrupted = false;
+    loop {
+        exit.act();
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => {
+                if interrupted {
+                    break;
+                }
+                interrupted = true;
+                ui.print(render::hint(
+                    style,
+                    "press Ctrl-C again, Ctrl-D or type /quit to leave",
+                ));
+                continue;
+            }
+            Err(ReadlineError::WindowResized) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                ui.print(render::hint(style, &format!("input failed: {e}")));
+                break;
+            }
+        };
+        interrupted = false;
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        let command = match command::parse(&line) {
+            Ok(c) => c,
+            Err(e) => {
+                ui.print(render::hint(style, &e.to_string()));
+                continue;
+            }
+        };
+        if !app::execute(command, &writer, &session, ui.as_ref(), style) {
+            break;
+        }
+    }
+    app::quit(&writer, &session, &stopped);
+    0
+}
+
+fn fail(message: &str) -> i32 {
+    eprintln!("{message}");
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        ["alice", "Bob", "bobby", "carol"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn completes_names_after_at_space_and_comma() {
+        assert_eq!(
+            completions("@bo", 3, &names()),
+            (1, vec!["Bob ".to_string(), "bobby ".to_string()])
+        );
+        assert_eq!(
+            completions("/msg alice,ca", 13, &names()),
+            (11, vec!["carol ".to_string()])
+        );
+        assert_eq!(
+            completions("/msg c", 6, &names()),
+            (5, vec!["carol ".to_string()])
+        );
+        // In the middle of a line, no space is added.
+        assert_eq!(
+            completions("/msg c hi", 6, &names()),
+            (5, vec!["carol".to_string()])
+        );
+        assert_eq!(completions("hello x", 7, &names()), (6, vec![]));
+    }
+
+    #[test]
+    fn completes_commands_at_the_start() {
+        assert_eq!(
+            completions("/ms", 3, &names()),
+            (0, vec!["/msg ".to_string()])
+        );
+        assert_eq!(
+            completions("/Q", 2, &names()),
+            (0, vec!["/quit ".to_string()])
+        );
+        let (_, all) = completions("/", 1, &names());
+        assert_eq!(all.len(), SLASH_COMMANDS.len());
+    }
+
+    #[test]
+    fn exit_flag_starts_clear() {
+        let f = ExitFlag::new();
+        assert_eq!(f.requested(), None);
+        f.request(0);
+        assert_eq!(f.requested(), Some(0));
+    }
+}
