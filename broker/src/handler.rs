@@ -130,11 +130,16 @@ pub(crate) fn close(
             reason.as_str()
         ),
     }
-    if out.worker != Some(conn.worker) {
-        if let Some(w) = shared.workers.get(conn.worker) {
-            // The worker owns its inbox for the broker's lifetime.
-            let _ = w.tx.send(WorkerMsg::Closed(conn.id));
+    // Always through the inbox, even from the owning worker itself: the
+    // worker lets go of the socket (and shuts it down if aborted) in one
+    // place, after the frame it is handling now.
+    if let Some(w) = shared.workers.get(conn.worker) {
+        // The worker owns its inbox for the broker's lifetime.
+        let _ = w.tx.send(WorkerMsg::Closed(conn.id));
+        if out.worker != Some(conn.worker) {
             let _ = w.waker.wake();
+        } else {
+            out.wake_self = true;
         }
     }
 }

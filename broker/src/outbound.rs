@@ -54,6 +54,8 @@ pub(crate) struct Outbox {
     pub slow: Vec<Arc<Conn>>,
     /// The worker this outbox belongs to, if any.
     pub worker: Option<usize>,
+    /// The owning worker has messages in its own inbox to handle.
+    pub wake_self: bool,
 }
 
 impl Outbox {
@@ -64,6 +66,7 @@ impl Outbox {
             any: false,
             slow: Vec::new(),
             worker,
+            wake_self: false,
         }
     }
 

@@ -127,10 +127,17 @@ impl Worker {
                 self.read(id);
             }
             self.out.flush(&self.shared);
+            if std::mem::take(&mut self.out.wake_self) {
+                self.drain_inbox();
+                self.out.flush(&self.shared);
+            }
             let now = Instant::now();
             if now >= next_tick {
                 self.tick(now);
                 self.out.flush(&self.shared);
+                if std::mem::take(&mut self.out.wake_self) {
+                    self.drain_inbox();
+                }
                 next_tick = now + TICK;
             }
         }

@@ -26,8 +26,11 @@ use std::time::Duration;
 
 /// The poll token of a writer's waker.
 pub(crate) const WAKE: Token = Token(usize::MAX);
-/// Most frames handed to one `writev`.
+/// Most frames taken off a queue at once (at most 64 go to one `writev`).
 const BATCH: usize = 128;
+/// Most bytes taken off a queue at once, so a stuck reader's backlog stays
+/// in its queue, where it counts against `queue_bytes`.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// The sending side of one connection, handed from its worker to its writer.
 pub(crate) struct Stream {
@@ -43,6 +46,8 @@ struct State {
     s: Stream,
     /// Frames taken off the queue, not yet fully written.
     pending: VecDeque<Frame>,
+    /// Bytes in `pending`.
+    pending_bytes: usize,
     /// Bytes of the first pending frame already written.
     offset: usize,
     /// The socket said `WouldBlock`; wait for writable.
@@ -156,6 +161,7 @@ impl Writer {
             State {
                 s,
                 pending: VecDeque::new(),
+                pending_bytes: 0,
                 offset: 0,
                 blocked: false,
             },
@@ -167,8 +173,6 @@ impl Writer {
             let fd = st.s.sock.stream.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             // Bytes still queued no longer count against anyone.
-            let left: usize = st.pending.iter().map(|f| f.len()).sum();
-            st.s.conn.taken(left.saturating_sub(st.offset));
             self.shared.writer_streams.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -205,12 +209,14 @@ impl Writer {
     }
 }
 
-/// Moves up to `BATCH` queued frames into `pending`.
+/// Moves up to `BATCH` frames or `BATCH_BYTES` bytes off the queue into
+/// `pending`.
 fn refill(st: &mut State) {
-    while st.pending.len() < BATCH {
+    while st.pending.len() < BATCH && st.pending_bytes < BATCH_BYTES {
         match st.s.rx.try_recv() {
             Ok(f) => {
                 st.s.conn.taken(f.len());
+                st.pending_bytes += f.len();
                 st.pending.push_back(f);
             }
             Err(_) => break,
@@ -257,6 +263,7 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
                     if n >= rest {
                         n -= rest;
                         st.offset = 0;
+                        st.pending_bytes -= f.len();
                         st.pending.pop_front();
                     } else {
                         st.offset += n;

@@ -18,7 +18,10 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Broker {
         ..Config::default()
     };
     tweak(&mut config);
-    broker::log::set_level(broker::log::Level::Warn);
+    broker::log::set_level(
+        broker::log::Level::parse(&std::env::var("BROKER_TEST_LOG").unwrap_or_default())
+            .unwrap_or(broker::log::Level::Warn),
+    );
     let listener = broker::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     broker::start(listener, config).unwrap()
 }
