@@ -36,7 +36,7 @@ impl Mode {
 /// message was lost, duplicated or reordered, or a client could not
 /// register.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen", version)]
+#[command(name = "loadgen", version, args_override_self = true)]
 pub struct Args {
     /// Broker to load (HOST:PORT, loopback only). Default: start one in-process.
     #[arg(long, value_name = "HOST:PORT")]

@@ -149,6 +149,8 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
 fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
     let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let listener = broker::bind(any).map_err(Error::Broker)?;
+    // Keep the broker's per-connection log lines out of the report.
+    broker::log::set_level(broker::log::Level::Warn);
     let mut config = broker::Config {
         rate_per_sec: 0,
         stats_interval_secs: 0,

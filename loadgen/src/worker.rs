@@ -277,6 +277,9 @@ impl Worker {
             if let Some(t) = self.shared.threads.get(live) {
                 t.0.waiting.store(false, Ordering::Relaxed);
             }
+            // Senders on other threads may have started while we slept:
+            // classify what we receive with the right phase times.
+            self.check_phase();
             for ev in events.iter() {
                 let token = ev.token();
                 if token == WAKE {

@@ -1,0 +1,244 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+//! Drives the real `loadgen` binary: short runs against its own in-process
+//! broker in every mode (integrity must be perfect), and runs against a tiny
+//! fake broker that drops, duplicates or reorders one delivery on purpose
+//! (the loadgen must notice and exit non-zero).
+
+mod util;
+
+use std::process::Command;
+use util::{json, FakeBroker, Fault, Json};
+
+/// Runs loadgen with `args`; returns the exit code, stdout and stderr.
+fn loadgen(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("run loadgen");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The single JSON object printed with `--json`, with every key the issue
+/// asks for present.
+fn report(stdout: &str) -> Json {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stdout: {stdout}");
+    let v = json::parse(lines[0]).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"));
+    for k in [
+        "clients",
+        "senders",
+        "mode",
+        "size",
+        "duration_s",
+        "sent",
+        "expected",
+        "received",
+        "lost",
+        "duplicates",
+        "reordered",
+        "deliveries_per_sec",
+        "mb_per_sec",
+        "latency_us",
+        "connect_ms",
+        "loadgen_cpu_s",
+        "broker_cpu_s",
+        "broker_rss_mib",
+        "deliveries_per_broker_cpu_s",
+    ] {
+        assert!(v.get(k).is_some(), "key {k} missing: {stdout}");
+    }
+    v
+}
+
+fn u(v: &Json, k: &str) -> u64 {
+    v.get(k)
+        .and_then(Json::as_f64)
+        .unwrap_or_else(|| panic!("{k} is not a number: {v:?}")) as u64
+}
+
+/// A clean run: nothing lost, duplicated or reordered, everything promised
+/// arrived, exit code 0.
+fn assert_clean(args: &[&str]) -> Json {
+    let (code, stdout, stderr) = loadgen(args);
+    let v = report(&stdout);
+    assert_eq!(code, 0, "exit code; stdout {stdout}\nstderr {stderr}");
+    assert_eq!(u(&v, "lost"), 0, "{stdout}");
+    assert_eq!(u(&v, "duplicates"), 0, "{stdout}");
+    assert_eq!(u(&v, "reordered"), 0, "{stdout}");
+    assert!(u(&v, "expected") > 0, "{stdout}");
+    assert_eq!(u(&v, "received"), u(&v, "expected"), "{stdout}");
+    let lat = v.get("latency_us").unwrap();
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(lat.get(k).and_then(Json::as_f64).unwrap() > 0.0, "{stdout}");
+    }
+    assert!(
+        v.get("connect_ms").and_then(Json::as_f64).is_some(),
+        "{stdout}"
+    );
+    v
+}
+
+const SMALL: [&str; 10] = [
+    "--clients",
+    "20",
+    "--senders",
+    "2",
+    "--duration",
+    "1",
+    "--warmup",
+    "0",
+    "--json",
+    "--threads=2",
+];
+
+fn small(extra: &[&str]) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = SMALL.to_vec();
+    for e in extra {
+        v.push(Box::leak(e.to_string().into_boxed_str()));
+    }
+    v
+}
+
+#[test]
+fn all_mode_in_process() {
+    let v = assert_clean(&small(&["--mode", "all"]));
+    assert_eq!(v.get("mode").and_then(Json::as_str), Some("all"));
+    // Every message reaches the 19 other clients.
+    assert_eq!(u(&v, "expected"), u(&v, "sent") * 19);
+    assert_eq!(u(&v, "clients"), 20);
+    assert_eq!(u(&v, "senders"), 2);
+    // In-process, the broker's CPU is measured; its RSS can't be separated.
+    assert!(v.get("broker_cpu_s").and_then(Json::as_f64).is_some());
+    assert!(v.get("broker_rss_mib").unwrap().is_null());
+}
+
+#[test]
+fn direct_mode_in_process() {
+    let v = assert_clean(&small(&["--mode", "direct"]));
+    assert_eq!(u(&v, "expected"), u(&v, "sent"));
+}
+
+#[test]
+fn multi_mode_in_process() {
+    let v = assert_clean(&small(&["--mode", "multi", "--targets", "3"]));
+    assert_eq!(u(&v, "expected"), u(&v, "sent") * 3);
+}
+
+#[test]
+fn fixed_rate_in_process() {
+    let v = assert_clean(&small(&["--mode", "all", "--rate", "200", "--threads=1"]));
+    // 2 senders × 200/s × 1 s, give or take the first and last tick.
+    let sent = u(&v, "sent");
+    assert!((380..=402).contains(&sent), "sent {sent}");
+}
+
+#[test]
+fn broker_pid_reports_cpu_and_rss() {
+    // With --broker-pid pointing at ourselves (the broker runs in-process),
+    // the /proc path is exercised: RSS becomes a number.
+    let pid = std::process::id().to_string();
+    let (code, stdout, _) = loadgen(&small(&["--broker-pid", &pid, "--duration", "0.5"]));
+    assert_eq!(code, 0, "{stdout}");
+    let v = report(&stdout);
+    assert!(v.get("broker_rss_mib").and_then(Json::as_f64).unwrap() > 0.0);
+    assert!(v.get("broker_cpu_s").and_then(Json::as_f64).is_some());
+}
+
+#[test]
+fn refuses_non_loopback_addresses() {
+    let (code, stdout, stderr) = loadgen(&["--addr", "192.0.2.1:7878", "--json"]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("non-loopback"), "{stderr}");
+}
+
+#[test]
+fn human_summary_without_json() {
+    let (code, stdout, _) = loadgen(&["--clients", "5", "--duration", "0.3", "--warmup", "0"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("latency (us)"), "{stdout}");
+    assert!(stdout.contains("result            OK"), "{stdout}");
+}
+
+/// Runs against a fake broker that misbehaves once.
+fn against_fake(fault: Fault) -> (i32, Json) {
+    let fake = FakeBroker::start(fault);
+    let addr = fake.addr().to_string();
+    let (code, stdout, stderr) = loadgen(&[
+        "--addr",
+        &addr,
+        "--clients",
+        "6",
+        "--senders",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--drain",
+        "0.5",
+        "--json",
+    ]);
+    let v = report(&stdout);
+    assert!(u(&v, "sent") > 0, "{stdout}\n{stderr}");
+    (code, v)
+}
+
+#[test]
+fn fake_broker_without_faults_is_clean() {
+    let (code, v) = against_fake(Fault::None);
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(u(&v, "received"), u(&v, "expected"));
+    // An external broker without --broker-pid: not measured.
+    assert!(v.get("broker_cpu_s").unwrap().is_null());
+    assert!(v.get("deliveries_per_broker_cpu_s").unwrap().is_null());
+}
+
+#[test]
+fn a_dropped_delivery_is_lost() {
+    let (code, v) = against_fake(Fault::Drop);
+    assert_eq!(code, 1);
+    assert_eq!(u(&v, "lost"), 1, "{v:?}");
+    assert_eq!(u(&v, "duplicates"), 0);
+    assert_eq!(u(&v, "reordered"), 0);
+}
+
+#[test]
+fn a_repeated_delivery_is_a_duplicate() {
+    let (code, v) = against_fake(Fault::Duplicate);
+    assert_eq!(code, 1);
+    assert_eq!(u(&v, "duplicates"), 1, "{v:?}");
+    assert_eq!(u(&v, "lost"), 0);
+    assert_eq!(u(&v, "reordered"), 0);
+}
+
+#[test]
+fn swapped_deliveries_are_reordered() {
+    let (code, v) = against_fake(Fault::Swap);
+    assert_eq!(code, 1);
+    assert_eq!(u(&v, "reordered"), 1, "{v:?}");
+    assert_eq!(u(&v, "lost"), 0);
+    assert_eq!(u(&v, "duplicates"), 0);
+}
+
+#[test]
+fn a_refused_name_fails_the_run() {
+    let fake = FakeBroker::start(Fault::RefuseName);
+    let addr = fake.addr().to_string();
+    let (code, stdout, _) = loadgen(&["--addr", &addr, "--clients", "4", "--json"]);
+    assert_eq!(code, 1);
+    let v = report(&stdout);
+    assert!(u(&v, "registered") < 4);
+    let problems = format!("{:?}", v.get("problems").unwrap());
+    assert!(problems.contains("NAME_TAKEN"), "{problems}");
+}
