@@ -38,10 +38,12 @@
 //! - `writer`: drains queues onto sockets in batches.
 //! - [`metrics`]: counters and the stats line.
 //! - [`log`]: the logger.
+//! - [`sys`]: the open-file limit.
 
 pub mod config;
 pub mod log;
 pub mod metrics;
+pub mod sys;
 
 mod acceptor;
 mod conn;

@@ -56,6 +56,10 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
+    match broker::sys::raise_nofile_limit() {
+        Ok((before, after)) => log_info!("open-file limit {after} (was {before})"),
+        Err(e) => log_warn!("cannot raise the open-file limit: {e}"),
+    }
     let Ok(addr) = config.listen.parse::<SocketAddr>() else {
         eprintln!("broker: bad value for `listen`: {}", config.listen);
         return ExitCode::from(2);

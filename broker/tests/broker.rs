@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod soak;
 mod util;
 
 use broker::CloseReason;
@@ -473,6 +474,19 @@ fn server_full_gets_only_the_error() {
     three.expect_prefix("ERR SERVER_FULL :");
     three.expect_eof();
     drop(_one);
+    wait_for("a free slot", || b.stats().connections < 2);
+    let _four = Client::connect(b.local_addr());
+}
+
+#[test]
+fn connections_per_ip_are_limited_when_configured() {
+    let b = start_with(|c| c.max_connections_per_ip = 2);
+    let one = Client::connect(b.local_addr());
+    let _two = Client::connect(b.local_addr());
+    let mut three = Client::connect_raw(b.local_addr());
+    three.expect_prefix("ERR SERVER_FULL :too many connections from your address");
+    three.expect_eof();
+    drop(one);
     wait_for("a free slot", || b.stats().connections < 2);
     let _four = Client::connect(b.local_addr());
 }
