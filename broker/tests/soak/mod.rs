@@ -37,7 +37,7 @@ fn churn(addr: SocketAddr, thread: usize, stop: &AtomicBool, cycles: &AtomicU64)
         let mut c = Client::connect(addr);
         c.send(&format!("NAME churn-{thread}-{i}\n"));
         // Say something now and then, to a stayer and to everyone.
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             c.send(&format!(
                 "SEND stay-{} :hello from churn\nSEND * :hi\n",
                 i % STAYERS as u64
