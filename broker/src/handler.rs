@@ -62,11 +62,19 @@ pub(crate) enum Flow {
     Closed,
 }
 
-/// Encodes an event into its own shared frame.
+thread_local! {
+    /// Encoding space reused by every frame this thread builds.
+    static ENCODE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+}
+
+/// Encodes an event into its own shared frame (one allocation).
 pub(crate) fn frame(event: &Event<'_>) -> Frame {
-    let mut buf = Vec::with_capacity(64);
-    event.encode(&mut buf);
-    Frame::from(buf)
+    ENCODE.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        event.encode(&mut buf);
+        Frame::from(&buf[..])
+    })
 }
 
 /// Sends one event to one connection.
@@ -305,6 +313,11 @@ fn send(
         let queued = broadcast(shared, out, conn.id, &msg);
         return accepted(shared, out, conn, id, queued, None);
     }
+    if let Targets::Names(one) = targets {
+        if !one.contains(',') {
+            return send_direct(shared, out, scratch, conn, from, one, ts, body);
+        }
+    }
     // Distinct names (any case), in the order given.
     let mut distinct: Vec<&str> = Vec::with_capacity(INLINE_TARGETS);
     for name in targets.names() {
@@ -352,6 +365,36 @@ fn send(
     }
     let missing = (!missing.is_empty()).then_some(missing.as_str());
     accepted(shared, out, conn, id, queued, missing);
+}
+
+/// `SEND <one name>`: the common case, without building target lists.
+#[allow(clippy::too_many_arguments)]
+fn send_direct(
+    shared: &Shared,
+    out: &mut Outbox,
+    scratch: &mut Vec<u8>,
+    conn: &Arc<Conn>,
+    from: &str,
+    to: &str,
+    ts: u64,
+    body: &[u8],
+) {
+    let Some(target) = shared.registry.get(to) else {
+        return error(
+            shared,
+            out,
+            conn,
+            ErrorCode::NoSuchUser,
+            Some(to),
+            "no such user online",
+        );
+    };
+    let id = shared.next_message_id();
+    scratch.clear();
+    encode_msg(scratch, id, from, Kind::Direct, ts, body);
+    let msg = Frame::from(&scratch[..]);
+    let queued = u64::from(out.push(shared, &target, &msg));
+    accepted(shared, out, conn, id, queued, None);
 }
 
 fn accepted(

@@ -60,6 +60,9 @@ struct Entry {
     name_deadline: Option<Instant>,
     /// Set once closing: input is discarded until EOF or this time.
     linger_until: Option<Instant>,
+    /// The poller reported the peer's FIN (or an error): read to the end
+    /// even after a short read.
+    peer_closed: bool,
 }
 
 /// A worker thread's state.
@@ -120,7 +123,15 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     WAKE => self.drain_inbox(),
-                    Token(id) => self.read(id as u64),
+                    Token(id) => {
+                        let id = id as u64;
+                        if ev.is_read_closed() || ev.is_error() {
+                            if let Some(e) = self.conns.get_mut(&id) {
+                                e.peer_closed = true;
+                            }
+                        }
+                        self.read(id)
+                    }
                 }
             }
             for id in std::mem::take(&mut self.hot) {
@@ -220,6 +231,7 @@ impl Worker {
                 inbuf: Vec::new(),
                 name_deadline,
                 linger_until: None,
+                peer_closed: false,
             },
         );
     }
@@ -270,7 +282,16 @@ impl Worker {
                     gone = true;
                     break;
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    // A short read emptied the socket: with edge-triggered
+                    // polling, new data brings a new event, so skip the read
+                    // that would only say WouldBlock. (A FIN that is already
+                    // queued brings no new event: `peer_closed` covers it.)
+                    if n < self.read_buf.len() && !e.peer_closed {
+                        drained = true;
+                    }
+                    n
+                }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => {
                     if e.inbuf.is_empty() && e.inbuf.capacity() > 0 {
                         e.inbuf = Vec::new();
@@ -313,6 +334,12 @@ impl Worker {
             if flow == Flow::Closed {
                 e.inbuf = Vec::new();
                 e.linger_until = Some(now + LINGER);
+            }
+            if drained {
+                if e.inbuf.is_empty() && e.inbuf.capacity() > 0 {
+                    e.inbuf = Vec::new();
+                }
+                break;
             }
         }
         if gone {
@@ -376,7 +403,10 @@ fn apply(
             break;
         }
         match Request::decode(rest, &shared.limits) {
-            Decoded::Incomplete => break,
+            Decoded::Incomplete => {
+                used += protocol::leading_blank_lines(rest);
+                break;
+            }
             Decoded::Frame { frame, consumed } => {
                 used += consumed;
                 let flow =

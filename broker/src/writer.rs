@@ -61,6 +61,8 @@ pub(crate) struct Writer {
     poll: Poll,
     inbox: Receiver<WriterMsg>,
     streams: HashMap<u64, State>,
+    /// How many streams wait for a writable event.
+    blocked: usize,
     out: Outbox,
 }
 
@@ -87,6 +89,7 @@ impl Writer {
             poll,
             inbox,
             streams: HashMap::new(),
+            blocked: 0,
             out: Outbox::new(writers, None),
         }
     }
@@ -105,6 +108,11 @@ impl Writer {
                 }
             }
             self.out.flush(&self.shared);
+            if busy && self.blocked == 0 {
+                // Nothing waits for writable: skip the poll while work keeps
+                // coming.
+                continue;
+            }
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -136,7 +144,9 @@ impl Writer {
                 }
                 let id = ev.token().0 as u64;
                 if let Some(st) = self.streams.get_mut(&id) {
-                    st.blocked = false;
+                    if std::mem::take(&mut st.blocked) {
+                        self.blocked -= 1;
+                    }
                 }
                 self.service(id);
             }
@@ -170,6 +180,9 @@ impl Writer {
 
     fn remove(&mut self, id: u64) {
         if let Some(st) = self.streams.remove(&id) {
+            if st.blocked {
+                self.blocked -= 1;
+            }
             let fd = st.s.sock.stream.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             // Bytes still queued no longer count against anyone.
@@ -201,7 +214,11 @@ impl Writer {
         } else if st.blocked {
             Done::Idle
         } else {
-            flush(&self.shared, &mut self.out, st)
+            let done = flush(&self.shared, &mut self.out, st);
+            if st.blocked {
+                self.blocked += 1;
+            }
+            done
         };
         if let Done::Finished = done {
             self.remove(id);
@@ -258,6 +275,14 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
             Ok(0) => return fail(shared, out, st, std::io::Error::from(ErrorKind::WriteZero)),
             Ok(mut n) => {
                 Metrics::add(&shared.metrics.bytes_out, n as u64);
+                let asked: usize =
+                    st.pending.iter().take(64).map(|f| f.len()).sum::<usize>() - st.offset;
+                if n < asked {
+                    // A short write filled the socket buffer: the kernel
+                    // reports writable again on its own (edge), so don't ask
+                    // it for a WouldBlock now.
+                    st.blocked = true;
+                }
                 while let Some(f) = st.pending.front() {
                     let rest = f.len() - st.offset;
                     if n >= rest {
@@ -269,6 +294,9 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
                         st.offset += n;
                         break;
                     }
+                }
+                if st.blocked {
+                    return Done::Idle;
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {

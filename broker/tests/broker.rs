@@ -375,6 +375,20 @@ fn half_closed_socket_still_gets_its_replies() {
 }
 
 #[test]
+fn any_number_of_blank_lines_is_ignored() {
+    let b = start_with(|c| c.rate_per_sec = 0);
+    let mut c = Client::connect(b.local_addr());
+    // Far more newlines than any frame may hold: still nothing but blank
+    // lines, so no error and the connection goes on.
+    let blank = "\r\n".repeat(64 * 1024);
+    for _ in 0..8 {
+        c.send(&blank);
+    }
+    c.send("PING still-here\n");
+    c.expect("PONG still-here");
+}
+
+#[test]
 fn one_byte_per_packet_and_many_frames_per_packet() {
     let b = start();
     let mut c = Client::connect(b.local_addr());

@@ -53,6 +53,20 @@ pub(crate) fn next_line(buf: &[u8], max_line: usize) -> Result<Option<Line<'_>>,
     }
 }
 
+/// Bytes of whole blank lines (`LF` or `CR LF`) at the front of `buf`. A
+/// reader drops them when the decoder says `Incomplete`, so a peer sending
+/// nothing but newlines never makes it buffer more.
+pub fn leading_blank_lines(buf: &[u8]) -> usize {
+    let mut used = 0;
+    loop {
+        match buf.get(used..) {
+            Some([b'\n', ..]) => used += 1,
+            Some([b'\r', b'\n', ..]) => used += 2,
+            _ => return used,
+        }
+    }
+}
+
 /// Splits a line into its verb and the rest after the first space.
 pub(crate) fn split_verb(line: &[u8]) -> (&[u8], Option<&[u8]>) {
     match line.iter().position(|&b| b == b' ') {
@@ -190,6 +204,14 @@ mod tests {
         assert_eq!(l.text, b"LIST");
         assert_eq!(l.end, 9);
         assert!(next_line(b"\n\r\n", 16).unwrap().is_none());
+    }
+
+    #[test]
+    fn leading_blank_lines_are_measured() {
+        assert_eq!(leading_blank_lines(b""), 0);
+        assert_eq!(leading_blank_lines(b"\n\r\n\nLIST"), 4);
+        assert_eq!(leading_blank_lines(b"\n\r"), 1);
+        assert_eq!(leading_blank_lines(b"LIST\n\n"), 0);
     }
 
     #[test]
