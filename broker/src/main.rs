@@ -83,6 +83,7 @@ fn run(config: Config) -> ExitCode {
         config.rate_per_sec,
         config.rate_burst,
     );
+    let config_grace = config.shutdown_grace_secs;
     let broker = match broker::start(listener, config) {
         Ok(b) => b,
         Err(e) => {
@@ -93,7 +94,11 @@ fn run(config: Config) -> ExitCode {
     log_info!("listening on {}", broker.local_addr());
     log_info!("{summary}");
     let handle = broker.shutdown_handle();
-    if let Err(e) = ctrlc::set_handler(move || handle.trigger()) {
+    let grace = config_grace;
+    if let Err(e) = ctrlc::set_handler(move || {
+        log_info!("signal received: shutting down (grace {grace} s)");
+        handle.trigger();
+    }) {
         log_warn!("cannot catch Ctrl-C/SIGTERM ({e}); stop with SIGKILL");
     }
     let report = broker.wait();
