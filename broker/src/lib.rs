@@ -46,6 +46,8 @@ pub mod metrics;
 pub mod sys;
 
 mod acceptor;
+#[doc(hidden)]
+pub mod bench_support;
 mod conn;
 mod handler;
 mod outbound;
@@ -110,6 +112,34 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The shared state for threads reached through these handles.
+    fn new(config: Config, workers: Vec<WorkerHandle>, writers: Vec<WriterHandle>) -> Shared {
+        let mut hello = Vec::new();
+        Event::Hello {
+            server: &config.server_name,
+            version: protocol::VERSION,
+            text: "Welcome. Choose a name with NAME <name>",
+        }
+        .encode(&mut hello);
+        Shared {
+            limits: config.limits(),
+            registry: Registry::new(),
+            metrics: Metrics::default(),
+            writers,
+            workers,
+            hello: Frame::from(hello),
+            help: HELP.as_bytes().to_vec(),
+            writer_streams: AtomicUsize::new(0),
+            next_message: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            stop_at: Mutex::new(None),
+            stop_cv: Condvar::new(),
+            per_ip: Mutex::new(HashMap::new()),
+            config,
+        }
+    }
+
     /// True once shutdown has begun.
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
@@ -229,30 +259,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         Interest::READABLE,
     )?;
 
-    let mut hello = Vec::new();
-    Event::Hello {
-        server: &config.server_name,
-        version: protocol::VERSION,
-        text: "Welcome. Choose a name with NAME <name>",
-    }
-    .encode(&mut hello);
-    let shared = Arc::new(Shared {
-        limits: config.limits(),
-        registry: Registry::new(),
-        metrics: Metrics::default(),
-        writers,
-        workers,
-        hello: Frame::from(hello),
-        help: HELP.as_bytes().to_vec(),
-        writer_streams: AtomicUsize::new(0),
-        next_message: AtomicU64::new(1),
-        next_conn: AtomicU64::new(1),
-        stopping: AtomicBool::new(false),
-        stop_at: Mutex::new(None),
-        stop_cv: Condvar::new(),
-        per_ip: Mutex::new(HashMap::new()),
-        config,
-    });
+    let shared = Arc::new(Shared::new(config, workers, writers));
 
     let mut writer_threads = Vec::new();
     for (i, (poll, rx)) in writer_polls.into_iter().zip(writer_rxs).enumerate() {

@@ -1,0 +1,131 @@
+//! Hooks for the criterion benchmarks (not a stable API): the routing core
+//! driven in memory, without sockets or threads.
+
+use crate::conn::{Conn, Frame};
+use crate::handler::{self, Session};
+use crate::outbound::{Outbox, WriterHandle, WriterMsg};
+use crate::worker::{WorkerHandle, WorkerMsg};
+use crate::{Config, Shared};
+use crossbeam_channel::Receiver;
+use mio::{Poll, Waker};
+use protocol::{Request, Targets};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// `N` registered connections with in-memory queues, and one sender: a
+/// `SEND *` through the real handler is one fan-out to `N` queues.
+pub struct Fanout {
+    shared: Arc<Shared>,
+    sender: Arc<Conn>,
+    session: Session,
+    out: Outbox,
+    scratch: Vec<u8>,
+    queues: Vec<(Arc<Conn>, Receiver<Frame>)>,
+    writer_rx: Receiver<WriterMsg>,
+    _worker_rx: Receiver<WorkerMsg>,
+    _polls: (Poll, Poll),
+}
+
+impl Fanout {
+    /// Registers `n` receivers and a sender.
+    pub fn new(n: usize) -> io::Result<Fanout> {
+        let writer_poll = Poll::new()?;
+        let worker_poll = Poll::new()?;
+        let (wtx, writer_rx) = crossbeam_channel::unbounded();
+        let (ktx, worker_rx) = crossbeam_channel::unbounded();
+        let writers = vec![WriterHandle {
+            tx: wtx,
+            waker: Waker::new(writer_poll.registry(), crate::writer::WAKE)?,
+            sleeping: AtomicBool::new(false),
+        }];
+        let workers = vec![WorkerHandle {
+            tx: ktx,
+            waker: Waker::new(worker_poll.registry(), crate::worker::WAKE)?,
+        }];
+        let config = Config {
+            rate_per_sec: 0,
+            queue_bytes: usize::MAX / 2,
+            ..Config::default()
+        };
+        let shared = Arc::new(Shared::new(config, workers, writers));
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+        let mut out = Outbox::new(1, Some(0));
+        let mut queues = Vec::with_capacity(n);
+        for i in 0..n {
+            let (conn, rx) = Conn::new(i as u64 + 1, 0, 0, peer, usize::MAX / 2);
+            let name = format!("user{i}");
+            shared.registry.insert(&name, &conn);
+            conn.set_name(&name);
+            queues.push((conn, rx));
+        }
+        let (sender, sender_rx) = Conn::new(0, 0, 0, peer, usize::MAX / 2);
+        shared.registry.insert("sender", &sender);
+        sender.set_name("sender");
+        queues.push((Arc::clone(&sender), sender_rx));
+        let session = Session::new(&shared, Instant::now());
+        out.flush(&shared);
+        let mut f = Fanout {
+            shared,
+            sender,
+            session,
+            out,
+            scratch: Vec::new(),
+            queues,
+            writer_rx,
+            _worker_rx: worker_rx,
+            _polls: (writer_poll, worker_poll),
+        };
+        f.drain();
+        Ok(f)
+    }
+
+    /// One `SEND * <body>` through the handler: encode once, push to every
+    /// receiver's queue, queue the ACK, schedule the writer.
+    pub fn send_all(&mut self, body: &[u8]) {
+        let req = Request::Send {
+            targets: Targets::All,
+            body,
+        };
+        handler::handle(
+            &self.shared,
+            &mut self.out,
+            &mut self.scratch,
+            &self.sender,
+            &mut self.session,
+            req,
+            Instant::now(),
+        );
+        self.out.flush(&self.shared);
+    }
+
+    /// Empties every queue, as writers would; returns the frames taken.
+    pub fn drain(&mut self) -> usize {
+        let mut frames = 0;
+        while self.writer_rx.try_recv().is_ok() {}
+        for (conn, rx) in &self.queues {
+            conn.unschedule();
+            while let Ok(f) = rx.try_recv() {
+                conn.taken(f.len());
+                frames += 1;
+            }
+        }
+        frames
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_send_reaches_every_queue_once() {
+        let mut f = Fanout::new(10).unwrap();
+        f.send_all(b"hello");
+        // 10 MSG frames and the sender's ACK.
+        assert_eq!(f.drain(), 11);
+        assert_eq!(f.drain(), 0);
+    }
+}
