@@ -1,26 +1,50 @@
-#![allow(missing_docs)]
-//! TODO(fan-out bench): routing one message to N in-memory connection
-//! queues, N = 10, 100, 1k, 10k — the broker's routing core without
-//! sockets, to show the cost per recipient (one shared `Arc<[u8]>` frame,
-//! one queue push and one writer wake-up per batch).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+//! Routing fan-out: one `SEND *` through the broker's real handler to N
+//! registered connections with in-memory queues (N = 10, 100, 1k, 10k), no
+//! sockets and no threads (`broker::bench_support::Fanout`). This is the
+//! routing core's cost per recipient: the frame is encoded once and shared,
+//! then pushed onto N queues, plus the ACK and one writer hand-off.
 //!
-//! Not written yet: it needs a broker-internal API that the lead will expose
-//! (a registry that can be filled with N socket-less connections, and the
-//! `SEND *` / multi routing call that pushes onto their queues). Until then
-//! this target only says it was skipped; it deliberately measures nothing,
-//! so no number can be mistaken for a fan-out result.
-//!
-//! Plan once the API exists:
-//! ```text
-//! for n in [10, 100, 1_000, 10_000]:
-//!     registry with n in-memory conns (queue_bytes large enough)
-//!     Throughput::Elements(n)  // deliveries per routed message
-//!     iter: route one 100-byte MSG to `*`, then drain the n queues
-//!           (draining outside the timed part via iter_batched)
-//! ```
+//! Only the routing call is timed; emptying the queues (what writer threads
+//! would do) happens between iterations, outside the measurement, and checks
+//! that exactly N deliveries + 1 ACK were queued.
 
-fn main() {
-    eprintln!(
-        "fanout: skipped — needs a broker-internal routing API (see benches/benches/fanout.rs)"
-    );
+use broker::bench_support::Fanout;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::{Duration, Instant};
+
+const BODY: usize = 100;
+
+fn fanout(c: &mut Criterion) {
+    let body = benches::body(BODY);
+    let mut g = c.benchmark_group("fanout_send_all");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for n in [10usize, 100, 1_000, 10_000] {
+        let mut f = Fanout::new(n).expect("fan-out harness");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t0 = Instant::now();
+                    f.send_all(black_box(&body));
+                    total += t0.elapsed();
+                    // N MSG frames and the sender's ACK; not timed.
+                    assert_eq!(f.drain(), n + 1);
+                }
+                total
+            });
+        });
+    }
+    g.finish();
 }
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);
