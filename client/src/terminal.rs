@@ -245,7 +245,7 @@ pub fn run(
         match editor.readline("Enter your name: ") {
             Ok(line) => return Some(line),
             Err(ReadlineError::Interrupted) | Err(ReadlineError::Eof) => return None,
-            Err(ReadlineError::WindowResized) => continue,
+            Err(ReadlineError::Signal(_)) => continue,
             Err(_) => return None,
         }
     };
@@ -309,7 +309,7 @@ pub fn run(
                 ));
                 continue;
             }
-            Err(ReadlineError::WindowResized) => continue,
+            Err(ReadlineError::Signal(_)) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => {
                 ui.print(render::hint(style, &format!("input failed: {e}")));
