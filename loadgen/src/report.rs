@@ -59,7 +59,8 @@ pub struct Report {
     pub registered: usize,
     /// Messages sent (whole run, warm-up included).
     pub sent: u64,
-    /// Deliveries the broker promised (sum of ACK `<queued>`).
+    /// Deliveries the broker promised to our clients (sum of ACK `<queued>`,
+    /// each capped at the fan-out: extra recipients are not ours).
     pub expected: u64,
     /// Loadgen messages received (duplicates included).
     pub received: u64,
@@ -75,12 +76,14 @@ pub struct Report {
     pub send_errors: u64,
     /// Connections the broker closed or that failed during the run.
     pub disconnects: u64,
-    /// `LEFT` seen for one of our clients while the run was going.
+    /// `LEFT` naming an `lg-` client after sending started. Reported, not a
+    /// failure by itself: a lost connection of ours shows up (reliably) as a
+    /// disconnect, while a LEFT may be the tail of a previous run's exit.
     pub left: u64,
     /// Malformed frames from the broker.
     pub protocol_errors: u64,
-    /// ACKs whose `<queued>` differed from the expected fan-out (another
-    /// user online, or someone left).
+    /// ACKs whose `<queued>` differed from the expected fan-out (other
+    /// users online, or one of ours left).
     pub ack_mismatches: u64,
     /// `MSG`s whose body was not a loadgen payload.
     pub foreign: u64,
@@ -131,9 +134,11 @@ impl Report {
             (self.duplicates, "duplicated"),
             (self.reordered, "reordered"),
             (self.unacked, "never acknowledged"),
-            (self.send_errors, "refused with ERR"),
+            (
+                self.send_errors,
+                "SENDs refused with ERR (rate limited? run the broker with rate_per_sec = 0)",
+            ),
             (self.disconnects, "connections dropped"),
-            (self.left, "clients announced as LEFT"),
             (self.protocol_errors, "malformed broker frames"),
         ];
         for (n, what) in counts {
@@ -317,6 +322,11 @@ impl Report {
                 "  anomalies         disconnects {}  LEFT {}  bad frames {}  ACK fan-out mismatches {}  foreign MSGs {}",
                 self.disconnects, self.left, self.protocol_errors, self.ack_mismatches, self.foreign
             );
+            if self.ack_mismatches > 0 {
+                s.push_str(
+                    "                    (ACK <queued> differed from the fan-out: other users on this broker?)\n",
+                );
+            }
         }
         let _ = writeln!(
             s,

@@ -23,7 +23,7 @@ use crate::shared::{Shared, NOT_STARTED};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use protocol::{push_u64, Decoded, Event, Limits};
+use protocol::{push_u64, Decoded, ErrorCode, Event, Limits};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -42,6 +42,12 @@ const MAX_HANDSHAKES: usize = 128;
 /// this; its intended send times keep running, so the backlog shows up as
 /// latency instead of as unbounded memory.
 const MAX_PENDING_OUT: usize = 256 * 1024;
+
+/// `ERR NAME_TAKEN` is retried this often, this many times: right after a
+/// previous run against the same broker, its `lg-<n>` may still be on the
+/// way out.
+const NAME_RETRY_NS: u64 = 50_000_000;
+const NAME_RETRIES: u32 = 60;
 
 /// Longest sleep in `poll`: bounds how late a phase change is noticed even if
 /// a wake-up were lost.
@@ -65,6 +71,10 @@ enum State {
 struct Conn {
     /// Client index (`lg-<idx>`).
     idx: u32,
+    /// Index into `Worker::conns` (its poll token).
+    token: usize,
+    /// `NAME` attempts refused with `NAME_TAKEN` so far.
+    name_tries: u32,
     stream: TcpStream,
     state: State,
     /// Bytes of a frame that a read cut in two.
@@ -117,6 +127,10 @@ struct Rx {
     stopping: bool,
     /// Clients registered since the worker last looked.
     handshakes_done: usize,
+    /// `(when, token)`: `NAME` to send again after `NAME_TAKEN`.
+    name_retries: Vec<(u64, usize)>,
+    /// Sending has started (LEFT frames before that are old news).
+    started: bool,
 }
 
 /// What one network thread counted, handed to the monitor at the end.
@@ -218,6 +232,8 @@ impl Worker {
             fanout: settings.fanout(),
             stopping: false,
             handshakes_done: 0,
+            name_retries: Vec::new(),
+            started: false,
         };
         Worker {
             id,
@@ -257,6 +273,9 @@ impl Worker {
             self.connect_more();
             self.check_phase();
             let now = self.shared.now_ns();
+            if !self.rx.name_retries.is_empty() {
+                self.retry_names(now);
+            }
             let (blocked, mut next_due) = self.pump_all(now);
             if blocked {
                 // Announce that we sleep for window room, then look once more:
@@ -341,6 +360,8 @@ impl Worker {
             };
             self.conns.push(Conn {
                 idx,
+                token,
+                name_tries: 0,
                 stream,
                 state: State::Connecting,
                 carry: Vec::new(),
@@ -350,6 +371,24 @@ impl Worker {
                 sender,
             });
             self.handshaking += 1;
+        }
+    }
+
+    /// Sends `NAME` again for clients whose retry time has come.
+    fn retry_names(&mut self, now: u64) {
+        let mut i = 0;
+        while let Some(&(due, token)) = self.rx.name_retries.get(i) {
+            if due > now {
+                i += 1;
+                continue;
+            }
+            self.rx.name_retries.swap_remove(i);
+            if let Some(conn) = self.conns.get_mut(token) {
+                if conn.state == State::Registering {
+                    push_name(conn);
+                    flush(conn);
+                }
+            }
         }
     }
 
@@ -363,6 +402,7 @@ impl Worker {
             return;
         }
         self.started = true;
+        self.rx.started = true;
         self.start_ns = start;
         self.rx.warm_end = self.shared.warm_end_ns.load(Ordering::Acquire);
         self.rx.send_end = self.shared.send_end_ns.load(Ordering::Acquire);
@@ -489,9 +529,7 @@ impl Worker {
                 Ok(false) => return,
                 Ok(true) => {
                     let _ = conn.stream.set_nodelay(true);
-                    conn.out.extend_from_slice(b"NAME lg-");
-                    push_u64(&mut conn.out, u64::from(conn.idx));
-                    conn.out.push(b'\n');
+                    push_name(conn);
                     conn.state = State::Registering;
                 }
                 Err(e) => {
@@ -706,6 +744,13 @@ fn self_due(start_ns: u64, s: &Sender, interval_ns: f64) -> u64 {
         .saturating_add((s.seq as f64 * interval_ns) as u64)
 }
 
+/// Queues `NAME lg-<idx>`.
+fn push_name(conn: &mut Conn) {
+    conn.out.extend_from_slice(b"NAME lg-");
+    push_u64(&mut conn.out, u64::from(conn.idx));
+    conn.out.push(b'\n');
+}
+
 /// Whether a non-blocking connect has finished (`Ok(false)`: not yet).
 fn connected(stream: &TcpStream) -> io::Result<bool> {
     if let Some(e) = stream.take_error()? {
@@ -853,7 +898,11 @@ fn on_frame(
         Event::Ack { queued, .. } => {
             if let Some(s) = conn.sender.and_then(|s| senders.get_mut(s)) {
                 s.replies += 1;
-                s.queued += queued;
+                // More than the fan-out means users that aren't ours are
+                // online (`SEND *` reaches them too): expect only our share,
+                // so strangers don't look like losses. Fewer is real: one
+                // of ours is gone, and that is reported on its own.
+                s.queued += queued.min(rx.fanout);
                 if queued != rx.fanout {
                     rx.ack_mismatches += 1;
                 }
@@ -869,6 +918,11 @@ fn on_frame(
         }
         Event::Err { code, args, text } => {
             if conn.state == State::Registering {
+                if code == ErrorCode::NameTaken && conn.name_tries < NAME_RETRIES {
+                    conn.name_tries += 1;
+                    rx.name_retries.push((now + NAME_RETRY_NS, conn.token));
+                    return None;
+                }
                 let args = args.unwrap_or_default();
                 return Some(format!(
                     "lg-{}: NAME refused: {code} {args} {text}",
@@ -886,7 +940,7 @@ fn on_frame(
             None
         }
         Event::Left { name, .. } => {
-            if !rx.stopping && name.starts_with("lg-") {
+            if rx.started && !rx.stopping && name.starts_with("lg-") {
                 rx.left += 1;
             }
             None

@@ -240,5 +240,14 @@ fn a_refused_name_fails_the_run() {
     let v = report(&stdout);
     assert!(u(&v, "registered") < 4);
     let problems = format!("{:?}", v.get("problems").unwrap());
-    assert!(problems.contains("NAME_TAKEN"), "{problems}");
+    assert!(problems.contains("BAD_NAME"), "{problems}");
+}
+
+#[test]
+fn a_taken_name_is_retried() {
+    // Right after a previous run, its names may still be registered for a
+    // moment: NAME_TAKEN is retried, and the run goes on.
+    let (code, v) = against_fake(Fault::TakenTwice);
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(u(&v, "registered"), 6);
 }

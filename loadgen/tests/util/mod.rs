@@ -34,8 +34,11 @@ pub enum Fault {
     /// Holds one delivery back and sends it after the next one to the same
     /// recipient.
     Swap,
-    /// Answers `ERR NAME_TAKEN` to the second client.
+    /// Answers `ERR BAD_NAME` to every `NAME lg-1`.
     RefuseName,
+    /// Answers `ERR NAME_TAKEN` to the first two `NAME lg-1`, as a broker
+    /// still removing a previous run's `lg-1` would.
+    TakenTwice,
 }
 
 const FAULT_AT: u64 = 50;
@@ -111,11 +114,18 @@ fn serve(mut stream: TcpStream, state: &State) {
                     pos += consumed;
                     match frame {
                         Request::Name { name: n } => {
-                            let k = state.names.fetch_add(1, Ordering::SeqCst);
                             let mut p = me.lock().unwrap();
-                            if state.fault == Fault::RefuseName && k == 1 {
-                                let _ = p.stream.write_all(b"ERR NAME_TAKEN :taken\n");
-                                continue;
+                            if n == "lg-1" {
+                                let k = state.names.fetch_add(1, Ordering::SeqCst);
+                                let refusal: &[u8] = match state.fault {
+                                    Fault::RefuseName => b"ERR BAD_NAME :no\n",
+                                    Fault::TakenTwice if k < 2 => b"ERR NAME_TAKEN :taken\n",
+                                    _ => b"",
+                                };
+                                if !refusal.is_empty() {
+                                    let _ = p.stream.write_all(refusal);
+                                    continue;
+                                }
                             }
                             name = n.to_string();
                             let _ = p.stream.write_all(format!("OK NAME {n}\n").as_bytes());
@@ -177,7 +187,7 @@ fn deliver(state: &State, peer: &Mutex<Peer>, frame: &[u8]) {
             let _ = p.stream.write_all(frame);
         }
         Fault::Swap => p.held = Some(frame.to_vec()),
-        Fault::None | Fault::RefuseName => {
+        Fault::None | Fault::RefuseName | Fault::TakenTwice => {
             let _ = p.stream.write_all(frame);
             if let Some(held) = p.held.take() {
                 let _ = p.stream.write_all(&held);
