@@ -102,7 +102,7 @@ pub const SLASH_COMMANDS: [&str; 12] = [
 
 /// The text `/help` shows: every command with an example.
 pub const HELP: &str = "\
-Commands (examples in quotes):
+Commands, each with an example:
   to one person     /msg bob hi   /pm bob hi   /dm bob hi   @bob hi   @bob: hi
                     send bob: hi   MSG bob hi
   to several        /msg bob,carol hi   @bob @carol hi   send bob carol dan : hi
