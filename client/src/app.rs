@@ -226,11 +226,8 @@ pub fn execute(
 ) -> bool {
     match command {
         Command::Nothing => {}
-        Command::Help => {
-            for line in crate::command::HELP.lines() {
-                ui.print(line.to_string());
-            }
-        }
+        // One print, so the editor redraws the prompt once.
+        Command::Help => ui.print(crate::command::HELP.to_string()),
         Command::List => {
             if let Err(e) = writer.send(&Request::List) {
                 ui.print(render::hint(style, &format!("could not ask: {e}")));

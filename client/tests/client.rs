@@ -313,7 +313,7 @@ fn a_lost_connection_says_so_and_exits_1() {
     server.join().unwrap();
     let status = alice.wait();
     assert_eq!(status.code(), Some(1));
-    let err = alice.stderr_now().join("");
+    let err = alice.errors.join("");
     assert!(
         err.contains("connection to") && err.contains("lost"),
         "{err}"
@@ -327,7 +327,7 @@ fn no_broker_means_a_clear_error_and_1() {
     drop(listener);
     let mut c = Client::start(addr, Some("alice"));
     assert_eq!(c.wait().code(), Some(1));
-    let err = c.stderr_now().join("");
+    let err = c.errors.join("");
     assert!(err.contains("cannot connect to"), "{err}");
 }
 

@@ -152,6 +152,8 @@ pub struct Client {
     pub seen: Vec<String>,
     /// Raw stdout bytes seen so far, to check for escape codes.
     pub raw: Vec<u8>,
+    /// Every stderr line, collected by [`Client::wait`].
+    pub errors: Vec<String>,
 }
 
 pub fn client_cmd(addr: SocketAddr, name: Option<&str>) -> Command {
@@ -204,6 +206,7 @@ impl Client {
             err_lines,
             seen: Vec::new(),
             raw: Vec::new(),
+            errors: Vec::new(),
         }
     }
 
@@ -259,10 +262,13 @@ impl Client {
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // stdout is closed now: drain what is left.
+                // stdout and stderr are closed now: drain what is left.
                 while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
                     self.raw.extend_from_slice(line.as_bytes());
                     self.seen.push(line.trim_end_matches('\n').to_string());
+                }
+                while let Ok(line) = self.err_lines.recv_timeout(DEADLINE) {
+                    self.errors.push(line);
                 }
                 return status;
             }
