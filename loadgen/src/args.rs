@@ -66,7 +66,9 @@ pub struct Args {
     /// from the intended send time). Default: closed loop with --window.
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
-    /// Closed loop: messages per sender whose deliveries may be outstanding.
+    /// Closed loop: each sender keeps at most W messages' worth of deliveries
+    /// outstanding (W × fan-out deliveries promised by ACKs, or expected while
+    /// the ACK is on its way, minus those its receivers have counted).
     #[arg(long, default_value_t = 8, value_name = "W")]
     pub window: u64,
     /// Process id of the broker, to report its CPU time and peak RSS.

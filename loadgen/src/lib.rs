@@ -27,7 +27,7 @@
 //!
 //! Modules: [`args`] (command line), [`payload`] (message body format),
 //! [`worker`] (a network thread), [`shared`] (what threads share),
-//! [`run`] (the monitor), [`report`] (summary, JSON, verdict), [`procfs`]
+//! [`mod@run`] (the monitor), [`report`] (summary, JSON, verdict), [`procfs`]
 //! (CPU/RSS from `/proc`), [`rlimit`] (open-file limit), [`rng`] (target
 //! picking), [`error`].
 

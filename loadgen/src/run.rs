@@ -224,10 +224,10 @@ impl Monitor<'_> {
 
         self.wait_until(warm_end, |_| false);
         let a = self.cpu_sample();
-        self.sample_rss(true);
+        self.sample_rss();
         self.wait_until(send_end, |_| false);
         let b = self.cpu_sample();
-        self.sample_rss(true);
+        self.sample_rss();
         self.wait_until(send_end + dur_ns(s.drain), Monitor::drained);
 
         let ticks = |x: Option<u64>, y: Option<u64>| Some(y?.checked_sub(x?)? as f64 / self.clk);
@@ -272,7 +272,7 @@ impl Monitor<'_> {
             let warm_end = self.shared.warm_end_ns.load(Ordering::Acquire);
             let send_end = self.shared.send_end_ns.load(Ordering::Acquire);
             if start != crate::shared::NOT_STARTED && now >= warm_end && now < send_end {
-                self.sample_rss(false);
+                self.sample_rss();
             }
         }
         if self.progress && now.saturating_sub(self.last_draw) >= PROGRESS_EVERY_NS {
@@ -280,7 +280,7 @@ impl Monitor<'_> {
         }
     }
 
-    fn sample_rss(&mut self, _edge: bool) {
+    fn sample_rss(&mut self) {
         if let BrokerSource::Pid(pid) = self.source {
             let path: PathBuf = format!("/proc/{pid}/status").into();
             if let Some(kib) = procfs::rss_kib(&path) {
