@@ -46,13 +46,12 @@ pub fn write(out: &mut Vec<u8>, stamp: Stamp, size: usize) {
 }
 
 /// Reads the stamp at the front of a body; `None` if it isn't one of ours.
+/// One pass over the stamp's bytes: this runs once per delivery.
 pub fn parse(body: &[u8]) -> Option<Stamp> {
-    let mut fields = body.splitn(4, |&b| b == b':');
-    let sender = u32::try_from(digits(fields.next()?)?).ok()?;
-    let seq = digits(fields.next()?)?;
-    let send_ns = digits(fields.next()?)?;
-    // The separator after send-ns must be there (splitn leaves a 4th part).
-    fields.next()?;
+    let mut bytes = body.iter();
+    let sender = u32::try_from(field(&mut bytes)?).ok()?;
+    let seq = field(&mut bytes)?;
+    let send_ns = field(&mut bytes)?;
     Some(Stamp {
         sender,
         seq,
@@ -60,17 +59,19 @@ pub fn parse(body: &[u8]) -> Option<Stamp> {
     })
 }
 
-fn digits(field: &[u8]) -> Option<u64> {
-    if field.is_empty() || field.len() > 20 {
-        return None;
-    }
-    field.iter().try_fold(0u64, |n, &b| {
-        if b.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
+/// A non-empty decimal field ended by `:` (which is consumed).
+fn field(bytes: &mut std::slice::Iter<'_, u8>) -> Option<u64> {
+    let mut n: u64 = 0;
+    for (i, &b) in bytes.by_ref().enumerate() {
+        if b == b':' {
+            return (i > 0).then_some(n);
         }
-    })
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    None
 }
 
 #[cfg(test)]

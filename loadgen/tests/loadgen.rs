@@ -137,9 +137,11 @@ fn multi_mode_in_process() {
 #[test]
 fn fixed_rate_in_process() {
     let v = assert_clean(&small(&["--mode", "all", "--rate", "200", "--threads=1"]));
-    // 2 senders × 200/s × 1 s, give or take the first and last tick.
+    // 2 senders × 200/s × 1 s = 400 intended sends (closed loop would send
+    // thousands). A few at the very end may be skipped if the thread wakes
+    // after the window closed on a loaded machine; none may be extra.
     let sent = u(&v, "sent");
-    assert!((380..=402).contains(&sent), "sent {sent}");
+    assert!((300..=400).contains(&sent), "sent {sent}");
 }
 
 #[test]
