@@ -18,8 +18,18 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     let before = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
+    // An unlimited hard limit can't be the soft value for open files (the
+    // kernel caps it at fs.nr_open, 1048576 by default).
+    let target = if lim.rlim_max == libc::RLIM_INFINITY {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20)
+    } else {
+        lim.rlim_max
+    };
+    if lim.rlim_cur < target {
+        lim.rlim_cur = target;
         // SAFETY: setrlimit only reads the `rlimit` behind the pointer, a
         // live local initialised above.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
