@@ -12,7 +12,7 @@ use socket2::{SockRef, TcpKeepalive};
 use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Poll token of the listening socket.
 pub(crate) const LISTENER: Token = Token(0);
@@ -23,6 +23,7 @@ pub(crate) const WAKE: Token = Token(1);
 pub(crate) fn run(shared: Arc<Shared>, listener: TcpListener, mut poll: Poll) {
     let mut events = Events::with_capacity(64);
     let mut next_worker = 0usize;
+    let mut last_warning: Option<Instant> = None;
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
             if e.kind() != ErrorKind::Interrupted {
@@ -30,10 +31,10 @@ pub(crate) fn run(shared: Arc<Shared>, listener: TcpListener, mut poll: Poll) {
             }
             continue;
         }
-        if shared.stopping() {
-            return;
-        }
         loop {
+            if shared.stopping() {
+                return;
+            }
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if admit(&shared, &stream, peer) {
@@ -50,11 +51,14 @@ pub(crate) fn run(shared: Arc<Shared>, listener: TcpListener, mut poll: Poll) {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // Out of descriptors or similar: say so, and retry on the
-                    // next event rather than spin.
-                    log_warn!("accept failed: {e}");
+                    // Out of descriptors or similar. Connections may already
+                    // wait in the backlog and bring no new event, so retry
+                    // shortly (warning at most once a second).
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        log_warn!("accept failed: {e}; retrying");
+                        last_warning = Some(Instant::now());
+                    }
                     std::thread::sleep(Duration::from_millis(10));
-                    break;
                 }
             }
         }

@@ -94,15 +94,23 @@ impl Conn {
         self.state.load(Ordering::Acquire)
     }
 
-    /// Marks the connection closing, once: true for the caller that won and
-    /// must finish the close (registry, `LEFT`, counters).
+    /// Claims the close, once: true for the caller that won and must finish
+    /// it (closing frame, `publish_close`, registry, `LEFT`, counters).
     pub fn begin_close(&self, reason: CloseReason) -> bool {
-        if self.reason.set(reason).is_err() {
-            return false;
-        }
+        self.reason.set(reason).is_ok()
+    }
+
+    /// True once a close has been claimed.
+    pub fn is_closing(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
+    /// Makes the close visible to the writer. Called after the closing
+    /// frame is queued: a writer that sees `CLOSING` and then finds the
+    /// queue empty may shut the socket, so the frame must already be there.
+    pub fn publish_close(&self, reason: CloseReason) {
         let state = if reason.flushes() { CLOSING } else { ABORTED };
         self.state.store(state, Ordering::Release);
-        true
     }
 
     /// Turns a graceful close into an abortive one (a reader that won't
@@ -119,8 +127,8 @@ impl Conn {
         self.push_any(frame)
     }
 
-    /// Queues a closing frame (`BYE`, a fatal `ERR`, `SHUTDOWN`) whatever
-    /// the state, still within the byte limit.
+    /// Queues a closing frame (`BYE`, a fatal `ERR`, `SHUTDOWN`) unless the
+    /// connection is aborted, still within the byte limit.
     pub fn push_final(&self, frame: &Frame) -> Pushed {
         if self.state.load(Ordering::Acquire) == ABORTED {
             return Pushed::Closed;
@@ -149,12 +157,16 @@ impl Conn {
     /// Claims the right to schedule the writer: true if no wake-up was
     /// pending (the caller must send one).
     pub fn schedule(&self) -> bool {
-        !self.scheduled.swap(true, Ordering::AcqRel)
+        // SeqCst (a plain locked swap on x86): the writer clears the flag and
+        // then drains the queue, the pusher queues and then sets the flag;
+        // SeqCst on both flag operations rules out both missing each other
+        // without relying on the channel's internal ordering.
+        !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
     /// Called by the writer before it drains, so later pushes schedule again.
     pub fn unschedule(&self) {
-        self.scheduled.store(false, Ordering::Release);
+        self.scheduled.store(false, Ordering::SeqCst);
     }
 }
 

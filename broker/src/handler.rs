@@ -4,12 +4,13 @@
 //! an `Outbox`, so the handler works the same for every thread and can be
 //! driven without sockets.
 
-use crate::conn::{Conn, Frame};
+use crate::conn::{Conn, Frame, Pushed};
 use crate::metrics::{CloseReason, Metrics};
 use crate::outbound::Outbox;
 use crate::worker::WorkerMsg;
 use crate::{log_debug, log_info, Shared};
 use protocol::{encode_msg, validate_name, ErrorCode, Event, Kind, Request, Targets};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -98,36 +99,50 @@ pub(crate) fn error(
 /// Closes a connection once, for one reason: queue the closing frame (if
 /// any), take the name out of the registry, tell everyone else `LEFT`
 /// (never during shutdown), and tell the owning worker to let go of the
-/// socket.
+/// socket. Returns true if this call closed it and its closing frame (if
+/// any) is queued.
 pub(crate) fn close(
     shared: &Shared,
     out: &mut Outbox,
     conn: &Arc<Conn>,
     reason: CloseReason,
     last: Option<&Frame>,
-) {
+) -> bool {
     if !conn.begin_close(reason) {
-        return;
+        return false;
     }
+    // Pairs with the fence in `register`: either it sees this close, or
+    // this sees its name (and takes it out of the registry).
+    fence(Ordering::SeqCst);
     shared.metrics.closed(reason);
+    let mut queued = true;
     if let Some(last) = last {
         if reason.flushes() {
-            conn.push_final(last);
+            queued = conn.push_final(last) == Pushed::Queued;
         }
+    }
+    conn.publish_close(reason);
+    if !queued {
+        // Not even the closing frame fits: it is a slow consumer by now.
+        conn.abort();
     }
     out.schedule(shared, conn);
     match conn.name() {
         Some(name) => {
-            shared.registry.remove(name, conn.id);
-            if reason == CloseReason::Shutdown {
-                log_debug!("{name} closed at shutdown");
-            } else {
-                log_info!("{name} left ({}) from {}", reason.as_str(), conn.peer);
-            }
-            if let Some(left) = reason.left() {
-                if !shared.stopping() {
-                    let f = frame(&Event::Left { name, reason: left });
-                    broadcast(shared, out, conn.id, &f);
+            let _membership = shared.registry.membership.lock();
+            // False if `register` already took it back out (it saw this
+            // close): then nobody was told it joined.
+            if shared.registry.remove(name, conn.id) {
+                if reason == CloseReason::Shutdown {
+                    log_debug!("{name} closed at shutdown");
+                } else {
+                    log_info!("{name} left ({}) from {}", reason.as_str(), conn.peer);
+                }
+                if let Some(left) = reason.left() {
+                    if !shared.stopping() {
+                        let f = frame(&Event::Left { name, reason: left });
+                        broadcast(shared, out, conn.id, &f);
+                    }
                 }
             }
         }
@@ -150,6 +165,7 @@ pub(crate) fn close(
             out.wake_self = true;
         }
     }
+    queued
 }
 
 /// Queues `frame` to everyone registered except connection `except`;
@@ -274,7 +290,8 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
     if let Err(why) = validate_name(name) {
         return error(shared, out, conn, ErrorCode::BadName, None, why);
     }
-    if !shared.registry.insert(name, conn) {
+    let _membership = shared.registry.membership.lock();
+    if shared.registry.contains(name) {
         return error(
             shared,
             out,
@@ -284,8 +301,19 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
             "that name is in use",
         );
     }
+    // OK NAME is queued before the name is visible to anyone, so it is
+    // always the new user's first frame after HELLO.
     conn.set_name(name);
     reply(shared, out, conn, &Event::NameOk { name });
+    // Every insert happens under `membership`, so this can't fail.
+    shared.registry.insert(name, conn);
+    // Pairs with the fence in `close`: a close that raced this and saw no
+    // name is caught here, so no ghost stays in the registry.
+    fence(Ordering::SeqCst);
+    if conn.is_closing() {
+        shared.registry.remove(name, conn.id);
+        return;
+    }
     log_info!("{} is now {name}", conn.peer);
     broadcast(shared, out, conn.id, &frame(&Event::Joined { name }));
 }

@@ -18,7 +18,7 @@
 //!                          | queue (crossbeam channel, bounded in bytes),
 //!                          | Ready(id) to its writer, one wake per batch
 //!                          v
-//!                     +----------+  writev of up to 128 shared frames
+//!                     +----------+  writev of up to 64 shared frames
 //!                     | writer 0 |=====================> sockets (write)
 //!                     | writer 1 |
 //!                     +----------+
@@ -270,7 +270,10 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
                 .spawn(move || w.run())?,
         );
     }
-    let stopped = Arc::new(Barrier::new(shared.workers.len()));
+    // Workers and the acceptor meet here at shutdown: once all have arrived
+    // nobody accepts, reads or routes, and every accepted socket is in a
+    // worker's inbox.
+    let stopped = Arc::new(Barrier::new(shared.workers.len() + 1));
     let mut worker_threads = Vec::new();
     for (i, (poll, rx)) in worker_polls.into_iter().zip(worker_rxs).enumerate() {
         let w = worker::Worker::new(Arc::clone(&shared), i, poll, rx);
@@ -285,7 +288,10 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         let shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("acceptor".into())
-            .spawn(move || acceptor::run(shared, listener, acceptor_poll))?
+            .spawn(move || {
+                acceptor::run(shared, listener, acceptor_poll);
+                stopped.wait();
+            })?
     };
     let stats = if shared.config.stats_interval_secs > 0 {
         let shared = Arc::clone(&shared);

@@ -5,11 +5,16 @@
 //! broadcast iterates a plain slice and holds no map guard while it pushes.
 //! Every map guard here is dropped before the method returns (dashmap
 //! deadlocks come from holding one across another map call).
+//!
+//! Joins and leaves also take `membership`, a plain mutex that only they
+//! use (never message routing): a name is checked, its `OK NAME` queued and
+//! only then made visible, all under it, so a new user's first frame is
+//! always its `OK NAME`, and everyone sees `JOINED`/`LEFT` in one order.
 
 use crate::conn::Conn;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -31,6 +36,8 @@ pub(crate) struct Registry {
     by_name: DashMap<Box<str>, Member>,
     version: AtomicU64,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Held across a join or a leave (see the module docs).
+    pub membership: Mutex<()>,
 }
 
 /// Folds a name into `buf` for lookups without allocating; `None` if it is
@@ -54,6 +61,7 @@ impl Registry {
                 version: 0,
                 conns: Vec::new(),
             })),
+            membership: Mutex::new(()),
         }
     }
 
@@ -78,8 +86,15 @@ impl Registry {
         inserted
     }
 
-    /// Removes `name` if it still belongs to connection `id`.
-    pub fn remove(&self, name: &str, id: u64) {
+    /// True if `name` (any case) is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        let mut buf = [0u8; 32];
+        fold_into(name, &mut buf).is_some_and(|folded| self.by_name.contains_key(folded))
+    }
+
+    /// Removes `name` if it still belongs to connection `id`; true if it
+    /// did.
+    pub fn remove(&self, name: &str, id: u64) -> bool {
         let removed = self
             .by_name
             .remove_if(&*name.to_ascii_lowercase(), |_, m| m.conn.id == id)
@@ -87,6 +102,7 @@ impl Registry {
         if removed {
             self.version.fetch_add(1, Ordering::AcqRel);
         }
+        removed
     }
 
     /// The connection registered under `name` (any case).

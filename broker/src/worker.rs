@@ -41,6 +41,8 @@ pub(crate) enum WorkerMsg {
     NewConn(TcpStream, SocketAddr),
     /// Another thread closed connection `id`: let go of its socket.
     Closed(u64),
+    /// The writer has delivered everything to closing connection `id`.
+    Flushed(u64),
 }
 
 /// How other threads reach one worker.
@@ -63,6 +65,11 @@ struct Entry {
     /// The poller reported the peer's FIN (or an error): read to the end
     /// even after a short read.
     peer_closed: bool,
+    /// The peer's end-of-stream has been read.
+    eof: bool,
+    /// The writer has delivered everything queued to this closing
+    /// connection.
+    flushed: bool,
 }
 
 /// A worker thread's state.
@@ -161,14 +168,15 @@ impl Worker {
         });
         let mut notified = 0;
         for e in self.conns.values() {
-            if e.conn.state() == OPEN {
-                handler::close(
+            if e.conn.state() == OPEN
+                && handler::close(
                     &self.shared,
                     &mut self.out,
                     &e.conn,
                     CloseReason::Shutdown,
                     Some(&notice),
-                );
+                )
+            {
                 notified += 1;
             }
         }
@@ -187,6 +195,14 @@ impl Worker {
             match msg {
                 WorkerMsg::NewConn(stream, peer) => self.adopt(stream, peer),
                 WorkerMsg::Closed(id) => self.closed_elsewhere(id),
+                WorkerMsg::Flushed(id) => {
+                    if let Some(e) = self.conns.get_mut(&id) {
+                        e.flushed = true;
+                        if e.eof {
+                            self.forget(id);
+                        }
+                    }
+                }
             }
         }
     }
@@ -232,6 +248,8 @@ impl Worker {
                 name_deadline,
                 linger_until: None,
                 peer_closed: false,
+                eof: false,
+                flushed: false,
             },
         );
     }
@@ -272,6 +290,9 @@ impl Worker {
                 Ok(0) => {
                     // The peer is done sending: deliver what is queued, then
                     // close (a half-closed socket still gets its replies).
+                    // The socket is let go once the writer reports it
+                    // flushed, or when the linger time is up if the peer
+                    // never reads.
                     handler::close(
                         shared,
                         &mut self.out,
@@ -279,7 +300,13 @@ impl Worker {
                         CloseReason::Disconnect,
                         None,
                     );
-                    gone = true;
+                    e.eof = true;
+                    if e.flushed || e.conn.state() == ABORTED {
+                        gone = true;
+                    } else if e.linger_until.is_none() {
+                        e.linger_until = Some(now + LINGER);
+                    }
+                    drained = true;
                     break;
                 }
                 Ok(n) => {

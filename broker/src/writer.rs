@@ -3,8 +3,8 @@
 //!
 //! Each writer owns the sending side of a fixed share of the connections.
 //! Routing threads queue frames and send the writer a `Ready(id)` once per
-//! batch; the writer takes up to `BATCH` frames off that queue and hands
-//! them to one `writev`. The frames are the shared encoded bytes (no copy
+//! batch; the writer takes up to `BATCH` frames (or `BATCH_BYTES`) off that
+//! queue and hands up to 64 of them to each `writev`. The frames are the shared encoded bytes (no copy
 //! per recipient). When the socket is full the connection is `blocked` and
 //! waits for its edge-triggered writable event; it is never polled in a loop.
 
@@ -221,7 +221,15 @@ impl Writer {
             done
         };
         if let Done::Finished = done {
+            let conn = self.streams.get(&id).map(|st| Arc::clone(&st.s.conn));
             self.remove(id);
+            // Tell the reading worker it may let go of the socket now.
+            if let Some(conn) = conn.filter(|c| c.state() == CLOSING) {
+                if let Some(w) = self.shared.workers.get(conn.worker) {
+                    let _ = w.tx.send(crate::worker::WorkerMsg::Flushed(conn.id));
+                    let _ = w.waker.wake();
+                }
+            }
         }
     }
 }

@@ -343,6 +343,8 @@ fn quit_says_bye_closes_and_others_see_left_quit() {
     bob.expect("BYE");
     bob.expect_eof();
     alice.expect("LEFT bob quit");
+    drop(bob);
+    wait_for("bob's slot released", || b.stats().connections == 1);
     alice.send("LIST\n");
     alice.expect("USERS 1 :alice");
     // The name is free again.
@@ -357,6 +359,8 @@ fn abrupt_disconnect_is_announced() {
     alice.expect("JOINED bob");
     drop(bob);
     alice.expect("LEFT bob disconnect");
+    // The slot is free at once, not after the lingering time.
+    wait_for("bob's slot released", || b.stats().connections == 1);
 }
 
 #[test]
