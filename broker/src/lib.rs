@@ -334,12 +334,13 @@ fn stats_loop(shared: &Shared) {
         let secs = last_at.elapsed().as_secs_f64().max(1e-3);
         let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
         log_info!(
-            "stats: connections={} users={} msgs/s={:.0} deliveries/s={:.0} out={:.2}MiB/s slow={}{}",
+            "stats: connections={} users={} msgs/s={:.0} deliveries/s={:.0} out={:.2}MiB/s writes/s={:.0} slow={}{}",
             now.connections,
             now.users,
             rate(now.messages, last.messages),
             rate(now.deliveries, last.deliveries),
             rate(now.bytes_out, last.bytes_out) / (1024.0 * 1024.0),
+            rate(now.writes, last.writes),
             now.slow_consumers,
             now.breakdown()
         );

@@ -80,6 +80,7 @@ pub(crate) struct Metrics {
     pub messages: AtomicU64,
     pub deliveries: AtomicU64,
     pub bytes_out: AtomicU64,
+    pub writes: AtomicU64,
     closes: [AtomicU64; 8],
     errors: [AtomicU64; 11],
 }
@@ -110,6 +111,7 @@ impl Metrics {
             messages: get(&self.messages),
             deliveries: get(&self.deliveries),
             bytes_out: get(&self.bytes_out),
+            writes: get(&self.writes),
             ..Stats::default()
         };
         for (dst, src) in stats.closes.iter_mut().zip(&self.closes) {
@@ -138,6 +140,8 @@ pub struct Stats {
     pub deliveries: u64,
     /// Bytes written to sockets.
     pub bytes_out: u64,
+    /// Socket write calls (`bytes_out / writes` shows how well writes batch).
+    pub writes: u64,
     /// Connections closed as slow consumers.
     pub slow_consumers: u64,
     /// Closed connections per reason, in `CloseReason::ALL` order.
