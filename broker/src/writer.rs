@@ -8,7 +8,7 @@
 //! per recipient). When the socket is full the connection is `blocked` and
 //! waits for its edge-triggered writable event; it is never polled in a loop.
 
-use crate::conn::{Conn, Frame, Sock, ABORTED, CLOSING};
+use crate::conn::{Conn, Frame, Sock, ABORTED, CLOSING, OPEN};
 use crate::handler;
 use crate::metrics::{CloseReason, Metrics};
 use crate::outbound::{Outbox, WriterMsg};
@@ -224,8 +224,9 @@ impl Writer {
         if let Done::Finished = done {
             let conn = self.streams.get(&id).map(|st| Arc::clone(&st.s.conn));
             self.remove(id);
-            // Tell the reading worker it may let go of the socket now.
-            if let Some(conn) = conn.filter(|c| c.state() == CLOSING) {
+            // Tell the reading worker it may let go of the socket now
+            // (whether it was flushed or the peer vanished mid-write).
+            if let Some(conn) = conn.filter(|c| c.state() != OPEN) {
                 if let Some(w) = self.shared.workers.get(conn.worker) {
                     let _ = w.tx.send(crate::worker::WorkerMsg::Flushed(conn.id));
                     let _ = w.waker.wake();
