@@ -57,6 +57,7 @@ impl Fanout {
         for i in 0..n {
             let (conn, rx) = Conn::new(i as u64 + 1, 0, 0, peer, usize::MAX / 2);
             let name = format!("user{i}");
+            let _membership = shared.registry.membership.lock();
             shared.registry.insert(&name, &conn);
             conn.set_name(&name);
             queues.push((conn, rx));

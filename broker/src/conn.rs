@@ -21,6 +21,9 @@ pub(crate) const OPEN: u8 = 0;
 pub(crate) const CLOSING: u8 = 1;
 /// Closing abortively: queued output is dropped.
 pub(crate) const ABORTED: u8 = 2;
+/// A close is claimed but not yet published: ordinary pushes are refused
+/// while the closing frame is queued; the writer treats it as open.
+pub(crate) const CLAIMED: u8 = 3;
 
 /// What a push onto a connection's queue did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +92,7 @@ impl Conn {
         self.name.set(name.into()).is_ok()
     }
 
-    /// The connection's state (`OPEN`, `CLOSING` or `ABORTED`).
+    /// The connection's state (`OPEN`, `CLAIMED`, `CLOSING` or `ABORTED`).
     pub fn state(&self) -> u8 {
         self.state.load(Ordering::Acquire)
     }
@@ -97,7 +100,13 @@ impl Conn {
     /// Claims the close, once: true for the caller that won and must finish
     /// it (closing frame, `publish_close`, registry, `LEFT`, counters).
     pub fn begin_close(&self, reason: CloseReason) -> bool {
-        self.reason.set(reason).is_ok()
+        if self.reason.set(reason).is_err() {
+            return false;
+        }
+        // From here other threads' pushes are refused, so nothing lands
+        // after the closing frame queued next.
+        self.state.store(CLAIMED, Ordering::Release);
+        true
     }
 
     /// True once a close has been claimed.
@@ -158,9 +167,9 @@ impl Conn {
     /// pending (the caller must send one).
     pub fn schedule(&self) -> bool {
         // SeqCst (a plain locked swap on x86): the writer clears the flag and
-        // then drains the queue, the pusher queues and then sets the flag;
-        // SeqCst on both flag operations rules out both missing each other
-        // without relying on the channel's internal ordering.
+        // then drains the queue, the pusher queues and then sets the flag.
+        // With SeqCst flag operations (and the channel's own SeqCst
+        // operations on its indices) the two can't both miss each other.
         !self.scheduled.swap(true, Ordering::SeqCst)
     }
 

@@ -18,7 +18,7 @@
 //!                          | queue (crossbeam channel, bounded in bytes),
 //!                          | Ready(id) to its writer, one wake per batch
 //!                          v
-//!                     +----------+  writev of up to 64 shared frames
+//!                     +----------+  sendmsg of up to 64 shared frames
 //!                     | writer 0 |=====================> sockets (write)
 //!                     | writer 1 |
 //!                     +----------+

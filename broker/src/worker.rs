@@ -41,7 +41,8 @@ pub(crate) enum WorkerMsg {
     NewConn(TcpStream, SocketAddr),
     /// Another thread closed connection `id`: let go of its socket.
     Closed(u64),
-    /// The writer has delivered everything to closing connection `id`.
+    /// The writer has let go of closing connection `id` (delivered
+    /// everything, or gave up on a peer that vanished).
     Flushed(u64),
 }
 
@@ -67,8 +68,7 @@ struct Entry {
     peer_closed: bool,
     /// The peer's end-of-stream has been read.
     eof: bool,
-    /// The writer has delivered everything queued to this closing
-    /// connection.
+    /// The writer has let go of this closing connection.
     flushed: bool,
 }
 

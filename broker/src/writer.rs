@@ -1,11 +1,11 @@
 //! Writer threads: drain connection queues onto sockets, many frames per
-//! system call.
+//! system call (`sendmsg` with up to 64 buffers).
 //!
 //! Each writer owns the sending side of a fixed share of the connections.
 //! Routing threads queue frames and send the writer a `Ready(id)` once per
 //! batch; the writer takes up to `BATCH` frames (or `BATCH_BYTES`) off that
-//! queue and hands up to 64 of them to each `writev`. The frames are the shared encoded bytes (no copy
-//! per recipient). When the socket is full the connection is `blocked` and
+//! queue and hands up to 64 of them to each `sendmsg`. The frames are the
+//! shared encoded bytes (no copy per recipient). When the socket is full the connection is `blocked` and
 //! waits for its edge-triggered writable event; it is never polled in a loop.
 
 use crate::conn::{Conn, Frame, Sock, ABORTED, CLOSING, OPEN};
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// The poll token of a writer's waker.
 pub(crate) const WAKE: Token = Token(usize::MAX);
-/// Most frames taken off a queue at once (at most 64 go to one `writev`).
+/// Most frames taken off a queue at once (at most 64 go to one `sendmsg`).
 const BATCH: usize = 128;
 /// Most bytes taken off a queue at once, so a stuck reader's backlog stays
 /// in its queue, where it counts against `queue_bytes`.
@@ -164,6 +164,16 @@ impl Writer {
             Interest::WRITABLE,
         ) {
             log_warn!("writer {}: cannot watch connection {id}: {e}", self.index);
+            // Nothing could ever be written to it: close it rather than
+            // leave a user who gets no output.
+            handler::close(
+                &self.shared,
+                &mut self.out,
+                &s.conn,
+                CloseReason::Disconnect,
+                None,
+            );
+            s.conn.abort();
             return;
         }
         self.shared.writer_streams.fetch_add(1, Ordering::AcqRel);
