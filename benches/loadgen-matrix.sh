@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs the load generator against a separately started release broker and
+# keeps every run's JSON report. Loopback only; every run is bounded.
+#
+#   benches/loadgen-matrix.sh targets   # the speed-target workloads, 5 runs each
+#   benches/loadgen-matrix.sh matrix    # 100/500/2000 clients x all/direct/multi x 64 B/1 KiB, 3 runs
+#
+# Output: benches/results/<date>-<set>.jsonl (one JSON object per run, with
+# the workload added under "run") and a median table on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+set_name=${1:-targets}
+runs=${RUNS:-}
+port=${PORT:-7911}
+cargo build --release -q -p broker -p loadgen
+out="benches/results/$(date -u +%Y-%m-%d)-${set_name}.jsonl"
+: > "$out"
+
+workloads() {
+  case "$set_name" in
+    targets)
+      echo "all 500 4 0 64"
+      echo "direct 500 500 0 64"
+      echo "multi 500 50 10 64"
+      ;;
+    matrix)
+      for size in 64 1024; do
+        for n in 100 500 2000; do
+          echo "all $n 4 0 $size"
+          echo "direct $n $n 0 $size"
+          echo "multi $n $((n / 10)) 10 $size"
+        done
+      done
+      ;;
+    *) echo "unknown set $set_name" >&2; exit 2 ;;
+  esac
+}
+[ -n "$runs" ] || { [ "$set_name" = targets ] && runs=5 || runs=3; }
+
+# Runs go round-robin over the workloads (not all runs of one workload in a
+# row), so a slow minute on a shared machine hits every workload alike.
+for run in $(seq 1 "$runs"); do
+  workloads | while read -r mode clients senders targets size; do
+    ./target/release/broker --config benches/broker-perf.toml --listen "127.0.0.1:$port" 2>/dev/null &
+    bpid=$!
+    sleep 0.3
+    extra=()
+    [ "$mode" = multi ] && extra=(--targets "$targets")
+    json=$(timeout 120 ./target/release/loadgen --addr "127.0.0.1:$port" --clients "$clients" \
+      --senders "$senders" --mode "$mode" --size "$size" --window 8 --duration "${DURATION:-5}" \
+      --warmup 1 --broker-pid "$bpid" --json "${extra[@]}" 2>/dev/null || true)
+    kill -INT "$bpid"; wait "$bpid" 2>/dev/null || true
+    [ -n "$json" ] || json='{"error":"loadgen failed"}'
+    printf '{"run":{"mode":"%s","clients":%s,"senders":%s,"targets":%s,"size":%s,"n":%s},"report":%s}\n' \
+      "$mode" "$clients" "$senders" "$targets" "$size" "$run" "$json" >> "$out"
+  done
+done
+
+python3 - "$out" <<'PY'
+import json, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    r, rep = d["run"], d["report"]
+    key = (r["mode"], r["clients"], r["senders"], r["targets"], r["size"])
+    rows.setdefault(key, []).append(rep)
+print(f"{'mode':7} {'clients':>7} {'senders':>7} {'size':>5} | {'deliv/s (median)':>16} {'min':>10} {'max':>10} | {'p99 ms':>7} | {'per broker CPU-s':>16} | {'lost':>4} | runs")
+for key, reps in rows.items():
+    ok = [x for x in reps if "deliveries_per_sec" in x]
+    if not ok:
+        print(key, "failed"); continue
+    d = [x["deliveries_per_sec"] for x in ok]
+    p99 = statistics.median(x["latency_us"]["p99"] for x in ok) / 1000
+    eff = statistics.median((x.get("deliveries_per_broker_cpu_s") or 0) for x in ok)
+    lost = sum(x["lost"] + x["duplicates"] + x["reordered"] for x in ok)
+    mode, clients, senders, targets, size = key
+    print(f"{mode:7} {clients:>7} {senders:>7} {size:>5} | {statistics.median(d):>16,.0f} {min(d):>10,.0f} {max(d):>10,.0f} | {p99:>7.1f} | {eff:>16,.0f} | {lost:>4} | {len(ok)}")
+PY
+echo "raw results: $out"
