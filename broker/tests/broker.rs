@@ -9,12 +9,11 @@
 )]
 
 mod soak;
-mod util;
 
 use broker::CloseReason;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
-use util::{start, start_with, wait_for, Client};
+use testkit::{start, start_with, wait_for, Peer};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -28,14 +27,14 @@ fn now_ms() -> u64 {
 #[test]
 fn hello_is_the_first_line() {
     let b = start_with(|c| c.server_name = "testchat".into());
-    let mut c = Client::connect_raw(b.local_addr());
+    let mut c = Peer::connect_raw(b.local_addr());
     c.expect("HELLO testchat 1 :Welcome. Choose a name with NAME <name>");
 }
 
 #[test]
 fn name_registers_and_rules_are_enforced() {
     let b = start();
-    let mut c = Client::connect(b.local_addr());
+    let mut c = Peer::connect(b.local_addr());
     for bad in [
         "-lead",
         ".dot",
@@ -62,8 +61,8 @@ fn name_registers_and_rules_are_enforced() {
 #[test]
 fn names_are_unique_case_insensitively_and_shown_as_first_registered() {
     let b = start();
-    let mut bob = Client::named(b.local_addr(), "Bob");
-    let mut other = Client::connect(b.local_addr());
+    let mut bob = Peer::named(b.local_addr(), "Bob");
+    let mut other = Peer::connect(b.local_addr());
     other.send("NAME bOB\n");
     other.expect_prefix("ERR NAME_TAKEN");
     other.send("NAME carol\n");
@@ -76,7 +75,7 @@ fn names_are_unique_case_insensitively_and_shown_as_first_registered() {
 #[test]
 fn thirty_two_characters_is_the_longest_name() {
     let b = start();
-    let mut c = Client::connect(b.local_addr());
+    let mut c = Peer::connect(b.local_addr());
     let long = "n".repeat(33);
     c.send(&format!("NAME {long}\n"));
     c.expect_prefix("ERR BAD_NAME");
@@ -88,7 +87,7 @@ fn thirty_two_characters_is_the_longest_name() {
 #[test]
 fn only_name_ping_help_quit_before_registering() {
     let b = start();
-    let mut c = Client::connect(b.local_addr());
+    let mut c = Peer::connect(b.local_addr());
     for cmd in ["LIST", "SEND bob :hi", "SEND * :hi", "RECV 1 bob"] {
         c.send(&format!("{cmd}\n"));
         c.expect_prefix("ERR NOT_REGISTERED");
@@ -114,10 +113,10 @@ fn only_name_ping_help_quit_before_registering() {
 #[test]
 fn list_is_sorted_case_insensitively_and_includes_you() {
     let b = start();
-    let _z = Client::named(b.local_addr(), "zed");
-    let _a = Client::named(b.local_addr(), "Alice");
-    let _c = Client::named(b.local_addr(), "carol");
-    let mut bob = Client::named(b.local_addr(), "bob");
+    let _z = Peer::named(b.local_addr(), "zed");
+    let _a = Peer::named(b.local_addr(), "Alice");
+    let _c = Peer::named(b.local_addr(), "carol");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     bob.send("list\n");
     bob.expect("USERS 4 :Alice bob carol zed");
     bob.send("LIST extra\n");
@@ -129,8 +128,8 @@ fn list_is_sorted_case_insensitively_and_includes_you() {
 #[test]
 fn send_direct_inline_and_counted() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     alice.expect("JOINED bob");
     let before = now_ms();
     alice.send("SEND bob :hi there\n");
@@ -163,8 +162,8 @@ fn send_direct_inline_and_counted() {
 #[test]
 fn broker_writes_exact_bytes_for_a_message() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     alice.expect("JOINED bob");
     alice.send("SEND bob :x\n");
     alice.expect_prefix("ACK");
@@ -178,9 +177,9 @@ fn broker_writes_exact_bytes_for_a_message() {
 #[test]
 fn send_to_several_reports_missing_names_and_counts_repeats_once() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
-    let mut carol = Client::named(b.local_addr(), "carol");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    let mut carol = Peer::named(b.local_addr(), "carol");
     alice.skip_until("JOINED carol");
     bob.expect("JOINED carol");
 
@@ -210,8 +209,8 @@ fn send_to_several_reports_missing_names_and_counts_repeats_once() {
 #[test]
 fn send_to_nobody_online_is_no_such_user_and_sends_nothing() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     alice.expect("JOINED bob");
     alice.send("SEND ghost :boo\n");
     alice.expect_prefix("ERR NO_SUCH_USER ghost :");
@@ -225,12 +224,12 @@ fn send_to_nobody_online_is_no_such_user_and_sends_nothing() {
 #[test]
 fn send_all_reaches_everyone_else_but_not_the_sender() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
+    let mut alice = Peer::named(b.local_addr(), "alice");
     alice.send("SEND * :anyone?\n");
     let ack = alice.expect_prefix("ACK ");
     assert!(ack.ends_with(" 0"), "{ack}");
-    let mut bob = Client::named(b.local_addr(), "bob");
-    let mut carol = Client::named(b.local_addr(), "carol");
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    let mut carol = Peer::named(b.local_addr(), "carol");
     alice.skip_until("JOINED carol");
     bob.expect("JOINED carol");
     alice.send("SEND * 3\nhey\n");
@@ -248,7 +247,7 @@ fn send_all_reaches_everyone_else_but_not_the_sender() {
 #[test]
 fn sending_to_yourself_delivers_to_you() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
+    let mut alice = Peer::named(b.local_addr(), "alice");
     alice.send("SEND ALICE :note to self\n");
     let mut got = vec![alice.line(), alice.line()];
     got.sort();
@@ -265,7 +264,7 @@ fn sending_to_yourself_delivers_to_you() {
 #[test]
 fn target_list_shape_errors() {
     let b = start_with(|c| c.max_targets = 3);
-    let mut alice = Client::named(b.local_addr(), "alice");
+    let mut alice = Peer::named(b.local_addr(), "alice");
     for bad in ["*,bob", "bob,*", "bob,,carol", ",", "bob,", ",bob"] {
         alice.send(&format!("SEND {bad} :x\n"));
         alice.expect_prefix("ERR BAD_FRAME");
@@ -292,8 +291,8 @@ fn target_list_shape_errors() {
 #[test]
 fn receipts_reach_the_sender() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     alice.expect("JOINED bob");
     alice.send("SEND bob :read me\n");
     let id = alice
@@ -320,7 +319,7 @@ fn receipts_reach_the_sender() {
 #[test]
 fn ping_pong_help_and_blank_lines() {
     let b = start();
-    let mut c = Client::named(b.local_addr(), "pinger");
+    let mut c = Peer::named(b.local_addr(), "pinger");
     c.send("\n\r\n\nPING\n");
     c.expect("PONG");
     c.send("ping abc123\n");
@@ -336,8 +335,8 @@ fn ping_pong_help_and_blank_lines() {
 #[test]
 fn quit_says_bye_closes_and_others_see_left_quit() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     alice.expect("JOINED bob");
     bob.send("QUIT :off to lunch\n");
     bob.expect("BYE");
@@ -348,14 +347,14 @@ fn quit_says_bye_closes_and_others_see_left_quit() {
     alice.send("LIST\n");
     alice.expect("USERS 1 :alice");
     // The name is free again.
-    let _bob2 = Client::named(b.local_addr(), "BOB");
+    let _bob2 = Peer::named(b.local_addr(), "BOB");
 }
 
 #[test]
 fn abrupt_disconnect_is_announced() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let bob = Client::named(b.local_addr(), "bob");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let bob = Peer::named(b.local_addr(), "bob");
     alice.expect("JOINED bob");
     drop(bob);
     alice.expect("LEFT bob disconnect");
@@ -366,8 +365,8 @@ fn abrupt_disconnect_is_announced() {
 #[test]
 fn half_closed_socket_still_gets_its_replies() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut c = Client::connect(b.local_addr());
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut c = Peer::connect(b.local_addr());
     c.send("NAME halfway\nLIST\nPING last\n");
     c.half_close();
     c.expect("OK NAME halfway");
@@ -381,7 +380,7 @@ fn half_closed_socket_still_gets_its_replies() {
 #[test]
 fn any_number_of_blank_lines_is_ignored() {
     let b = start_with(|c| c.rate_per_sec = 0);
-    let mut c = Client::connect(b.local_addr());
+    let mut c = Peer::connect(b.local_addr());
     // Far more newlines than any frame may hold: still nothing but blank
     // lines, so no error and the connection goes on.
     let blank = "\r\n".repeat(64 * 1024);
@@ -395,7 +394,7 @@ fn any_number_of_blank_lines_is_ignored() {
 #[test]
 fn one_byte_per_packet_and_many_frames_per_packet() {
     let b = start();
-    let mut c = Client::connect(b.local_addr());
+    let mut c = Peer::connect(b.local_addr());
     for byte in b"NAME slowpoke\r\nSEND slowpoke 2\r\nhi\r\n" {
         c.send_bytes(&[*byte]);
     }
@@ -415,8 +414,8 @@ fn one_byte_per_packet_and_many_frames_per_packet() {
 #[test]
 fn overlong_line_is_too_long_then_closed_as_error() {
     let b = start();
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bad = Client::named(b.local_addr(), "bad");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bad = Peer::named(b.local_addr(), "bad");
     alice.expect("JOINED bad");
     // 1024 bytes is fine: an unknown command, not too long.
     bad.send(&format!("{}\n", "X".repeat(1024)));
@@ -430,7 +429,7 @@ fn overlong_line_is_too_long_then_closed_as_error() {
 #[test]
 fn endless_line_without_lf_is_cut_at_the_limit() {
     let b = start();
-    let mut c = Client::connect(b.local_addr());
+    let mut c = Peer::connect(b.local_addr());
     c.send(&"Y".repeat(5000));
     c.expect_prefix("ERR TOO_LONG");
     c.expect_eof();
@@ -439,7 +438,7 @@ fn endless_line_without_lf_is_cut_at_the_limit() {
 #[test]
 fn body_over_the_limit_is_too_long() {
     let b = start_with(|c| c.max_body = 16);
-    let mut alice = Client::named(b.local_addr(), "alice");
+    let mut alice = Peer::named(b.local_addr(), "alice");
     alice.send("SEND alice 16\n0123456789abcdef\n");
     let mut got = vec![alice.line(), alice.line()];
     got.sort();
@@ -447,7 +446,7 @@ fn body_over_the_limit_is_too_long() {
     alice.send("SEND alice 17\n");
     alice.expect_prefix("ERR TOO_LONG");
     alice.expect_eof();
-    let mut c = Client::named(b.local_addr(), "huge");
+    let mut c = Peer::named(b.local_addr(), "huge");
     c.send("SEND huge 99999999999999999999999999\n");
     c.expect_prefix("ERR TOO_LONG");
     c.expect_eof();
@@ -456,7 +455,7 @@ fn body_over_the_limit_is_too_long() {
 #[test]
 fn counted_body_without_lf_closes() {
     let b = start();
-    let mut c = Client::named(b.local_addr(), "nolf");
+    let mut c = Peer::named(b.local_addr(), "nolf");
     c.send("SEND nolf 2\nhiX");
     c.expect_prefix("ERR BAD_FRAME");
     c.expect_eof();
@@ -465,7 +464,7 @@ fn counted_body_without_lf_closes() {
 #[test]
 fn invalid_utf8_and_nul_bytes_get_errors_not_crashes() {
     let b = start();
-    let mut c = Client::named(b.local_addr(), "bytes");
+    let mut c = Peer::named(b.local_addr(), "bytes");
     c.send_bytes(b"NAME \xff\xfe\n");
     c.expect_prefix("ERR BAD_NAME");
     c.send_bytes(b"SEND \xff :x\n");
@@ -476,7 +475,7 @@ fn invalid_utf8_and_nul_bytes_get_errors_not_crashes() {
     let mut got = [c.next(), c.next()];
     got.sort_by(|a, b| a.line.cmp(&b.line));
     assert_eq!(got[1].body.as_deref().unwrap(), b"nul\0inside");
-    let mut fresh = Client::connect(b.local_addr());
+    let mut fresh = Peer::connect(b.local_addr());
     fresh.send_bytes(b"NAME bad\0name\n");
     fresh.expect_prefix("ERR BAD_NAME");
     fresh.send_bytes(b"NAME \xc3\xa9t\xc3\xa9\n");
@@ -486,33 +485,33 @@ fn invalid_utf8_and_nul_bytes_get_errors_not_crashes() {
 #[test]
 fn server_full_gets_only_the_error() {
     let b = start_with(|c| c.max_connections = 2);
-    let _one = Client::connect(b.local_addr());
-    let _two = Client::connect(b.local_addr());
-    let mut three = Client::connect_raw(b.local_addr());
+    let _one = Peer::connect(b.local_addr());
+    let _two = Peer::connect(b.local_addr());
+    let mut three = Peer::connect_raw(b.local_addr());
     three.expect_prefix("ERR SERVER_FULL :");
     three.expect_eof();
     drop(_one);
     wait_for("a free slot", || b.stats().connections < 2);
-    let _four = Client::connect(b.local_addr());
+    let _four = Peer::connect(b.local_addr());
 }
 
 #[test]
 fn connections_per_ip_are_limited_when_configured() {
     let b = start_with(|c| c.max_connections_per_ip = 2);
-    let one = Client::connect(b.local_addr());
-    let _two = Client::connect(b.local_addr());
-    let mut three = Client::connect_raw(b.local_addr());
+    let one = Peer::connect(b.local_addr());
+    let _two = Peer::connect(b.local_addr());
+    let mut three = Peer::connect_raw(b.local_addr());
     three.expect_prefix("ERR SERVER_FULL :too many connections from your address");
     three.expect_eof();
     drop(one);
     wait_for("a free slot", || b.stats().connections < 2);
-    let _four = Client::connect(b.local_addr());
+    let _four = Peer::connect(b.local_addr());
 }
 
 #[test]
 fn unnamed_connection_times_out() {
     let b = start_with(|c| c.name_timeout_secs = 1);
-    let mut c = Client::connect(b.local_addr());
+    let mut c = Peer::connect(b.local_addr());
     c.expect_prefix("ERR NOT_REGISTERED");
     c.expect_eof();
     assert_eq!(b.stats().closed(CloseReason::NameTimeout), 1);
@@ -525,8 +524,8 @@ fn flooding_is_rate_limited_then_kicked() {
         c.rate_burst = 3;
         c.rate_kick_after = 3;
     });
-    let mut watcher = Client::named(b.local_addr(), "watcher");
-    let mut flood = Client::connect(b.local_addr());
+    let mut watcher = Peer::named(b.local_addr(), "watcher");
+    let mut flood = Peer::connect(b.local_addr());
     // NAME takes the first token.
     flood.send("NAME flood\nPING 1\nPING 2\nPING 3\nPING 4\nPING 5\n");
     flood.expect("OK NAME flood");
@@ -545,9 +544,9 @@ fn flooding_is_rate_limited_then_kicked() {
 #[test]
 fn order_is_kept_over_thousands_of_messages() {
     let b = start_with(|c| c.rate_per_sec = 0);
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
-    let mut carol = Client::named(b.local_addr(), "carol");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    let mut carol = Peer::named(b.local_addr(), "carol");
     alice.skip_until("JOINED carol");
     bob.expect("JOINED carol");
     const N: usize = 5000;
@@ -583,8 +582,8 @@ fn order_is_kept_over_thousands_of_messages() {
 #[test]
 fn shutdown_delivers_queued_messages_then_the_notice() {
     let b = start_with(|c| c.rate_per_sec = 0);
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     alice.expect("JOINED bob");
     for i in 0..200 {
         alice.send(&format!("SEND bob :queued {i}\n"));
@@ -608,9 +607,9 @@ fn shutdown_delivers_queued_messages_then_the_notice() {
 #[test]
 fn shutdown_with_an_unnamed_connection_and_no_left_frames() {
     let b = start();
-    let mut anon = Client::connect(b.local_addr());
-    let mut alice = Client::named(b.local_addr(), "alice");
-    let mut bob = Client::named(b.local_addr(), "bob");
+    let mut anon = Peer::connect(b.local_addr());
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     alice.expect("JOINED bob");
     let report = b.shutdown();
     assert_eq!(report.notified, 3);
@@ -627,9 +626,9 @@ fn a_reader_that_never_reads_is_closed_as_slow_and_others_get_everything() {
         c.queue_bytes = 256 * 1024;
     });
     let addr = b.local_addr();
-    let mut sender = Client::named(addr, "sender");
-    let stuck = Client::named(addr, "stuck");
-    let mut good = Client::named(addr, "good");
+    let mut sender = Peer::named(addr, "sender");
+    let stuck = Peer::named(addr, "stuck");
+    let mut good = Peer::named(addr, "good");
     sender.skip_until("JOINED good");
     let body = "z".repeat(60_000);
     // The good reader tells the sender each time a message arrived, so the
@@ -669,7 +668,7 @@ fn a_reader_that_never_reads_is_closed_as_slow_and_others_get_everything() {
             }
         }
         arrived
-            .recv_timeout(util::DEADLINE)
+            .recv_timeout(testkit::DEADLINE)
             .expect("good reader got the message");
         if saw_slow {
             break;
@@ -689,11 +688,11 @@ fn a_reader_that_never_reads_is_closed_as_slow_and_others_get_everything() {
 fn ids_are_unique_across_senders() {
     let b = start_with(|c| c.rate_per_sec = 0);
     let addr = b.local_addr();
-    let mut sink = Client::named(addr, "sink");
+    let mut sink = Peer::named(addr, "sink");
     let mut handles = Vec::new();
     for s in 0..4 {
         handles.push(std::thread::spawn(move || {
-            let mut c = Client::named(addr, &format!("s{s}"));
+            let mut c = Peer::named(addr, &format!("s{s}"));
             let mut ids = Vec::new();
             for i in 0..200 {
                 c.send(&format!("SEND sink :{i}\n"));
@@ -729,7 +728,7 @@ fn ids_are_unique_across_senders() {
 #[test]
 fn stats_count_closes_and_errors() {
     let b = start();
-    let mut c = Client::named(b.local_addr(), "counted");
+    let mut c = Peer::named(b.local_addr(), "counted");
     c.send("NOPE\n");
     c.expect_prefix("ERR UNKNOWN_COMMAND");
     c.send("QUIT\n");

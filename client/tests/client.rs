@@ -13,14 +13,15 @@ mod util;
 use std::io::Read;
 use std::net::TcpListener;
 use std::time::Duration;
-use util::{broker, Client, Peer, DEADLINE};
+use testkit::{Peer, DEADLINE};
+use util::{broker, Client};
 
 /// The body of every `MSG` the peer gets until it has `n` of them.
 fn msgs(peer: &mut Peer, n: usize) -> Vec<(String, String)> {
     (0..n)
         .map(|_| {
             let m = peer.next_msg();
-            (m.field(3).to_string(), m.body.clone().unwrap())
+            (m.field(3).to_string(), m.body_str())
         })
         .collect()
 }
@@ -28,7 +29,7 @@ fn msgs(peer: &mut Peer, n: usize) -> Vec<(String, String)> {
 #[test]
 fn every_form_for_one_person_reaches_them_as_direct() {
     let b = broker();
-    let mut bob = Peer::join(b.local_addr(), "bob");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     let mut alice = Client::signed_in(b.local_addr(), "alice");
     let forms = [
         "/msg bob one",
@@ -64,14 +65,14 @@ fn every_form_for_one_person_reaches_them_as_direct() {
         .filter(|l| l.contains("[private] you -> bob:") && l.contains("sent to 1)"))
         .count();
     assert_eq!(echoes, forms.len(), "{:#?}", alice.seen);
-    bob.expect_line("LEFT alice quit");
+    bob.skip_until_line("LEFT alice quit");
 }
 
 #[test]
 fn group_and_everyone_forms() {
     let b = broker();
-    let mut bob = Peer::join(b.local_addr(), "bob");
-    let mut carol = Peer::join(b.local_addr(), "carol");
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    let mut carol = Peer::named(b.local_addr(), "carol");
     let mut alice = Client::signed_in(b.local_addr(), "alice");
     for f in [
         "/msg bob,carol g1",
@@ -107,7 +108,7 @@ fn group_and_everyone_forms() {
 #[test]
 fn every_who_is_online_form_lists_the_names() {
     let b = broker();
-    let _bob = Peer::join(b.local_addr(), "bob");
+    let _bob = Peer::named(b.local_addr(), "bob");
     let mut alice = Client::signed_in(b.local_addr(), "alice");
     for f in ["/list", "/users", "/who", "get_list", "GET_NAMES"] {
         alice.type_line(f);
@@ -119,30 +120,30 @@ fn every_who_is_online_form_lists_the_names() {
 #[test]
 fn receives_shows_safely_and_sends_receipts() {
     let b = broker();
-    let mut bob = Peer::join(b.local_addr(), "bob");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     let mut alice = Client::signed_in(b.local_addr(), "alice");
-    assert_eq!(bob.expect("JOINED").line, "JOINED alice");
+    assert_eq!(bob.skip_until_verb("JOINED").line, "JOINED alice");
 
     // A direct message full of terminal tricks: shown escaped, receipted.
     bob.send("SEND alice :\x1b[2J\x1b]0;owned\x07hi\u{202e}x\n");
-    let id = bob.expect("ACK").field(1).to_string();
+    let id = bob.skip_until_verb("ACK").field(1).to_string();
     let line = alice.expect_line("[private] bob: ");
     assert!(
         line.ends_with("[private] bob: ^[[2J^[]0;owned^Ghi<U+202E>x"),
         "{line:?}"
     );
-    assert_eq!(bob.expect("RCPT").line, format!("RCPT {id} alice"));
+    assert_eq!(bob.skip_until_verb("RCPT").line, format!("RCPT {id} alice"));
 
     // Group messages are receipted too; broadcasts are not.
-    let _carol = Peer::join(b.local_addr(), "carol");
+    let _carol = Peer::named(b.local_addr(), "carol");
     alice.expect_line("--> carol joined");
     bob.send("SEND * :to all\n");
-    let all_id: u64 = bob.expect("ACK").field(1).parse().unwrap();
+    let all_id: u64 = bob.skip_until_verb("ACK").field(1).parse().unwrap();
     alice.expect_line("[everyone] bob: to all");
     bob.send("SEND alice,carol :to two\n");
-    let group_id = bob.expect("ACK").field(1).to_string();
+    let group_id = bob.skip_until_verb("ACK").field(1).to_string();
     alice.expect_line("[group] bob: to two");
-    let rcpt = bob.expect("RCPT");
+    let rcpt = bob.skip_until_verb("RCPT");
     assert_eq!(rcpt.line, format!("RCPT {group_id} alice"));
     assert_ne!(rcpt.field(1), all_id.to_string());
 
@@ -156,18 +157,18 @@ fn receives_shows_safely_and_sends_receipts() {
     assert!(alice.finish().success());
     assert!(!alice.raw.contains(&0x1b), "raw escape in output");
     assert!(!alice.raw.contains(&0x07), "raw bell in output");
-    bob.expect_line("LEFT alice quit");
+    bob.skip_until_line("LEFT alice quit");
 }
 
 #[test]
 fn own_messages_get_their_receipts() {
     let b = broker();
-    let mut bob = Peer::join(b.local_addr(), "bob");
-    let mut carol = Peer::join(b.local_addr(), "carol");
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    let mut carol = Peer::named(b.local_addr(), "carol");
     let mut alice = Client::signed_in(b.local_addr(), "alice");
     alice.type_line("/msg bob,carol hello both");
     let m = bob.next_msg();
-    assert_eq!(m.body.as_deref(), Some("hello both"));
+    assert_eq!(m.body_str(), "hello both");
     let id = m.field(1).to_string();
     alice.expect_line(&format!("(#{id} sent to 2)"));
     bob.send(&format!("RECV {id} alice\n"));
@@ -181,7 +182,7 @@ fn own_messages_get_their_receipts() {
 #[test]
 fn mistyped_commands_and_missing_parts_are_never_sent() {
     let b = broker();
-    let mut bob = Peer::join(b.local_addr(), "bob");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     let mut alice = Client::signed_in(b.local_addr(), "alice");
     alice.type_line("/mgs bob oops");
     let hint = alice.expect_line("unknown command /mgs");
@@ -202,7 +203,7 @@ fn mistyped_commands_and_missing_parts_are_never_sent() {
     alice.type_line("/msg bob fine");
     // The first and only message bob gets is the good one.
     let m = bob.next_msg();
-    assert_eq!(m.body.as_deref(), Some("fine"));
+    assert_eq!(m.body_str(), "fine");
     assert!(alice.finish().success());
     assert!(bob
         .try_next(Duration::from_millis(200))
@@ -225,7 +226,7 @@ fn no_such_user_is_reported_with_the_text() {
 #[test]
 fn asks_again_for_a_taken_or_bad_name() {
     let b = broker();
-    let _bob = Peer::join(b.local_addr(), "bob");
+    let _bob = Peer::named(b.local_addr(), "bob");
     let mut c = Client::start(b.local_addr(), None);
     c.expect_line("Enter your name:");
     c.type_line("Bob");
@@ -246,7 +247,7 @@ fn asks_again_for_a_taken_or_bad_name() {
 #[test]
 fn a_refused_name_flag_ends_a_script_with_1() {
     let b = broker();
-    let _bob = Peer::join(b.local_addr(), "bob");
+    let _bob = Peer::named(b.local_addr(), "bob");
     let mut c = Client::start(b.local_addr(), Some("bob"));
     c.expect_line("is taken");
     assert_eq!(c.wait().code(), Some(1));
@@ -255,11 +256,11 @@ fn a_refused_name_flag_ends_a_script_with_1() {
 #[test]
 fn end_of_input_quits_and_shows_what_still_arrives() {
     let b = broker();
-    let mut bob = Peer::join(b.local_addr(), "bob");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     let mut alice = Client::signed_in(b.local_addr(), "alice");
     alice.type_line("/msg bob last words");
     alice.close_stdin();
-    bob.expect_line("LEFT alice quit");
+    bob.skip_until_line("LEFT alice quit");
     assert!(alice.wait().success());
     // The ACK came before BYE and was shown.
     assert!(
@@ -272,13 +273,16 @@ fn end_of_input_quits_and_shows_what_still_arrives() {
 #[test]
 fn quit_forms_leave() {
     let b = broker();
-    let mut bob = Peer::join(b.local_addr(), "bob");
+    let mut bob = Peer::named(b.local_addr(), "bob");
     for (i, form) in ["/quit", "quit", "EXIT", "/exit"].iter().enumerate() {
         let name = format!("a{i}");
         let mut c = Client::signed_in(b.local_addr(), &name);
         c.type_line(form);
         assert!(c.wait().success(), "{form}");
-        assert_eq!(bob.expect("LEFT").line, format!("LEFT {name} quit"));
+        assert_eq!(
+            bob.skip_until_verb("LEFT").line,
+            format!("LEFT {name} quit")
+        );
     }
 }
 
@@ -362,10 +366,10 @@ mod pty {
     #[test]
     fn a_message_arriving_mid_line_keeps_the_half_typed_line() {
         let b = broker();
-        let mut bob = Peer::join(b.local_addr(), "bob");
+        let mut bob = Peer::named(b.local_addr(), "bob");
         let mut s = spawn(b.local_addr(), "alice");
         s.expect("alice> ").unwrap();
-        assert_eq!(bob.expect("JOINED").line, "JOINED alice");
+        assert_eq!(bob.skip_until_verb("JOINED").line, "JOINED alice");
         s.send("hello wor").unwrap();
         s.expect("hello wor").unwrap();
 
@@ -373,26 +377,26 @@ mod pty {
         s.expect("[private] bob: ping from bob").unwrap();
         // The editor redraws the prompt and the half-typed line below it.
         s.expect("alice> hello wor").unwrap();
-        assert_eq!(bob.expect("RCPT").field(2), "alice");
+        assert_eq!(bob.skip_until_verb("RCPT").field(2), "alice");
 
         s.send("ld\r").unwrap();
         let m = bob.next_msg();
         assert_eq!(m.field(3), "all");
-        assert_eq!(m.body.as_deref(), Some("hello world"));
+        assert_eq!(m.body_str(), "hello world");
         s.expect("[everyone] you: hello world (#").unwrap();
 
         // Up arrow recalls it; Ctrl-U clears; Ctrl-D leaves.
         s.send("\x1b[A").unwrap();
         s.expect("hello world").unwrap();
         s.send("\x15\x04").unwrap();
-        bob.expect_line("LEFT alice quit");
+        bob.skip_until_line("LEFT alice quit");
         assert_eq!(exit_code(&s), 0);
     }
 
     #[test]
     fn tab_completes_names() {
         let b = broker();
-        let mut bob = Peer::join(b.local_addr(), "bobby");
+        let mut bob = Peer::named(b.local_addr(), "bobby");
         let mut s = spawn(b.local_addr(), "alice");
         s.expect("online (2): alice bobby").unwrap();
         s.send("@bo\t").unwrap();
@@ -401,7 +405,7 @@ mod pty {
         let m = bob.next_msg();
         assert_eq!(m.field(2), "alice");
         assert_eq!(m.field(3), "direct");
-        assert_eq!(m.body.as_deref(), Some("hi"));
+        assert_eq!(m.body_str(), "hi");
         s.send("/quit\r").unwrap();
         assert_eq!(exit_code(&s), 0);
     }

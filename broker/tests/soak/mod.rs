@@ -7,12 +7,12 @@
 //! order, and when everyone has left no connection, user or writer stream
 //! is left behind and memory is back near where it started.
 
-use crate::util::{start_with, wait_for, Client};
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::{start_with, wait_for, Peer};
 
 const SENDERS: usize = 4;
 const STAYERS: usize = 16;
@@ -30,11 +30,11 @@ fn rss_kib() -> u64 {
 
 /// One churning connection's fate.
 fn churn(addr: SocketAddr, thread: usize, stop: &AtomicBool, cycles: &AtomicU64) {
-    let mut open: Vec<Client> = Vec::new();
+    let mut open: Vec<Peer> = Vec::new();
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        let mut c = Client::connect(addr);
+        let mut c = Peer::connect(addr);
         c.send(&format!("NAME churn-{thread}-{i}\n"));
         // Say something now and then, to a stayer and to everyone.
         if i.is_multiple_of(3) {
@@ -92,7 +92,7 @@ fn soak() {
     // order.
     let mut stayers = Vec::new();
     for s in 0..STAYERS {
-        let mut c = Client::named(addr, &format!("stay-{s}"));
+        let mut c = Peer::named(addr, &format!("stay-{s}"));
         stayers.push(std::thread::spawn(move || {
             let mut next: HashMap<String, u64> = HashMap::new();
             let mut done = 0;
@@ -118,7 +118,7 @@ fn soak() {
     let mut senders = Vec::new();
     for s in 0..SENDERS {
         let stop = Arc::clone(&stop);
-        let mut c = Client::named(addr, &format!("sender-{s}"));
+        let mut c = Peer::named(addr, &format!("sender-{s}"));
         senders.push(std::thread::spawn(move || {
             let mut seq = 0u64;
             let mut reader = c.stream.try_clone().unwrap();
@@ -158,7 +158,7 @@ fn soak() {
         std::thread::sleep(Duration::from_secs(1));
         peak = peak.max(rss_kib());
         // The broker keeps answering throughout.
-        let mut probe = Client::connect(addr);
+        let mut probe = Peer::connect(addr);
         probe.send("PING alive\n");
         probe.expect("PONG alive");
     }

@@ -1,145 +1,18 @@
-//! Test helpers: a real broker in-process on 127.0.0.1:0, raw TCP peers,
-//! and the built client binary driven through pipes. Every wait is bounded
-//! by a deadline; nothing sleeps for a fixed time.
-#![allow(dead_code)]
+//! Test helpers for the client binary: the broker it talks to (from
+//! `testkit`) and the built client driven through pipes. Every wait is
+//! bounded by a deadline; nothing sleeps for a fixed time.
 
-use protocol::{Decoded, Event, Limits};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
+use testkit::DEADLINE;
 
-/// How long any single expectation may wait.
-pub const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Starts a broker for tests: no rate limit, no stats lines, quiet log.
+/// Starts a broker for the client tests: no rate limit, since a script
+/// types far faster than a person.
 pub fn broker() -> broker::Broker {
-    let config = broker::Config {
-        rate_per_sec: 0,
-        stats_interval_secs: 0,
-        log_level: "error".into(),
-        ..broker::Config::default()
-    };
-    broker::log::set_level(broker::log::Level::Error);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    broker::start(listener, config).unwrap()
-}
-
-/// One frame a raw peer received: header line and body (if any).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Got {
-    pub line: String,
-    pub body: Option<String>,
-}
-
-impl Got {
-    pub fn field(&self, i: usize) -> &str {
-        self.line.split(' ').nth(i).unwrap_or("")
-    }
-    pub fn verb(&self) -> &str {
-        self.field(0)
-    }
-}
-
-/// A raw TCP client speaking the wire protocol by hand.
-pub struct Peer {
-    pub name: String,
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Peer {
-    /// Connects, reads `HELLO`, registers `name`.
-    pub fn join(addr: SocketAddr, name: &str) -> Peer {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_nodelay(true).unwrap();
-        let mut p = Peer {
-            name: name.to_string(),
-            stream,
-            buf: Vec::new(),
-        };
-        assert_eq!(p.next().verb(), "HELLO");
-        p.send(&format!("NAME {name}\n"));
-        assert_eq!(p.next().line, format!("OK NAME {name}"));
-        p
-    }
-
-    pub fn send(&mut self, wire: &str) {
-        self.stream.write_all(wire.as_bytes()).unwrap();
-    }
-
-    /// The next frame, or a panic at the deadline.
-    pub fn next(&mut self) -> Got {
-        self.try_next(DEADLINE)
-            .unwrap_or_else(|| panic!("{}: no frame within {DEADLINE:?}", self.name))
-    }
-
-    /// The next frame within `wait`, or `None`.
-    pub fn try_next(&mut self, wait: Duration) -> Option<Got> {
-        let deadline = Instant::now() + wait;
-        let limits = Limits {
-            max_line: 1 << 20,
-            max_body: 1 << 20,
-            max_targets: 1000,
-        };
-        loop {
-            match Event::decode(&self.buf, &limits) {
-                Decoded::Frame { consumed, frame } => {
-                    let body = match frame {
-                        Event::Msg { body, .. } | Event::Info { text: body } => {
-                            Some(String::from_utf8_lossy(body).into_owned())
-                        }
-                        _ => None,
-                    };
-                    let raw = String::from_utf8_lossy(&self.buf[..consumed]).into_owned();
-                    let line = raw.lines().next().unwrap_or("").to_string();
-                    self.buf.drain(..consumed);
-                    return Some(Got { line, body });
-                }
-                Decoded::Incomplete => {}
-                other => panic!("{}: bad frame {other:?}", self.name),
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .unwrap();
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return None
-                }
-                Err(e) => panic!("{}: {e}", self.name),
-            }
-        }
-    }
-
-    /// Reads frames until one with verb `verb`; returns it.
-    pub fn expect(&mut self, verb: &str) -> Got {
-        loop {
-            let got = self.next();
-            if got.verb() == verb {
-                return got;
-            }
-        }
-    }
-
-    /// Reads frames until the header line is exactly `line`.
-    pub fn expect_line(&mut self, line: &str) -> Got {
-        loop {
-            let got = self.next();
-            if got.line == line {
-                return got;
-            }
-        }
-    }
-
-    /// The next `MSG`, skipping everything else.
-    pub fn next_msg(&mut self) -> Got {
-        self.expect("MSG")
-    }
+    testkit::start_with(|c| c.rate_per_sec = 0)
 }
 
 /// The client binary, run with stdin/stdout/stderr piped (scripted mode).
