@@ -363,6 +363,33 @@ fn abrupt_disconnect_is_announced() {
 }
 
 #[test]
+fn a_reset_in_the_middle_of_a_write_is_a_disconnect() {
+    let b = start_with(|c| c.rate_per_sec = 0);
+    let mut alice = Peer::named(b.local_addr(), "alice");
+    let mut watcher = Peer::named(b.local_addr(), "watcher");
+    let victim = Peer::named(b.local_addr(), "victim");
+    alice.skip_until("JOINED victim");
+    watcher.expect("JOINED victim");
+    // Several MiB for a reader that never reads: the broker is blocked in
+    // the middle of writing to it (well under the 8 MiB queue limit).
+    let body = "r".repeat(60_000);
+    for _ in 0..100 {
+        alice.send(&format!("SEND victim {}\n{body}\n", body.len()));
+        alice.expect_prefix("ACK ");
+    }
+    // SO_LINGER 0: closing sends a reset instead of a FIN.
+    socket2::SockRef::from(&victim.stream)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .unwrap();
+    drop(victim);
+    watcher.expect("LEFT victim disconnect");
+    alice.expect("LEFT victim disconnect");
+    alice.expect_quiet();
+    wait_for("the victim's slot released", || b.stats().connections == 2);
+    assert_eq!(b.stats().closed(CloseReason::Disconnect), 1);
+}
+
+#[test]
 fn half_closed_socket_still_gets_its_replies() {
     let b = start();
     let mut alice = Peer::named(b.local_addr(), "alice");
