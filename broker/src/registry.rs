@@ -15,6 +15,7 @@ use crate::conn::Conn;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
+use protocol::{fold_name, MAX_NAME_LEN};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -40,9 +41,9 @@ pub(crate) struct Registry {
     pub membership: Mutex<()>,
 }
 
-/// Folds a name into `buf` for lookups without allocating; `None` if it is
-/// too long to be anyone's name.
-pub(crate) fn fold_into<'b>(name: &str, buf: &'b mut [u8; 32]) -> Option<&'b str> {
+/// `protocol::fold_name` into a stack buffer, for lookups without
+/// allocating; `None` if it is too long to be anyone's name.
+fn fold_into<'b>(name: &str, buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b str> {
     let bytes = name.as_bytes();
     let dst = buf.get_mut(..bytes.len())?;
     for (d, s) in dst.iter_mut().zip(bytes) {
@@ -67,10 +68,7 @@ impl Registry {
 
     /// Registers `conn` under `name` unless the name (folded) is taken.
     pub fn insert(&self, name: &str, conn: &Arc<Conn>) -> bool {
-        let inserted = match self
-            .by_name
-            .entry(name.to_ascii_lowercase().into_boxed_str())
-        {
+        let inserted = match self.by_name.entry(fold_name(name).into_boxed_str()) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
                 v.insert(Member {
@@ -88,7 +86,7 @@ impl Registry {
 
     /// True if `name` (any case) is registered.
     pub fn contains(&self, name: &str) -> bool {
-        let mut buf = [0u8; 32];
+        let mut buf = [0u8; MAX_NAME_LEN];
         fold_into(name, &mut buf).is_some_and(|folded| self.by_name.contains_key(folded))
     }
 
@@ -97,7 +95,7 @@ impl Registry {
     pub fn remove(&self, name: &str, id: u64) -> bool {
         let removed = self
             .by_name
-            .remove_if(&*name.to_ascii_lowercase(), |_, m| m.conn.id == id)
+            .remove_if(&*fold_name(name), |_, m| m.conn.id == id)
             .is_some();
         if removed {
             self.version.fetch_add(1, Ordering::AcqRel);
@@ -107,7 +105,7 @@ impl Registry {
 
     /// The connection registered under `name` (any case).
     pub fn get(&self, name: &str) -> Option<Arc<Conn>> {
-        let mut buf = [0u8; 32];
+        let mut buf = [0u8; MAX_NAME_LEN];
         let folded = fold_into(name, &mut buf)?;
         self.by_name.get(folded).map(|m| Arc::clone(&m.conn))
     }
