@@ -216,6 +216,15 @@ pub fn run(
     style: Style,
 ) -> i32 {
     sys::save_terminal();
+    // SIGTERM or SIGHUP (or a SIGINT sent from outside: in raw mode Ctrl-C is
+    // a key, not a signal) while the line editor holds the terminal in raw
+    // mode: put the terminal back before leaving, or the shell is left
+    // unusable. ctrlc runs this on its own thread, not in signal context.
+    let _ = ctrlc::set_handler(|| {
+        sys::restore_terminal();
+        eprintln!("\r\n*** terminated by a signal");
+        std::process::exit(130);
+    });
     let exit = Arc::new(ExitFlag::new());
     let config = Config::builder()
         .auto_add_history(false)

@@ -435,4 +435,41 @@ mod pty {
         s.expect("isig icanon").unwrap();
         s.expect(Eof).unwrap();
     }
+
+    #[test]
+    fn sigterm_while_typing_restores_the_terminal() {
+        let b = broker();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "'{}' --addr {} --name alice; echo EXIT=$?; stty -a",
+                env!("CARGO_BIN_EXE_client"),
+                b.local_addr()
+            ))
+            .env("TERM", "xterm")
+            .env("NO_COLOR", "1");
+        let mut s = Session::spawn(cmd).unwrap();
+        s.set_expect_timeout(Some(DEADLINE));
+        s.expect("alice> ").unwrap();
+        s.send("half a thou").unwrap();
+        s.expect("half a thou").unwrap();
+        // The client is the shell's only child.
+        let shell = s.get_process().pid().to_string();
+        let child = std::process::Command::new("pgrep")
+            .args(["-P", &shell])
+            .output()
+            .unwrap();
+        let pid = String::from_utf8(child.stdout).unwrap().trim().to_string();
+        assert!(!pid.is_empty(), "no client process under the shell");
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        s.expect("terminated by a signal").unwrap();
+        s.expect("EXIT=130").unwrap();
+        // Cooked mode again (raw mode would show `-icanon -isig`).
+        s.expect("isig icanon").unwrap();
+        s.expect(Eof).unwrap();
+    }
 }
