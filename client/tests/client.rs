@@ -410,16 +410,14 @@ mod pty {
         assert_eq!(exit_code(&s), 0);
     }
 
-    #[test]
-    fn shutdown_while_typing_exits_0_and_restores_the_terminal() {
-        let b = broker();
-        // Through a shell, so the terminal's mode can be read after exit.
+    /// alice's client run through a shell (so the terminal's mode can be
+    /// read with `stty -a` after it exits), with a half-typed line on screen.
+    fn typing_in_a_shell(addr: std::net::SocketAddr) -> Session {
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c")
             .arg(format!(
-                "'{}' --addr {} --name alice; echo EXIT=$?; stty -a",
+                "'{}' --addr {addr} --name alice; echo EXIT=$?; stty -a",
                 env!("CARGO_BIN_EXE_client"),
-                b.local_addr()
             ))
             .env("TERM", "xterm")
             .env("NO_COLOR", "1");
@@ -428,6 +426,13 @@ mod pty {
         s.expect("alice> ").unwrap();
         s.send("half a thou").unwrap();
         s.expect("half a thou").unwrap();
+        s
+    }
+
+    #[test]
+    fn shutdown_while_typing_exits_0_and_restores_the_terminal() {
+        let b = broker();
+        let mut s = typing_in_a_shell(b.local_addr());
         b.shutdown();
         s.expect("*** the server is shutting down").unwrap();
         s.expect("EXIT=0").unwrap();
@@ -439,20 +444,7 @@ mod pty {
     #[test]
     fn sigterm_while_typing_restores_the_terminal() {
         let b = broker();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!(
-                "'{}' --addr {} --name alice; echo EXIT=$?; stty -a",
-                env!("CARGO_BIN_EXE_client"),
-                b.local_addr()
-            ))
-            .env("TERM", "xterm")
-            .env("NO_COLOR", "1");
-        let mut s = Session::spawn(cmd).unwrap();
-        s.set_expect_timeout(Some(DEADLINE));
-        s.expect("alice> ").unwrap();
-        s.send("half a thou").unwrap();
-        s.expect("half a thou").unwrap();
+        let mut s = typing_in_a_shell(b.local_addr());
         // The client is the shell's only child.
         let shell = s.get_process().pid().to_string();
         let child = std::process::Command::new("pgrep")
