@@ -17,7 +17,7 @@ use crate::net::{self, ReadError, Reader, Writer};
 use crate::render::{self, Style};
 use crate::session::{End, Session};
 use protocol::{ErrorCode, Event, Request, Targets};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -170,7 +170,7 @@ pub enum Stopped {
 
 /// Runs the reader: shows every event, sends receipts, and ends the
 /// process when the broker does (unless we are quitting, then it reports
-/// to `stopped` and returns).
+/// on the returned channel and stops).
 pub fn spawn_reader(
     mut reader: Reader,
     writer: Writer,
@@ -178,8 +178,8 @@ pub fn spawn_reader(
     ui: Arc<dyn Ui>,
     style: Style,
     addr: String,
-    stopped: Sender<Stopped>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<Receiver<Stopped>> {
+    let (stopped, stopped_rx) = std::sync::mpsc::channel::<Stopped>();
     std::thread::Builder::new()
         .name("reader".to_string())
         .spawn(move || loop {
@@ -213,7 +213,8 @@ pub fn spawn_reader(
                 }
                 ui.finish(0, None);
             }
-        })
+        })?;
+    Ok(stopped_rx)
 }
 
 /// Carries out a command; returns false when it is time to leave.

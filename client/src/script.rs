@@ -3,13 +3,13 @@
 //! of input it says `QUIT`, shows what still arrives until `BYE` (bounded
 //! wait) and exits 0.
 
-use crate::app::{self, Exit, Stopped, Ui};
+use crate::app::{self, Exit, Ui};
 use crate::command;
 use crate::net::{Reader, Writer};
 use crate::render::{self, Style};
 use crate::session::Session;
 use std::io::{BufRead, Write};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 /// Lines go to stdout; the end of the conversation ends the process.
 struct PlainUi;
@@ -76,20 +76,20 @@ pub fn run(mut reader: Reader, writer: Writer, addr: &str, name: Option<String>)
     };
     ui.print(format!("signed in as {me}"));
     let session = Arc::new(Mutex::new(Session::new(&me)));
-    let (stopped_tx, stopped) = mpsc::channel::<Stopped>();
-    let ui_dyn: Arc<dyn Ui> = ui.clone();
-    if let Err(e) = app::spawn_reader(
+    let stopped = match app::spawn_reader(
         reader,
         writer.clone(),
         Arc::clone(&session),
-        ui_dyn,
+        ui.clone(),
         style,
         addr.to_string(),
-        stopped_tx,
     ) {
-        eprintln!("cannot start: {e}");
-        return 1;
-    }
+        Ok(stopped) => stopped,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return 1;
+        }
+    };
     while let Some(line) = read_line(&mut input) {
         match command::parse(&line) {
             Ok(c) => {

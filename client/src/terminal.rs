@@ -18,7 +18,7 @@
 //! the terminal back (see [`crate::sys`]) and exits. So every line queued
 //! before the end is on screen when the process ends.
 
-use crate::app::{self, Exit, Stopped, Ui};
+use crate::app::{self, Exit, Ui};
 use crate::command::{self, SLASH_COMMANDS};
 use crate::net::{Reader, Writer};
 use crate::render::{self, Style};
@@ -34,7 +34,7 @@ use rustyline::{ColorMode, CompletionType, Config, Editor, ExternalPrinter, Help
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long the reader thread waits for the editor to take the exit before
@@ -286,19 +286,19 @@ pub fn run(
         "Signed in as {}. Type a message to send it to everyone, /help for commands, /quit to leave.",
         render::escape(&me, style)
     );
-    let (stopped_tx, stopped) = mpsc::channel::<Stopped>();
-    let ui_dyn: Arc<dyn Ui> = ui.clone();
-    if let Err(e) = app::spawn_reader(
+    let stopped = match app::spawn_reader(
         reader,
         writer.clone(),
         Arc::clone(&session),
-        ui_dyn,
+        ui.clone(),
         style,
         addr.to_string(),
-        stopped_tx,
     ) {
-        return fail(&format!("cannot start: {e}"));
-    }
+        Ok(stopped) => stopped,
+        Err(e) => {
+            return fail(&format!("cannot start: {e}"));
+        }
+    };
     let _ = writer.send(&protocol::Request::List);
 
     let prompt = format!("{}> ", me);
