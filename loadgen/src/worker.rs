@@ -304,7 +304,7 @@ impl Worker {
                 if token == WAKE {
                     continue;
                 }
-                self.on_event(token.0);
+                self.on_event(token.0, ev.is_read_closed() || ev.is_error());
             }
             self.flush_delivered();
             if !done_sending && self.started && self.shared.now_ns() >= self.rx.send_end {
@@ -519,7 +519,9 @@ impl Worker {
         (blocked, next_due)
     }
 
-    fn on_event(&mut self, token: usize) {
+    /// Handles a readiness event; `peer_closed`: the poller saw the
+    /// broker's FIN or an error, so reading must go on to the end.
+    fn on_event(&mut self, token: usize, peer_closed: bool) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -540,7 +542,7 @@ impl Worker {
             },
             State::Registering | State::Ready => {}
         }
-        self.read(token);
+        self.read(token, peer_closed);
         if let Some(conn) = self.conns.get_mut(token) {
             if conn.state != State::Closed && conn.out.len() > conn.out_pos {
                 flush(conn);
@@ -559,8 +561,12 @@ impl Worker {
         }
     }
 
-    /// Reads until WouldBlock, handling every complete frame.
-    fn read(&mut self, token: usize) {
+    /// Reads until the socket is empty, handling every complete frame. A
+    /// read shorter than the buffer emptied it: edge-triggered polling
+    /// reports any later data, so the read that would only say WouldBlock
+    /// is skipped (it was half of all reads). A FIN already queued brings no
+    /// new event, so with `peer_closed` reading goes on to the end.
+    fn read(&mut self, token: usize, peer_closed: bool) {
         let Worker {
             conns,
             senders,
@@ -598,6 +604,7 @@ impl Worker {
                     break;
                 }
                 Ok(n) => {
+                    let drained = n < free.len() && !peer_closed;
                     len += n;
                     let now = shared.now_ns();
                     let data = scratch.get(..len).unwrap_or_default();
@@ -606,6 +613,9 @@ impl Worker {
                     len -= used;
                     if let Some(why) = stop {
                         closed = Some(why);
+                        break;
+                    }
+                    if drained {
                         break;
                     }
                 }
