@@ -71,6 +71,12 @@ pub struct Args {
     /// the ACK is on its way, minus those its receivers have counted).
     #[arg(long, default_value_t = 8, value_name = "W")]
     pub window: u64,
+    /// Closed loop: a sender waits until at least M messages fit in its
+    /// window and writes them in one go, like a pipelining client (M = W is
+    /// redis-benchmark's `-P W`). Default 1: a sliding window, refilled as
+    /// soon as there is room.
+    #[arg(long, value_name = "M")]
+    pub refill: Option<u64>,
     /// Process id of the broker, to report its CPU time and peak RSS.
     #[arg(long, value_name = "PID")]
     pub broker_pid: Option<u32>,
@@ -108,6 +114,8 @@ pub struct Settings {
     pub rate: Option<f64>,
     /// Closed-loop window in messages.
     pub window: u64,
+    /// Closed loop: fewest messages a sender writes at once.
+    pub refill: u64,
     /// Broker process to measure.
     pub broker_pid: Option<u32>,
     /// JSON output.
@@ -176,6 +184,10 @@ impl Args {
         if self.window < 1 || self.window > 1_000_000 {
             return Err("--window must be 1 to 1000000".into());
         }
+        let refill = self.refill.unwrap_or(1);
+        if refill < 1 || refill > self.window {
+            return Err("--refill must be 1 to --window".into());
+        }
         if self.threads < 1 || self.threads > 16 {
             return Err("--threads must be 1 to 16".into());
         }
@@ -190,6 +202,7 @@ impl Args {
             warmup,
             rate: self.rate,
             window: self.window,
+            refill,
             broker_pid: self.broker_pid,
             json: self.json,
             threads: self.threads.min(self.clients),
@@ -232,6 +245,7 @@ mod tests {
         assert_eq!((s.clients, s.senders, s.mode), (100, 10, Mode::All));
         assert_eq!(s.fanout(), 99);
         assert!(s.rate.is_none());
+        assert_eq!((s.window, s.refill), (8, 1));
     }
 
     #[test]
@@ -257,6 +271,12 @@ mod tests {
         assert!(parse(&["--duration", "nan"]).is_err());
         assert!(parse(&["--rate", "0"]).is_err());
         assert!(parse(&["--window", "0"]).is_err());
+        assert!(parse(&["--refill", "0"]).is_err());
+        assert!(parse(&["--window", "8", "--refill", "9"]).is_err());
+        assert_eq!(
+            parse(&["--window", "8", "--refill", "8"]).unwrap().refill,
+            8
+        );
         assert!(parse(&["--mode", "multi", "--clients", "2"]).is_err());
         assert!(parse(&["--mode", "multi", "--clients", "3", "--targets", "2"]).is_ok());
         assert!(parse(&["--mode", "multi", "--targets", "101", "--clients", "500"]).is_err());

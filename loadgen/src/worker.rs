@@ -12,7 +12,8 @@
 //! deliveries outstanding, where "outstanding" is the deliveries promised
 //! for its messages (the ACK's `<queued>`, or the expected fan-out while the
 //! ACK is still on its way) minus the deliveries any receiver has counted
-//! for it. Receivers add to a per-sender atomic once per poll iteration; if
+//! for it. It writes when at least `refill` messages fit (1 by
+//! default: a sliding window), all of them in one write. Receivers add to a per-sender atomic once per poll iteration; if
 //! the sender lives on another thread that is asleep waiting for room, they
 //! wake it.
 
@@ -488,6 +489,7 @@ impl Worker {
                 let cap = settings.window * fanout;
                 let room = cap.saturating_sub(outstanding) / fanout;
                 let room = room.min(MAX_SEQ.saturating_sub(sender.seq));
+                let room = if room < settings.refill { 0 } else { room };
                 for _ in 0..room {
                     write_send(conn, sender, settings, rng, perm, now);
                 }

@@ -135,6 +135,18 @@ fn multi_mode_in_process() {
 }
 
 #[test]
+fn pipelined_refill_writes_whole_windows() {
+    // With --refill equal to --window a sender only ever writes a whole
+    // window at once, so each sender's count (and the total) is a multiple
+    // of it; a sliding window would stop at any count.
+    let v = assert_clean(&small(&[
+        "--mode", "direct", "--window", "7", "--refill", "7",
+    ]));
+    let sent = u(&v, "sent");
+    assert!(sent > 0 && sent.is_multiple_of(7), "sent {sent}");
+}
+
+#[test]
 fn fixed_rate_in_process() {
     let v = assert_clean(&small(&["--mode", "all", "--rate", "200", "--threads=1"]));
     // 2 senders × 200/s × 1 s = 400 intended sends (closed loop would send
