@@ -170,7 +170,11 @@ impl Conn {
         // then drains the queue, the pusher queues and then sets the flag.
         // With SeqCst flag operations (and the channel's own SeqCst
         // operations on its indices) the two can't both miss each other.
-        !self.scheduled.swap(true, Ordering::SeqCst)
+        // Most pushes find a wake-up already pending: a load answers that
+        // without taking the cache line for writing. (A SeqCst load that
+        // sees `true` is ordered before the writer's clearing store, so
+        // the writer's drain after that store sees our frame.)
+        !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
     /// Called by the writer before it drains, so later pushes schedule again.

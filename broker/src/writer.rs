@@ -249,15 +249,22 @@ impl Writer {
 /// Moves up to `BATCH` frames or `BATCH_BYTES` bytes off the queue into
 /// `pending`.
 fn refill(st: &mut State) {
+    let mut taken = 0;
     while st.pending.len() < BATCH && st.pending_bytes < BATCH_BYTES {
         match st.s.rx.try_recv() {
             Ok(f) => {
-                st.s.conn.taken(f.len());
+                taken += f.len();
                 st.pending_bytes += f.len();
                 st.pending.push_back(f);
             }
             Err(_) => break,
         }
+    }
+    // One update for the whole batch: routing threads add to the same
+    // counter for every frame they queue, so each update moves its cache
+    // line between cores.
+    if taken > 0 {
+        st.s.conn.taken(taken);
     }
 }
 
