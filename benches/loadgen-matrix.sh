@@ -4,16 +4,20 @@
 #
 #   benches/loadgen-matrix.sh targets   # the speed-target workloads, 5 runs each
 #   benches/loadgen-matrix.sh matrix    # 100/500/2000 clients x all/direct/multi x 64 B/1 KiB, 3 runs
+#   REFILL=4 benches/loadgen-matrix.sh targets   # pipelining senders (loadgen --refill 4)
 #
-# Output: benches/results/<date>-<set>.jsonl (one JSON object per run, with
+# Output: benches/results/<date>-<HHMM>-<set>[-refill<M>].jsonl (one JSON object per run, with
 # the workload added under "run") and a median table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 set_name=${1:-targets}
 runs=${RUNS:-}
 port=${PORT:-7911}
+refill=${REFILL:-1}
 cargo build --release -q -p broker -p loadgen
-out="benches/results/$(date -u +%Y-%m-%d)-${set_name}.jsonl"
+suffix=""
+[ "$refill" = 1 ] || suffix="-refill$refill"
+out="benches/results/$(date -u +%Y-%m-%d-%H%M)-${set_name}${suffix}.jsonl"
 : > "$out"
 
 workloads() {
@@ -47,12 +51,20 @@ for run in $(seq 1 "$runs"); do
     extra=()
     [ "$mode" = multi ] && extra=(--targets "$targets")
     json=$(timeout 120 ./target/release/loadgen --addr "127.0.0.1:$port" --clients "$clients" \
-      --senders "$senders" --mode "$mode" --size "$size" --window 8 --duration "${DURATION:-5}" \
-      --warmup 1 --broker-pid "$bpid" --json "${extra[@]}" 2>/dev/null || true)
-    kill -INT "$bpid"; wait "$bpid" 2>/dev/null || true
+      --senders "$senders" --mode "$mode" --size "$size" --window 8 --refill "$refill" \
+      --duration "${DURATION:-5}" --warmup 1 --broker-pid "$bpid" --json "${extra[@]}" 2>/dev/null || true)
+    kill -INT "$bpid"
+    # The broker drains and exits on SIGINT; if it ever doesn't, say so and
+    # don't let it hold the port for the next run.
+    for _ in $(seq 1 50); do kill -0 "$bpid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$bpid" 2>/dev/null; then
+      echo "broker $bpid did not exit within 5 s of SIGINT; killing it" >&2
+      kill -KILL "$bpid"
+    fi
+    wait "$bpid" 2>/dev/null || true
     [ -n "$json" ] || json='{"error":"loadgen failed"}'
-    printf '{"run":{"mode":"%s","clients":%s,"senders":%s,"targets":%s,"size":%s,"n":%s},"report":%s}\n' \
-      "$mode" "$clients" "$senders" "$targets" "$size" "$run" "$json" >> "$out"
+    printf '{"run":{"mode":"%s","clients":%s,"senders":%s,"targets":%s,"size":%s,"refill":%s,"n":%s},"report":%s}\n' \
+      "$mode" "$clients" "$senders" "$targets" "$size" "$refill" "$run" "$json" >> "$out"
   done
 done
 
