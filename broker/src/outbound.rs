@@ -3,9 +3,10 @@
 //!
 //! A thread that routes frames (a worker, or a writer announcing a `LEFT`)
 //! owns an `Outbox`. Pushing a frame queues it on the recipient's channel
-//! and, if the recipient's writer has no wake-up pending for it, sends the
-//! writer a `Ready`. Writers are woken once, in `Outbox::flush`, after the
-//! whole batch: the "send, then wake" hand-off.
+//! and, if the recipient's writer has no wake-up pending for it, notes the
+//! connection for that writer. At the end of the batch `Outbox::flush`
+//! sends each writer its `Ready`s and wakes it once: the "send, then wake"
+//! hand-off.
 
 use crate::conn::{Conn, Frame, Pushed};
 use crate::Shared;
@@ -48,7 +49,9 @@ impl WriterHandle {
 /// Per-thread routing state: which writers to wake, which connections
 /// overflowed.
 pub(crate) struct Outbox {
-    wake: Vec<bool>,
+    /// Per writer: connections scheduled during this batch, announced in
+    /// `flush`.
+    ready: Vec<Vec<u64>>,
     any: bool,
     /// Connections whose queue overflowed during this batch.
     pub slow: Vec<Arc<Conn>>,
@@ -62,7 +65,7 @@ impl Outbox {
     /// An outbox for a thread; `worker` is its index if it is a worker.
     pub fn new(writers: usize, worker: Option<usize>) -> Outbox {
         Outbox {
-            wake: vec![false; writers],
+            ready: vec![Vec::new(); writers],
             any: false,
             slow: Vec::new(),
             worker,
@@ -86,17 +89,19 @@ impl Outbox {
         }
     }
 
-    /// Makes sure `conn`'s writer will look at it.
+    /// Makes sure `conn`'s writer will look at it (after this batch).
+    ///
+    /// The writer hears of the connection only in `flush`, so everything
+    /// the batch queues for it goes out in one write: a writer told at the
+    /// first frame, while this thread is still routing, would often write
+    /// that frame alone. Other threads pushing meanwhile see the flag set
+    /// and rely on this announcement, which comes at the end of the batch.
     #[inline]
-    pub fn schedule(&mut self, shared: &Shared, conn: &Conn) {
+    pub fn schedule(&mut self, _shared: &Shared, conn: &Conn) {
         if conn.schedule() {
-            if let Some(w) = shared.writers.get(conn.writer) {
-                // The writer owns the receiver for the broker's lifetime.
-                let _ = w.tx.send(WriterMsg::Ready(conn.id));
-                if let Some(flag) = self.wake.get_mut(conn.writer) {
-                    *flag = true;
-                    self.any = true;
-                }
+            if let Some(ids) = self.ready.get_mut(conn.writer) {
+                ids.push(conn.id);
+                self.any = true;
             }
         }
     }
@@ -111,11 +116,16 @@ impl Outbox {
             return;
         }
         self.any = false;
-        for (i, flag) in self.wake.iter_mut().enumerate() {
-            if std::mem::take(flag) {
-                if let Some(w) = shared.writers.get(i) {
-                    w.wake();
+        for (i, ids) in self.ready.iter_mut().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            if let Some(w) = shared.writers.get(i) {
+                for id in ids.drain(..) {
+                    // The writer owns the receiver for the broker's lifetime.
+                    let _ = w.tx.send(WriterMsg::Ready(id));
                 }
+                w.wake();
             }
         }
     }

@@ -155,6 +155,7 @@ impl Worker {
                 self.out.flush(&self.shared);
                 if std::mem::take(&mut self.out.wake_self) {
                     self.drain_inbox();
+                    self.out.flush(&self.shared);
                 }
                 next_tick = now + TICK;
             }
