@@ -53,6 +53,8 @@ pub struct Report {
     pub rate: Option<f64>,
     /// Closed-loop window (messages per sender).
     pub window: u64,
+    /// Closed loop: fewest messages a sender writes at once.
+    pub refill: u64,
     /// Network threads.
     pub threads: usize,
     /// Clients that registered.
@@ -201,6 +203,7 @@ impl Report {
         num!("warmup_s", self.warmup_s);
         opt!("rate", self.rate);
         int!("window", self.window);
+        int!("refill", self.refill);
         int!("threads", self.threads);
         int!("registered", self.registered);
         int!("sent", self.sent);
@@ -276,6 +279,12 @@ impl Report {
         let mut s = String::with_capacity(2048);
         let loop_kind = match self.rate {
             Some(r) => format!("open loop, {} msg/s per sender", fmt_f(r)),
+            None if self.refill > 1 => {
+                format!(
+                    "closed loop, window {}, refill {}",
+                    self.window, self.refill
+                )
+            }
             None => format!("closed loop, window {}", self.window),
         };
         let targets = if self.mode == "multi" {
@@ -437,6 +446,7 @@ mod tests {
             warmup_s: 0.0,
             rate: None,
             window: 8,
+            refill: 1,
             threads: 2,
             registered: 20,
             sent: 100,

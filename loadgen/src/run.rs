@@ -420,6 +420,7 @@ fn build_report(
         warmup_s: s.warmup.as_secs_f64(),
         rate: s.rate,
         window: s.window,
+        refill: s.refill,
         threads: s.threads,
         registered,
         sent,

@@ -142,6 +142,7 @@ fn pipelined_refill_writes_whole_windows() {
     let v = assert_clean(&small(&[
         "--mode", "direct", "--window", "7", "--refill", "7",
     ]));
+    assert_eq!(u(&v, "refill"), 7);
     let sent = u(&v, "sent");
     assert!(sent > 0 && sent.is_multiple_of(7), "sent {sent}");
 }
