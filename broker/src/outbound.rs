@@ -120,13 +120,15 @@ impl Outbox {
             if ids.is_empty() {
                 continue;
             }
-            if let Some(w) = shared.writers.get(i) {
-                for id in ids.drain(..) {
-                    // The writer owns the receiver for the broker's lifetime.
-                    let _ = w.tx.send(WriterMsg::Ready(id));
-                }
-                w.wake();
+            let Some(w) = shared.writers.get(i) else {
+                ids.clear();
+                continue;
+            };
+            for id in ids.drain(..) {
+                // The writer owns the receiver for the broker's lifetime.
+                let _ = w.tx.send(WriterMsg::Ready(id));
             }
+            w.wake();
         }
     }
 }

@@ -12,9 +12,10 @@
 //! deliveries outstanding, where "outstanding" is the deliveries promised
 //! for its messages (the ACK's `<queued>`, or the expected fan-out while the
 //! ACK is still on its way) minus the deliveries any receiver has counted
-//! for it. It writes when at least `refill` messages fit (1 by
-//! default: a sliding window), all of them in one write. Receivers add to a per-sender atomic once per poll iteration; if
-//! the sender lives on another thread that is asleep waiting for room, they
+//! for it. Once per round (poll iteration) it writes whatever fits, in one
+//! write, if that is at least `refill` messages (1 by default: a sliding
+//! window). Receivers add to a per-sender atomic once per round; if the
+//! sender lives on another thread that is asleep waiting for room, they
 //! wake it.
 
 use crate::args::{Mode, Settings};
