@@ -107,6 +107,12 @@ impl Writer {
                     WriterMsg::Ready(id) => self.service(id),
                     WriterMsg::Stop => return self.stop(),
                 }
+                // A failed write closes its connection, which queues `LEFT`
+                // for everyone; those connections are announced only when
+                // this outbox flushes. Under steady load the inbox may never
+                // run dry, so flush here (a flag test when nothing closed)
+                // rather than after the loop.
+                self.out.flush(&self.shared);
             }
             self.out.flush(&self.shared);
             if busy && self.blocked == 0 {
