@@ -79,8 +79,8 @@ pub(crate) fn frame(event: &Event<'_>) -> Frame {
 }
 
 /// Sends one event to one connection.
-pub(crate) fn reply(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, event: &Event<'_>) {
-    out.push(shared, conn, &frame(event));
+pub(crate) fn reply(out: &mut Outbox, conn: &Arc<Conn>, event: &Event<'_>) {
+    out.push(conn, &frame(event));
 }
 
 /// Sends `ERR <code> [<args>] :<text>` and counts it.
@@ -93,7 +93,7 @@ pub(crate) fn error(
     text: &str,
 ) {
     shared.metrics.error(code);
-    reply(shared, out, conn, &Event::Err { code, args, text });
+    reply(out, conn, &Event::Err { code, args, text });
 }
 
 /// Closes a connection once, for one reason: queue the closing frame (if
@@ -126,7 +126,7 @@ pub(crate) fn close(
         // Not even the closing frame fits: it is a slow consumer by now.
         conn.abort();
     }
-    out.schedule(shared, conn);
+    out.schedule(conn);
     match conn.name() {
         Some(name) => {
             let _membership = shared.registry.membership.lock();
@@ -174,7 +174,7 @@ pub(crate) fn broadcast(shared: &Shared, out: &mut Outbox, except: u64, frame: &
     let everyone = shared.registry.everyone();
     let mut queued = 0;
     for c in &everyone.conns {
-        if c.id != except && out.push(shared, c, frame) {
+        if c.id != except && out.push(c, frame) {
             queued += 1;
         }
     }
@@ -197,8 +197,8 @@ pub(crate) fn handle(
     let named = conn.name().is_some();
     match req {
         Request::Name { name } => register(shared, out, conn, name),
-        Request::Ping { token } => reply(shared, out, conn, &Event::Pong { token }),
-        Request::Help => reply(shared, out, conn, &Event::Info { text: &shared.help }),
+        Request::Ping { token } => reply(out, conn, &Event::Pong { token }),
+        Request::Help => reply(out, conn, &Event::Info { text: &shared.help }),
         Request::Quit { .. } => {
             close(
                 shared,
@@ -224,12 +224,12 @@ pub(crate) fn handle(
                 count: names.len(),
                 names: &joined,
             };
-            reply(shared, out, conn, &users);
+            reply(out, conn, &users);
         }
         Request::Send { targets, body } => send(shared, out, scratch, conn, targets, body),
         Request::Recv { id, from } => {
             if let (Some(to), Some(by)) = (shared.registry.get(from), conn.name()) {
-                reply(shared, out, &to, &Event::Rcpt { id, by });
+                reply(out, &to, &Event::Rcpt { id, by });
             }
         }
     }
@@ -304,7 +304,7 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
     // OK NAME is queued before the name is visible to anyone, so it is
     // always the new user's first frame after HELLO.
     conn.set_name(name);
-    reply(shared, out, conn, &Event::NameOk { name });
+    reply(out, conn, &Event::NameOk { name });
     // Every insert happens under `membership`, so this can't fail.
     shared.registry.insert(name, conn);
     // Pairs with the fence in `close`: a close that raced this and saw no
@@ -387,7 +387,7 @@ fn send(
     let msg = Frame::from(&scratch[..]);
     let mut queued = 0;
     for c in &online {
-        if out.push(shared, c, &msg) {
+        if out.push(c, &msg) {
             queued += 1;
         }
     }
@@ -421,7 +421,7 @@ fn send_direct(
     scratch.clear();
     encode_msg(scratch, id, from, Kind::Direct, ts, body);
     let msg = Frame::from(&scratch[..]);
-    let queued = u64::from(out.push(shared, &target, &msg));
+    let queued = u64::from(out.push(&target, &msg));
     accepted(shared, out, conn, id, queued, None);
 }
 
@@ -436,7 +436,6 @@ fn accepted(
     Metrics::add(&shared.metrics.messages, 1);
     Metrics::add(&shared.metrics.deliveries, queued);
     reply(
-        shared,
         out,
         conn,
         &Event::Ack {

@@ -75,10 +75,10 @@ impl Outbox {
 
     /// Queues `frame` to `conn`; true if queued.
     #[inline]
-    pub fn push(&mut self, shared: &Shared, conn: &Arc<Conn>, frame: &Frame) -> bool {
+    pub fn push(&mut self, conn: &Arc<Conn>, frame: &Frame) -> bool {
         match conn.push(frame) {
             Pushed::Queued => {
-                self.schedule(shared, conn);
+                self.schedule(conn);
                 true
             }
             Pushed::Overflow => {
@@ -97,7 +97,7 @@ impl Outbox {
     /// that frame alone. Other threads pushing meanwhile see the flag set
     /// and rely on this announcement, which comes at the end of the batch.
     #[inline]
-    pub fn schedule(&mut self, _shared: &Shared, conn: &Conn) {
+    pub fn schedule(&mut self, conn: &Conn) {
         if conn.schedule() {
             if let Some(ids) = self.ready.get_mut(conn.writer) {
                 ids.push(conn.id);

@@ -237,7 +237,7 @@ impl Worker {
         let now = Instant::now();
         let name_deadline = (shared.config.name_timeout_secs > 0)
             .then(|| now + Duration::from_secs(shared.config.name_timeout_secs));
-        self.out.push(shared, &conn, &shared.hello);
+        self.out.push(&conn, &shared.hello);
         log_info!("connection {id} from {peer}");
         self.conns.insert(
             id,
@@ -337,7 +337,7 @@ impl Worker {
                     log_debug!("read from {} failed: {err}", e.conn.peer);
                     handler::close(shared, &mut self.out, &e.conn, reason, None);
                     e.conn.abort();
-                    self.out.schedule(shared, &e.conn);
+                    self.out.schedule(&e.conn);
                     gone = true;
                     break;
                 }
@@ -385,7 +385,7 @@ impl Worker {
             if let Some(t) = e.linger_until {
                 if now >= t {
                     e.conn.abort();
-                    self.out.schedule(shared, &e.conn);
+                    self.out.schedule(&e.conn);
                     expired.push(*id);
                 }
             } else if let Some(t) = e.name_deadline {

@@ -114,7 +114,6 @@ impl Writer {
                 // rather than after the loop.
                 self.out.flush(&self.shared);
             }
-            self.out.flush(&self.shared);
             if busy && self.blocked == 0 {
                 // Nothing waits for writable: skip the poll while work keeps
                 // coming.

@@ -560,15 +560,11 @@ impl Worker {
         // Output may have room again: an open-loop sender resumes here. (A
         // closed-loop sender waits for the next round: refilling on every
         // event would split its refill over more writes.)
-        let open_loop = self.settings.rate.is_some();
-        if let Some(s) = self
-            .conns
-            .get(token)
-            .and_then(|c| c.sender)
-            .filter(|_| open_loop)
-        {
-            let now = self.shared.now_ns();
-            let _ = self.pump(s, now);
+        if self.settings.rate.is_some() {
+            if let Some(s) = self.conns.get(token).and_then(|c| c.sender) {
+                let now = self.shared.now_ns();
+                let _ = self.pump(s, now);
+            }
         }
     }
 
