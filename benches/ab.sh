@@ -11,6 +11,7 @@
 # window 8, 0.5 s warm-up, 1.5 s measured, broker-perf.toml; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 [ $# -ge 4 ] || { sed -n 2,11p "$0"; exit 2; }
 a=$1; b=$2; n=$3; shift 3
 port=${PORT:-7924}
@@ -25,10 +26,7 @@ for _ in $(seq 1 "$n"); do
       --duration 1.5 --warmup 0.5 --broker-pid "$bpid" --json --mode "$@" 2>/dev/null \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["deliveries_per_sec"], d["deliveries_per_broker_cpu_s"] or 0, d["latency_us"]["p99"])' \
       >> "$out" || echo "nan nan nan" >> "$out"
-    kill -INT "$bpid"
-    for _ in $(seq 1 50); do kill -0 "$bpid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$bpid" 2>/dev/null || true
-    wait "$bpid" 2>/dev/null || true
+    stop_broker "$bpid"
   done
 done
 python3 - "$out" "$*" <<'PY'

@@ -10,6 +10,7 @@
 # the workload added under "run") and a median table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 set_name=${1:-targets}
 runs=${RUNS:-}
 port=${PORT:-7911}
@@ -53,15 +54,7 @@ for run in $(seq 1 "$runs"); do
     json=$(timeout 120 ./target/release/loadgen --addr "127.0.0.1:$port" --clients "$clients" \
       --senders "$senders" --mode "$mode" --size "$size" --window 8 --refill "$refill" \
       --duration "${DURATION:-5}" --warmup 1 --broker-pid "$bpid" --json "${extra[@]}" 2>/dev/null || true)
-    kill -INT "$bpid"
-    # The broker drains and exits on SIGINT; if it ever doesn't, say so and
-    # don't let it hold the port for the next run.
-    for _ in $(seq 1 50); do kill -0 "$bpid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$bpid" 2>/dev/null; then
-      echo "broker $bpid did not exit within 5 s of SIGINT; killing it" >&2
-      kill -KILL "$bpid"
-    fi
-    wait "$bpid" 2>/dev/null || true
+    stop_broker "$bpid"
     [ -n "$json" ] || json='{"error":"loadgen failed"}'
     printf '{"run":{"mode":"%s","clients":%s,"senders":%s,"targets":%s,"size":%s,"refill":%s,"n":%s},"report":%s}\n' \
       "$mode" "$clients" "$senders" "$targets" "$size" "$refill" "$run" "$json" >> "$out"
