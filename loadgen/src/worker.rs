@@ -278,7 +278,7 @@ impl Worker {
             if !self.rx.name_retries.is_empty() {
                 self.retry_names(now);
             }
-            let (blocked, mut next_due) = self.pump_all(now);
+            let (blocked, mut next_due) = self.pump_all();
             if blocked {
                 // Announce that we sleep for window room, then look once more:
                 // a receiver that credited us before seeing the flag has
@@ -286,7 +286,7 @@ impl Worker {
                 if let Some(t) = self.shared.threads.get(live) {
                     t.0.waiting.store(true, Ordering::SeqCst);
                 }
-                (_, next_due) = self.pump_all(self.shared.now_ns());
+                (_, next_due) = self.pump_all();
             }
             let timeout = self.timeout(next_due);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -432,10 +432,14 @@ impl Worker {
 
     /// Lets every sender send what it may. Returns whether some closed-loop
     /// sender is out of window room, and the earliest open-loop due time.
-    fn pump_all(&mut self, now: u64) -> (bool, Option<u64>) {
+    fn pump_all(&mut self) -> (bool, Option<u64>) {
         let mut blocked = false;
         let mut next_due: Option<u64> = None;
         for s in 0..self.senders.len() {
+            // Read the clock for each sender: a closed-loop message is
+            // stamped with the time it is written, and writing a round's
+            // worth of senders takes a millisecond or more.
+            let now = self.shared.now_ns();
             let (b, due) = self.pump(s, now);
             blocked |= b;
             if let Some(d) = due {
