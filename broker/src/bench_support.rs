@@ -23,7 +23,8 @@ pub struct Fanout {
     session: Session,
     out: Outbox,
     scratch: Vec<u8>,
-    queues: Vec<(Arc<Conn>, Receiver<Frame>)>,
+    queues: Vec<Arc<Conn>>,
+    spare: Vec<Frame>,
     writer_rx: Receiver<WriterMsg>,
     _worker_rx: Receiver<WorkerMsg>,
     _polls: (Poll, Poll),
@@ -55,17 +56,17 @@ impl Fanout {
         let mut out = Outbox::new(1, Some(0));
         let mut queues = Vec::with_capacity(n);
         for i in 0..n {
-            let (conn, rx) = Conn::new(i as u64 + 1, 0, 0, peer, usize::MAX / 2);
+            let conn = Conn::new(i as u64 + 1, 0, 0, peer, usize::MAX / 2);
             let name = format!("user{i}");
             let _membership = shared.registry.membership.lock();
             shared.registry.insert(&name, &conn);
             conn.set_name(&name);
-            queues.push((conn, rx));
+            queues.push(conn);
         }
-        let (sender, sender_rx) = Conn::new(0, 0, 0, peer, usize::MAX / 2);
+        let sender = Conn::new(0, 0, 0, peer, usize::MAX / 2);
         shared.registry.insert("sender", &sender);
         sender.set_name("sender");
-        queues.push((Arc::clone(&sender), sender_rx));
+        queues.push(Arc::clone(&sender));
         let session = Session::new(&shared, Instant::now());
         out.flush(&shared);
         let mut f = Fanout {
@@ -75,6 +76,7 @@ impl Fanout {
             out,
             scratch: Vec::new(),
             queues,
+            spare: Vec::new(),
             writer_rx,
             _worker_rx: worker_rx,
             _polls: (writer_poll, worker_poll),
@@ -106,12 +108,12 @@ impl Fanout {
     pub fn drain(&mut self) -> usize {
         let mut frames = 0;
         while self.writer_rx.try_recv().is_ok() {}
-        for (conn, rx) in &self.queues {
+        for conn in &self.queues {
             conn.unschedule();
-            while let Ok(f) = rx.try_recv() {
-                conn.taken(f.len());
-                frames += 1;
-            }
+            conn.take(&mut self.spare);
+            frames += self.spare.len();
+            conn.written(self.spare.iter().map(|f| f.len()).sum());
+            self.spare.clear();
         }
         frames
     }

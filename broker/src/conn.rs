@@ -7,9 +7,9 @@
 //! never keeps a file descriptor open.
 
 use crate::metrics::CloseReason;
-use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// One encoded frame, shared by every connection it is queued to.
@@ -36,6 +36,24 @@ pub(crate) enum Pushed {
     Overflow,
 }
 
+/// Most frames an idle queue keeps room for: a burst's larger buffer is
+/// let go once the writer has drained it, so idle connections stay small.
+pub(crate) const KEEP_FRAMES: usize = 64;
+
+/// A connection's outbound queue.
+///
+/// Routing threads push under a short lock; the writer takes every frame
+/// at once by swapping in its spare (empty) buffer, so it pays one lock per
+/// batch rather than a channel operation per frame.
+struct Queue {
+    frames: Vec<Frame>,
+    /// Bytes accepted and not yet written: those in `frames` and those the
+    /// writer has taken but not yet written. Bounded by `Conn::limit`.
+    bytes: usize,
+    /// False once the writer has let go: pushes are refused.
+    open: bool,
+}
+
 /// The shared handle of one connection.
 pub(crate) struct Conn {
     /// Broker-wide unique id (also the poll token).
@@ -46,8 +64,7 @@ pub(crate) struct Conn {
     pub writer: usize,
     /// Peer address, for logs.
     pub peer: SocketAddr,
-    tx: Sender<Frame>,
-    queued: AtomicUsize,
+    queue: Mutex<Queue>,
     limit: usize,
     /// True while the writer has a wake-up for this connection pending.
     scheduled: AtomicBool,
@@ -57,29 +74,26 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// A new open connection and the receiving end of its queue.
-    pub fn new(
-        id: u64,
-        worker: usize,
-        writer: usize,
-        peer: SocketAddr,
-        limit: usize,
-    ) -> (Arc<Conn>, Receiver<Frame>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
+    /// A new open connection whose queue holds at most `limit` unwritten
+    /// bytes.
+    pub fn new(id: u64, worker: usize, writer: usize, peer: SocketAddr, limit: usize) -> Arc<Conn> {
         let conn = Conn {
             id,
             worker,
             writer,
             peer,
-            tx,
-            queued: AtomicUsize::new(0),
+            queue: Mutex::new(Queue {
+                frames: Vec::new(),
+                bytes: 0,
+                open: true,
+            }),
             limit,
             scheduled: AtomicBool::new(false),
             state: AtomicU8::new(OPEN),
             reason: OnceLock::new(),
             name: OnceLock::new(),
         };
-        (Arc::new(conn), rx)
+        Arc::new(conn)
     }
 
     /// The registered name, as first given.
@@ -147,33 +161,60 @@ impl Conn {
 
     fn push_any(&self, frame: &Frame) -> Pushed {
         let len = frame.len();
-        let before = self.queued.fetch_add(len, Ordering::Relaxed);
-        if before.saturating_add(len) > self.limit {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
+        let mut q = self.queue.lock();
+        if !q.open {
+            return Pushed::Closed;
+        }
+        if q.bytes.saturating_add(len) > self.limit {
             return Pushed::Overflow;
         }
-        match self.tx.send(Frame::clone(frame)) {
-            Ok(()) => Pushed::Queued,
-            Err(_) => Pushed::Closed,
-        }
+        q.bytes += len;
+        q.frames.push(Frame::clone(frame));
+        Pushed::Queued
     }
 
-    /// Called by the writer for frames it took off the queue.
-    pub fn taken(&self, bytes: usize) {
-        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+    /// For the writer: swaps everything queued into `spare`, which must be
+    /// empty, leaving `spare`'s old buffer as the queue. The frames still
+    /// count against the limit until `written` says they went out.
+    pub fn take(&self, spare: &mut Vec<Frame>) {
+        debug_assert!(spare.is_empty());
+        if spare.capacity() > KEEP_FRAMES {
+            *spare = Vec::new();
+        }
+        let mut q = self.queue.lock();
+        std::mem::swap(&mut q.frames, spare);
+    }
+
+    /// For the writer: `bytes` of taken frames are written.
+    pub fn written(&self, bytes: usize) {
+        let mut q = self.queue.lock();
+        q.bytes = q.bytes.saturating_sub(bytes);
+    }
+
+    /// For the writer, when it lets go of the connection: later pushes are
+    /// refused, and whatever is queued is dropped.
+    pub fn close_queue(&self) {
+        let dropped = {
+            let mut q = self.queue.lock();
+            q.open = false;
+            q.bytes = 0;
+            std::mem::take(&mut q.frames)
+        };
+        drop(dropped);
     }
 
     /// Claims the right to schedule the writer: true if no wake-up was
     /// pending (the caller must send one).
     pub fn schedule(&self) -> bool {
-        // SeqCst (a plain locked swap on x86): the writer clears the flag and
-        // then drains the queue, the pusher queues and then sets the flag.
-        // With SeqCst flag operations (and the channel's own SeqCst
-        // operations on its indices) the two can't both miss each other.
-        // Most pushes find a wake-up already pending: a load answers that
-        // without taking the cache line for writing. (A SeqCst load that
-        // sees `true` is ordered before the writer's clearing store, so
-        // the writer's drain after that store sees our frame.)
+        // The writer clears the flag and then takes the queue (under its
+        // lock); the pusher queues (under the lock) and then reads the flag.
+        // If the writer's take came after our push, it has our frame.
+        // Otherwise its clearing store came before its unlock, which came
+        // before our lock, so our load sees `false` (or a later `true` whose
+        // setter announces the connection). Most pushes find a wake-up
+        // already pending: the load answers that without taking the cache
+        // line for writing; the swap settles a race between two pushers.
+        // SeqCst costs nothing extra here (a locked swap on x86).
         !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst)
     }
 

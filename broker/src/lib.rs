@@ -15,7 +15,7 @@
 //!                     +----------+   snapshot for *) |    everyone      |
 //!                          |                         +------------------+
 //!                          | push frame onto each recipient's bounded
-//!                          | queue (crossbeam channel, bounded in bytes),
+//!                          | queue (a locked Vec, bounded in bytes),
 //!                          | Ready(id) to its writer, one wake per batch
 //!                          v
 //!                     +----------+  sendmsg of up to 64 shared frames

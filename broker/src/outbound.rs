@@ -2,7 +2,7 @@
 //! per batch.
 //!
 //! A thread that routes frames (a worker, or a writer announcing a `LEFT`)
-//! owns an `Outbox`. Pushing a frame queues it on the recipient's channel
+//! owns an `Outbox`. Pushing a frame queues it on the recipient's queue
 //! and, if the recipient's writer has no wake-up pending for it, notes the
 //! connection for that writer. At the end of the batch `Outbox::flush`
 //! sends each writer its `Ready`s and wakes it once: the "send, then wake"

@@ -214,7 +214,7 @@ impl Worker {
         let shared = &self.shared;
         let id = shared.next_conn_id();
         let writer = (id as usize) % shared.writers.len().max(1);
-        let (conn, rx) = Conn::new(id, self.index, writer, peer, shared.config.queue_bytes);
+        let conn = Conn::new(id, self.index, writer, peer, shared.config.queue_bytes);
         let fd = stream.as_raw_fd();
         let owner = Arc::clone(shared);
         let sock = Sock::new(stream, Box::new(move || owner.give_slot(peer)));
@@ -228,7 +228,6 @@ impl Worker {
         }
         let stream = Stream {
             conn: Arc::clone(&conn),
-            rx,
             sock: Arc::clone(&sock),
         };
         if let Some(w) = shared.writers.get(writer) {

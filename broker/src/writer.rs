@@ -3,12 +3,14 @@
 //!
 //! Each writer owns the sending side of a fixed share of the connections.
 //! Routing threads queue frames and send the writer a `Ready(id)` once per
-//! batch; the writer takes up to `BATCH` frames (or `BATCH_BYTES`) off that
-//! queue and hands up to 64 of them to each `sendmsg`. The frames are the
-//! shared encoded bytes (no copy per recipient). When the socket is full the connection is `blocked` and
-//! waits for its edge-triggered writable event; it is never polled in a loop.
+//! batch; the writer takes everything queued in one swap (see
+//! `Conn::take`) and hands up to 64 frames to each `sendmsg`. The frames
+//! are the shared encoded bytes (no copy per recipient). Taken frames count
+//! against the connection's `queue_bytes` until they are written. When the
+//! socket is full the connection is `blocked` and waits for its
+//! edge-triggered writable event; it is never polled in a loop.
 
-use crate::conn::{Conn, Frame, Sock, ABORTED, CLOSING, OPEN};
+use crate::conn::{Conn, Frame, Sock, ABORTED, CLOSING, KEEP_FRAMES, OPEN};
 use crate::handler;
 use crate::metrics::{CloseReason, Metrics};
 use crate::outbound::{Outbox, WriterMsg};
@@ -27,28 +29,28 @@ use std::time::Duration;
 
 /// The poll token of a writer's waker.
 pub(crate) const WAKE: Token = Token(usize::MAX);
-/// Most frames taken off a queue at once (at most 64 go to one `sendmsg`).
-const BATCH: usize = 128;
-/// Most bytes taken off a queue at once, so a stuck reader's backlog stays
-/// in its queue, where it counts against `queue_bytes`.
-const BATCH_BYTES: usize = 256 * 1024;
-
 /// The sending side of one connection, handed from its worker to its writer.
 pub(crate) struct Stream {
-    /// The shared handle.
+    /// The shared handle (with the outbound queue).
     pub conn: Arc<Conn>,
-    /// Its outbound queue.
-    pub rx: Receiver<Frame>,
     /// Its socket.
     pub sock: Arc<Sock>,
+}
+
+impl Drop for Stream {
+    /// However the writer lets go (done, failed, stopped, never added), the
+    /// queue stops taking frames that nobody would write.
+    fn drop(&mut self) {
+        self.conn.close_queue();
+    }
 }
 
 struct State {
     s: Stream,
     /// Frames taken off the queue, not yet fully written.
     pending: VecDeque<Frame>,
-    /// Bytes in `pending`.
-    pending_bytes: usize,
+    /// An empty buffer, swapped for the queue's on every take.
+    spare: Vec<Frame>,
     /// Bytes of the first pending frame already written.
     offset: usize,
     /// The socket said `WouldBlock`; wait for writable.
@@ -187,7 +189,7 @@ impl Writer {
             State {
                 s,
                 pending: VecDeque::new(),
-                pending_bytes: 0,
+                spare: Vec::new(),
                 offset: 0,
                 blocked: false,
             },
@@ -251,25 +253,13 @@ impl Writer {
     }
 }
 
-/// Moves up to `BATCH` frames or `BATCH_BYTES` bytes off the queue into
-/// `pending`.
+/// Moves everything queued to the end of `pending`: one lock for the
+/// batch, not one channel operation per frame.
 fn refill(st: &mut State) {
-    let mut taken = 0;
-    while st.pending.len() < BATCH && st.pending_bytes < BATCH_BYTES {
-        match st.s.rx.try_recv() {
-            Ok(f) => {
-                taken += f.len();
-                st.pending_bytes += f.len();
-                st.pending.push_back(f);
-            }
-            Err(_) => break,
-        }
-    }
-    // One update for the whole batch: routing threads add to the same
-    // counter for every frame they queue, so each update moves its cache
-    // line between cores.
-    if taken > 0 {
-        st.s.conn.taken(taken);
+    st.s.conn.take(&mut st.spare);
+    st.pending.extend(st.spare.drain(..));
+    if st.spare.capacity() > KEEP_FRAMES {
+        st.spare = Vec::new();
     }
 }
 
@@ -280,6 +270,10 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
             // Load the state only now: a closing frame is queued before the
             // state changes, so if we see CLOSING the re-check finds it.
             if st.s.conn.state() != CLOSING {
+                if st.pending.capacity() > KEEP_FRAMES {
+                    // A burst is over: idle connections keep little.
+                    st.pending = VecDeque::new();
+                }
                 return Done::Idle;
             }
             refill(st);
@@ -319,17 +313,21 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
                     // it for a WouldBlock now.
                     st.blocked = true;
                 }
+                let mut done = 0;
                 while let Some(f) = st.pending.front() {
                     let rest = f.len() - st.offset;
                     if n >= rest {
                         n -= rest;
                         st.offset = 0;
-                        st.pending_bytes -= f.len();
+                        done += f.len();
                         st.pending.pop_front();
                     } else {
                         st.offset += n;
                         break;
                     }
+                }
+                if done > 0 {
+                    st.s.conn.written(done);
                 }
                 if st.blocked {
                     return Done::Idle;
