@@ -27,8 +27,9 @@ pub struct Config {
     pub max_body: usize,
     /// Most names in one `SEND`.
     pub max_targets: usize,
-    /// Bytes that may wait in one connection's outbound queue before it is
-    /// closed as a slow consumer.
+    /// Bytes of frames that may wait for one connection, queued or taken
+    /// by its writer but not yet written, before it is closed as a slow
+    /// consumer.
     pub queue_bytes: usize,
     /// Seconds a connection may stay without a name; 0 means forever.
     pub name_timeout_secs: u64,
