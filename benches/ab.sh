@@ -44,6 +44,9 @@ for name, i in (("A", 0), ("B", 1)):
 ratios = [b[0] / a[0] for a, b in pairs]
 print(f"  B/A per pair: median {med(ratios):.3f}, range {min(ratios):.2f}-{max(ratios):.2f}, "
       f"B ahead in {sum(r > 1 for r in ratios)} of {len(ratios)}")
+eff = [b[1] / a[1] for a, b in pairs if a[1] > 0]
+if eff:
+    print(f"  B/A per broker CPU-s per pair: median {med(eff):.3f}, B ahead in {sum(r > 1 for r in eff)} of {len(eff)}")
 lat = [b[2] / a[2] for a, b in pairs if a[2] > 0]
 if lat:
     print(f"  B/A p99 per pair: median {med(lat):.3f}, B lower in {sum(r < 1 for r in lat)} of {len(lat)}")
