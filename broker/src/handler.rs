@@ -318,9 +318,6 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
     broadcast(shared, out, conn.id, &frame(&Event::Joined { name }));
 }
 
-/// Room for the usual number of distinct target names.
-const INLINE_TARGETS: usize = 8;
-
 fn send(
     shared: &Shared,
     out: &mut Outbox,
@@ -346,32 +343,42 @@ fn send(
             return send_direct(shared, out, scratch, conn, from, one, ts, body);
         }
     }
-    // Distinct names (any case), in the order given.
-    let mut distinct: Vec<&str> = Vec::with_capacity(INLINE_TARGETS);
-    for name in targets.names() {
-        if !distinct.iter().any(|d| d.eq_ignore_ascii_case(name)) {
-            distinct.push(name);
-        }
-    }
-    let kind = if distinct.len() == 1 {
-        Kind::Direct
-    } else {
-        Kind::Multi
-    };
-    let mut online: Vec<Arc<Conn>> = Vec::with_capacity(distinct.len());
+    // Distinct names (any case), in the order given. A user has one name,
+    // so the users found are told apart by connection id (a compare of two
+    // integers); only names nobody has are compared as text.
+    let mut online = std::mem::take(&mut out.targets);
     let mut missing = String::new();
-    for name in &distinct {
+    let mut distinct_missing = 0usize;
+    // (A name repeated while its user joins or leaves is looked up twice;
+    // the text checks keep it out of one list once it is in the other.)
+    let listed = |missing: &str, name: &str| {
+        !missing.is_empty() && missing.split(',').any(|m| m.eq_ignore_ascii_case(name))
+    };
+    for name in targets.names() {
         match shared.registry.get(name) {
-            Some(c) => online.push(c),
-            None => {
-                if !missing.is_empty() {
-                    missing.push(',');
+            Some(c) => {
+                if !online.iter().any(|o| o.id == c.id) && !listed(&missing, name) {
+                    online.push(c);
                 }
-                missing.push_str(name);
+            }
+            None => {
+                let found = || {
+                    online
+                        .iter()
+                        .any(|o| o.name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                };
+                if !listed(&missing, name) && !found() {
+                    if !missing.is_empty() {
+                        missing.push(',');
+                    }
+                    missing.push_str(name);
+                    distinct_missing += 1;
+                }
             }
         }
     }
     if online.is_empty() {
+        out.targets = online;
         return error(
             shared,
             out,
@@ -381,6 +388,11 @@ fn send(
             "no such user online",
         );
     }
+    let kind = if online.len() + distinct_missing == 1 {
+        Kind::Direct
+    } else {
+        Kind::Multi
+    };
     let id = shared.next_message_id();
     scratch.clear();
     encode_msg(scratch, id, from, kind, ts, body);
@@ -391,6 +403,9 @@ fn send(
             queued += 1;
         }
     }
+    // Keep the buffer for the next message, without the handles.
+    online.clear();
+    out.targets = online;
     let missing = (!missing.is_empty()).then_some(missing.as_str());
     accepted(shared, out, conn, id, queued, missing);
 }

@@ -59,6 +59,9 @@ pub(crate) struct Outbox {
     pub worker: Option<usize>,
     /// The owning worker has messages in its own inbox to handle.
     pub wake_self: bool,
+    /// Scratch space for the recipients of one multi-target `SEND` (empty
+    /// between messages; kept for its buffer).
+    pub targets: Vec<Arc<Conn>>,
 }
 
 impl Outbox {
@@ -70,6 +73,7 @@ impl Outbox {
             slow: Vec::new(),
             worker,
             wake_self: false,
+            targets: Vec::new(),
         }
     }
 

@@ -204,6 +204,13 @@ fn send_to_several_reports_missing_names_and_counts_repeats_once() {
     let ack = alice.expect_prefix("ACK ");
     assert!(ack.ends_with(" 1 nobody"), "{ack}");
     assert_eq!(bob.next().field(3), "multi");
+    // A missing name repeated in any case is listed once, as first given,
+    // and a user repeated around it still gets one copy.
+    alice.send("SEND Dave,bob,DAVE,BOB,dave :m\n");
+    let ack = alice.expect_prefix("ACK ");
+    assert!(ack.ends_with(" 1 Dave"), "{ack}");
+    assert_eq!(bob.next().field(3), "multi");
+    bob.expect_quiet();
 }
 
 #[test]
