@@ -174,13 +174,11 @@ impl Conn {
     }
 
     /// For the writer: swaps everything queued into `spare`, which must be
-    /// empty, leaving `spare`'s old buffer as the queue. The frames still
-    /// count against the limit until `written` says they went out.
+    /// empty, leaving `spare`'s old buffer as the queue (so the caller keeps
+    /// it at most `KEEP_FRAMES` long). The frames still count against the
+    /// limit until `written` says they went out.
     pub fn take(&self, spare: &mut Vec<Frame>) {
         debug_assert!(spare.is_empty());
-        if spare.capacity() > KEEP_FRAMES {
-            *spare = Vec::new();
-        }
         let mut q = self.queue.lock();
         std::mem::swap(&mut q.frames, spare);
     }

@@ -258,6 +258,8 @@ impl Writer {
 fn refill(st: &mut State) {
     st.s.conn.take(&mut st.spare);
     st.pending.extend(st.spare.drain(..));
+    // The spare becomes the queue's buffer at the next take: a burst's
+    // large one is let go here, once, so idle queues stay small.
     if st.spare.capacity() > KEEP_FRAMES {
         st.spare = Vec::new();
     }
