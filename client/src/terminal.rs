@@ -12,11 +12,16 @@
 //!
 //! Ending while the editor waits for a key (the broker shut down, the
 //! connection dropped) needs care: the editor holds the terminal in raw
-//! mode on the main thread. The reader thread hands its last line to the
-//! printer and raises [`ExitFlag`]; the editor prints that line and then
-//! redraws the prompt, calling our highlighter, which sees the flag, puts
-//! the terminal back (see [`crate::sys`]) and exits. So every line queued
-//! before the end is on screen when the process ends.
+//! mode on the main thread, and lines the reader thread handed to the
+//! printer just before the end may not be on screen yet (the printer is a
+//! queue the editor works through, one line and one redraw at a time). So
+//! the reader thread waits [`EXIT_GRACE`] for the editor to print them,
+//! then takes the exit ([`ExitFlag`]; from then on the editor's next redraw
+//! stops in our highlighter instead of drawing), clears the prompt row,
+//! puts the terminal back (see [`crate::sys`]), prints the last line
+//! itself and ends the process. (Ending on the editor's first redraw after
+//! the request, as we did before, could end after an earlier queued line's
+//! redraw, with the last line still in the queue.)
 
 use crate::app::{self, Exit, Ui};
 use crate::command::{self, SLASH_COMMANDS};
@@ -33,41 +38,40 @@ use rustyline::validate::Validator;
 use rustyline::{ColorMode, CompletionType, Config, Editor, ExternalPrinter, Helper};
 use std::borrow::Cow;
 use std::io::Write;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long the reader thread waits for the editor to take the exit before
-/// doing it itself (only if the editor is stuck outside `readline`).
-const EXIT_FALLBACK: Duration = Duration::from_secs(2);
+/// How long the reader thread lets the editor print the lines queued before
+/// the end, before it takes the exit.
+const EXIT_GRACE: Duration = Duration::from_millis(100);
 
-/// Set by the reader thread when the process should end; acted on by the
-/// editor thread at its next redraw.
+/// Taken by the thread that ends the process while the editor runs; the
+/// editor checks it on every redraw.
 #[derive(Debug)]
-pub struct ExitFlag(AtomicI32);
+pub struct ExitFlag(AtomicBool);
 
 impl ExitFlag {
-    const NONE: i32 = i32::MIN;
-
     fn new() -> ExitFlag {
-        ExitFlag(AtomicI32::new(Self::NONE))
+        ExitFlag(AtomicBool::new(false))
     }
 
-    fn request(&self, code: i32) {
-        self.0.store(code, Ordering::SeqCst);
+    /// True for the one caller that takes the exit.
+    fn take(&self) -> bool {
+        self.0
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
-    fn requested(&self) -> Option<i32> {
-        let code = self.0.load(Ordering::SeqCst);
-        (code != Self::NONE).then_some(code)
+    fn taken(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 
-    /// Ends the process if an exit was requested.
+    /// On the editor's thread: once another thread is ending the process,
+    /// draw nothing more (it exits within moments).
     fn act(&self) {
-        if let Some(code) = self.requested() {
-            sys::restore_terminal();
-            let _ = std::io::stdout().flush();
-            std::process::exit(code);
+        while self.taken() {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
@@ -140,8 +144,8 @@ impl Highlighter for ChatHelper {
         prompt: &'p str,
         _default: bool,
     ) -> Cow<'b, str> {
-        // Called on every redraw, on the editor's thread, after any
-        // external print: the safe moment to end (see the module docs).
+        // Called on every redraw, on the editor's thread, before anything
+        // is drawn: stop here once the process is ending (module docs).
         self.exit.act();
         if self.style.color {
             Cow::Owned(render::prompt(self.style, prompt))
@@ -163,6 +167,8 @@ impl Helper for ChatHelper {}
 struct TermUi {
     printer: Option<Mutex<Box<dyn ExternalPrinter + Send>>>,
     exit: Arc<ExitFlag>,
+    /// The terminal understands "clear to end of line".
+    clear_line: bool,
 }
 
 impl Ui for TermUi {
@@ -179,17 +185,24 @@ impl Ui for TermUi {
     }
 
     fn finish(&self, code: i32, message: Option<String>) -> ! {
-        if let Some(m) = message {
-            self.print(m);
-        }
         if self.printer.is_some() {
-            self.exit.request(code);
-            // The editor normally exits within milliseconds; this bound is
-            // for an editor that is not in `readline` (then the printer
-            // wrote directly and nothing is lost).
-            std::thread::sleep(EXIT_FALLBACK);
+            // Let the editor print what was queued before the end, then
+            // stop it drawing and clear the prompt it redrew last.
+            std::thread::sleep(EXIT_GRACE);
+            if !self.exit.take() {
+                // Another thread is already ending the process.
+                loop {
+                    std::thread::sleep(EXIT_GRACE);
+                }
+            }
+            if self.clear_line {
+                print!("\r\x1b[K");
+            }
         }
         sys::restore_terminal();
+        if let Some(m) = message {
+            println!("{m}");
+        }
         let _ = std::io::stdout().flush();
         std::process::exit(code)
     }
@@ -281,6 +294,7 @@ pub fn run(
     let ui = Arc::new(TermUi {
         printer,
         exit: Arc::clone(&exit),
+        clear_line: style.multiline && !std::env::var("TERM").is_ok_and(|t| t == "dumb"),
     });
     println!(
         "Signed in as {}. Type a message to send it to everyone, /help for commands, /quit to leave.",
@@ -397,10 +411,11 @@ mod tests {
     }
 
     #[test]
-    fn exit_flag_starts_clear() {
+    fn exit_is_taken_once() {
         let f = ExitFlag::new();
-        assert_eq!(f.requested(), None);
-        f.request(0);
-        assert_eq!(f.requested(), Some(0));
+        assert!(!f.taken());
+        assert!(f.take());
+        assert!(f.taken());
+        assert!(!f.take());
     }
 }
