@@ -28,8 +28,8 @@ pub const BYE_WAIT: Duration = Duration::from_secs(3);
 pub trait Ui: Send + Sync {
     /// Shows one line (which may hold indented continuation lines).
     fn print(&self, line: String);
-    /// Shows `message` (if any) and exits with `code`, leaving the
-    /// terminal as it was found.
+    /// Shows `message` (if any) after every line printed before it, and
+    /// exits with `code`, leaving the terminal as it was found.
     fn finish(&self, code: i32, message: Option<String>) -> !;
 }
 
@@ -199,7 +199,19 @@ pub fn spawn_reader(
                     ui.finish(1, Some(message));
                 }
             };
-            for line in reaction.lines {
+            // The broker ended the session without our asking: the process
+            // ends here, and its last line goes out with the exit, which
+            // guarantees it is on screen (see `Ui::finish`).
+            let ours = reaction
+                .end
+                .map(|end| end == End::Bye || lock(&session).quitting());
+            let mut lines = reaction.lines;
+            let last = if ours == Some(false) {
+                lines.pop()
+            } else {
+                None
+            };
+            for line in lines {
                 ui.print(line);
             }
             // Receipt only once the message is on its way to the screen.
@@ -207,11 +219,11 @@ pub fn spawn_reader(
                 let _ = writer.send(&Request::Recv { id, from: &from });
             }
             if let Some(end) = reaction.end {
-                if end == End::Bye || lock(&session).quitting() {
+                if ours == Some(true) {
                     let _ = stopped.send(Stopped::Ended(end));
                     return;
                 }
-                ui.finish(0, None);
+                ui.finish(0, last);
             }
         })?;
     Ok(stopped_rx)
