@@ -199,9 +199,9 @@ pub fn spawn_reader(
                     ui.finish(1, Some(message));
                 }
             };
-            // The broker ended the session without our asking: the process
-            // ends here, and its last line goes out with the exit, which
-            // guarantees it is on screen (see `Ui::finish`).
+            // If the broker ends the session without our asking (SHUTDOWN),
+            // the process ends here, and the last line goes out with the
+            // exit, which guarantees it is on screen (see `Ui::finish`).
             let ours = reaction
                 .end
                 .map(|end| end == End::Bye || lock(&session).quitting());
