@@ -190,9 +190,10 @@ impl Ui for TermUi {
             // stop it drawing and clear the prompt it redrew last.
             std::thread::sleep(EXIT_GRACE);
             if !self.exit.take() {
-                // Another thread is already ending the process.
+                // Another thread is already ending the process: wait for
+                // it, as the editor does.
                 loop {
-                    std::thread::sleep(EXIT_GRACE);
+                    self.exit.act();
                 }
             }
             if self.clear_line {
