@@ -31,8 +31,14 @@ pub struct Config {
     /// by its writer but not yet written, before it is closed as a slow
     /// consumer.
     pub queue_bytes: usize,
+    /// Seconds a reader may go without taking a byte while its queue is
+    /// over `queue_bytes` before it is closed as a slow consumer.
+    pub slow_after_secs: u64,
     /// Seconds a connection may stay without a name; 0 means forever.
     pub name_timeout_secs: u64,
+    /// Seconds a started frame (header or body) may take to finish; 0
+    /// means forever.
+    pub frame_timeout_secs: u64,
     /// Idle seconds before TCP keepalive probes start; 0 turns keepalive off.
     pub keepalive_secs: u64,
     /// Frames per second a connection may send; 0 turns rate limiting off.
@@ -41,6 +47,15 @@ pub struct Config {
     pub rate_burst: u32,
     /// `RATE_LIMITED` errors after which a connection is kicked; 0 = never.
     pub rate_kick_after: u32,
+    /// Bytes per second of output one connection's messages may cause,
+    /// counted over every recipient; 0 turns the byte budget off.
+    pub rate_bytes_per_sec: u64,
+    /// Bytes of output one connection may cause in a burst.
+    pub rate_bytes_burst: u64,
+    /// New connections per second from one IP address; 0 means no limit.
+    pub conn_rate_per_sec: u32,
+    /// New connections one IP address may open in a burst.
+    pub conn_rate_burst: u32,
     /// Seconds shutdown may take before remaining readers are cut off.
     pub shutdown_grace_secs: u64,
     /// Seconds between stats lines in the log; 0 turns them off.
@@ -62,11 +77,17 @@ impl Default for Config {
             max_body: 65_536,
             max_targets: 100,
             queue_bytes: 8 * 1024 * 1024,
+            slow_after_secs: 5,
             name_timeout_secs: 30,
+            frame_timeout_secs: 15,
             keepalive_secs: 60,
             rate_per_sec: 100,
             rate_burst: 500,
             rate_kick_after: 20,
+            rate_bytes_per_sec: 32 * 1024 * 1024,
+            rate_bytes_burst: 64 * 1024 * 1024,
+            conn_rate_per_sec: 100,
+            conn_rate_burst: 1000,
             shutdown_grace_secs: 5,
             stats_interval_secs: 10,
             log_level: "info".to_string(),
@@ -126,6 +147,15 @@ impl Config {
         }
         if self.queue_bytes < 1024 {
             return bad("queue_bytes", "must be at least 1024 bytes");
+        }
+        if self.slow_after_secs == 0 {
+            return bad("slow_after_secs", "must be at least 1");
+        }
+        if self.rate_bytes_per_sec > 0 && self.rate_bytes_burst < self.max_body as u64 {
+            return bad("rate_bytes_burst", "must be at least max_body");
+        }
+        if self.conn_rate_per_sec > 0 && self.conn_rate_burst == 0 {
+            return bad("conn_rate_burst", "must be at least 1");
         }
         if self.workers > 1024 {
             return bad("workers", "at most 1024");

@@ -23,13 +23,15 @@ pub enum CloseReason {
     Kicked,
     /// Never registered within `name_timeout_secs`.
     NameTimeout,
+    /// Left a frame unfinished for `frame_timeout_secs` (told `ERR TIMEOUT`).
+    FrameTimeout,
     /// The broker is shutting down.
     Shutdown,
 }
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::Quit,
         CloseReason::Disconnect,
         CloseReason::Timeout,
@@ -37,6 +39,7 @@ impl CloseReason {
         CloseReason::Error,
         CloseReason::Kicked,
         CloseReason::NameTimeout,
+        CloseReason::FrameTimeout,
         CloseReason::Shutdown,
     ];
 
@@ -44,6 +47,7 @@ impl CloseReason {
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::NameTimeout => "name_timeout",
+            CloseReason::FrameTimeout => "frame_timeout",
             CloseReason::Shutdown => "shutdown",
             other => other.left().map_or("?", LeftReason::as_str),
         }
@@ -54,7 +58,7 @@ impl CloseReason {
         match self {
             CloseReason::Quit => Some(LeftReason::Quit),
             CloseReason::Disconnect => Some(LeftReason::Disconnect),
-            CloseReason::Timeout => Some(LeftReason::Timeout),
+            CloseReason::Timeout | CloseReason::FrameTimeout => Some(LeftReason::Timeout),
             CloseReason::Slow => Some(LeftReason::Slow),
             CloseReason::Error => Some(LeftReason::Error),
             CloseReason::Kicked => Some(LeftReason::Kicked),
@@ -81,8 +85,8 @@ pub(crate) struct Metrics {
     pub deliveries: AtomicU64,
     pub bytes_out: AtomicU64,
     pub writes: AtomicU64,
-    closes: [AtomicU64; 8],
-    errors: [AtomicU64; 11],
+    closes: [AtomicU64; CloseReason::ALL.len()],
+    errors: [AtomicU64; ErrorCode::ALL.len()],
 }
 
 impl Metrics {
@@ -145,9 +149,9 @@ pub struct Stats {
     /// Connections closed as slow consumers.
     pub slow_consumers: u64,
     /// Closed connections per reason, in `CloseReason::ALL` order.
-    pub closes: [u64; 8],
+    pub closes: [u64; CloseReason::ALL.len()],
     /// Errors sent per code, in `ErrorCode::ALL` order.
-    pub errors: [u64; 11],
+    pub errors: [u64; ErrorCode::ALL.len()],
 }
 
 impl Stats {

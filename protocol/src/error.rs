@@ -27,11 +27,15 @@ pub enum ErrorCode {
     RateLimited,
     /// The broker is at `max_connections` (the connection is closed).
     ServerFull,
+    /// The last frame a reader gets when it is dropped for not reading.
+    SlowConsumer,
+    /// A frame left unfinished, or a silent peer (the connection is closed).
+    Timeout,
 }
 
 impl ErrorCode {
     /// All codes, in the order the contract lists them.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::UnknownCommand,
         ErrorCode::BadFrame,
         ErrorCode::TooLong,
@@ -43,6 +47,8 @@ impl ErrorCode {
         ErrorCode::TooManyTargets,
         ErrorCode::RateLimited,
         ErrorCode::ServerFull,
+        ErrorCode::SlowConsumer,
+        ErrorCode::Timeout,
     ];
 
     /// The code as written on the wire.
@@ -59,6 +65,8 @@ impl ErrorCode {
             ErrorCode::TooManyTargets => "TOO_MANY_TARGETS",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::ServerFull => "SERVER_FULL",
+            ErrorCode::SlowConsumer => "SLOW_CONSUMER",
+            ErrorCode::Timeout => "TIMEOUT",
         }
     }
 
