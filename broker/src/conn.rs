@@ -30,11 +30,19 @@ pub(crate) const CLAIMED: u8 = 3;
 pub(crate) enum Pushed {
     /// The frame is queued.
     Queued,
+    /// The frame is queued, but the queue is now over `queue_bytes`: the
+    /// sender should wait until this reader is back under it.
+    Over,
     /// The connection is closing or closed; the frame was dropped.
     Closed,
-    /// The queue is over `queue_bytes`: the connection is a slow consumer.
+    /// The queue is over twice `queue_bytes`: the frame was dropped and the
+    /// connection is a slow consumer.
     Overflow,
 }
+
+/// Receipts a connection can still send: the ids (and senders) of the last
+/// this many messages queued to it.
+pub(crate) const RECEIPT_RING: usize = 128;
 
 /// Most frames an idle queue keeps room for: a burst's larger buffer is
 /// let go once the writer has drained it, so idle connections stay small.
@@ -52,6 +60,18 @@ struct Queue {
     bytes: usize,
     /// False once the writer has let go: pushes are refused.
     open: bool,
+    /// Bytes ever written to the socket: a waiting sender compares two
+    /// readings to tell a slow reader from a stuck one.
+    drained: u64,
+    /// Set by a slow-consumer close: the writer drops what it has taken,
+    /// except the rest of a frame it has begun writing.
+    discard: bool,
+    /// `(message id, sender's connection id)` of recent messages queued
+    /// here, so a `RECV` is honoured only for a message this reader got.
+    /// Allocated at the first message; a ring of `RECEIPT_RING`.
+    receipts: Vec<(u64, u64)>,
+    /// Next slot of `receipts` to overwrite once it is full.
+    next_receipt: usize,
 }
 
 /// The shared handle of one connection.
@@ -86,6 +106,10 @@ impl Conn {
                 frames: Vec::new(),
                 bytes: 0,
                 open: true,
+                drained: 0,
+                discard: false,
+                receipts: Vec::new(),
+                next_receipt: 0,
             }),
             limit,
             scheduled: AtomicBool::new(false),
@@ -142,51 +166,120 @@ impl Conn {
         self.state.store(ABORTED, Ordering::Release);
     }
 
-    /// Queues a frame unless the connection is closing or over its limit.
+    /// Queues a frame unless the connection is closing or far over its
+    /// limit (see [`Pushed`]).
+    #[inline]
     pub fn push(&self, frame: &Frame) -> Pushed {
         if self.state.load(Ordering::Acquire) != OPEN {
             return Pushed::Closed;
         }
-        self.push_any(frame)
+        self.push_any(frame, None)
+    }
+
+    /// Queues message `id` from connection `from` like [`Conn::push`], and
+    /// remembers it so this reader's `RECV` for it is honoured.
+    #[inline]
+    pub fn push_msg(&self, frame: &Frame, id: u64, from: u64) -> Pushed {
+        if self.state.load(Ordering::Acquire) != OPEN {
+            return Pushed::Closed;
+        }
+        self.push_any(frame, Some((id, from)))
     }
 
     /// Queues a closing frame (`BYE`, a fatal `ERR`, `SHUTDOWN`) unless the
-    /// connection is aborted, still within the byte limit.
+    /// connection is aborted. Room for it is always reserved: one closing
+    /// frame per connection may go past the byte limit.
     pub fn push_final(&self, frame: &Frame) -> Pushed {
         if self.state.load(Ordering::Acquire) == ABORTED {
             return Pushed::Closed;
         }
-        self.push_any(frame)
+        let mut q = self.queue.lock();
+        if !q.open {
+            return Pushed::Closed;
+        }
+        q.bytes = q.bytes.saturating_add(frame.len());
+        q.frames.push(Frame::clone(frame));
+        Pushed::Queued
     }
 
-    fn push_any(&self, frame: &Frame) -> Pushed {
+    /// For a slow-consumer close: drops everything queued (the writer drops
+    /// what it took, but finishes a frame it has begun), so the closing
+    /// `ERR SLOW_CONSUMER` queued next is the reader's next whole frame.
+    pub fn discard_queued(&self) {
+        let dropped = {
+            let mut q = self.queue.lock();
+            q.discard = true;
+            std::mem::take(&mut q.frames)
+        };
+        drop(dropped);
+    }
+
+    fn push_any(&self, frame: &Frame, receipt: Option<(u64, u64)>) -> Pushed {
         let len = frame.len();
         let mut q = self.queue.lock();
         if !q.open {
             return Pushed::Closed;
         }
-        if q.bytes.saturating_add(len) > self.limit {
+        let bytes = q.bytes.saturating_add(len);
+        if bytes > self.limit.saturating_mul(2) {
             return Pushed::Overflow;
         }
-        q.bytes += len;
+        q.bytes = bytes;
         q.frames.push(Frame::clone(frame));
-        Pushed::Queued
+        if let Some(r) = receipt {
+            q.remember(r);
+        }
+        if bytes > self.limit {
+            Pushed::Over
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Bytes queued and not yet written, and bytes ever written: what a
+    /// sender waiting on this reader looks at.
+    pub fn backlog(&self) -> (usize, u64) {
+        let q = self.queue.lock();
+        (q.bytes, q.drained)
+    }
+
+    /// True if the backlog is within `queue_bytes` again.
+    pub fn under_limit(&self, bytes: usize) -> bool {
+        bytes <= self.limit
+    }
+
+    /// Consumes the receipt for message `id` from connection `from`: true
+    /// (once) if that message was queued to this connection recently.
+    pub fn take_receipt(&self, id: u64, from: u64) -> bool {
+        let mut q = self.queue.lock();
+        match q.receipts.iter_mut().find(|r| **r == (id, from)) {
+            Some(slot) => {
+                *slot = (0, 0); // ids start at 1: never matches again
+                true
+            }
+            None => false,
+        }
     }
 
     /// For the writer: swaps everything queued into `spare`, which must be
     /// empty, leaving `spare`'s old buffer as the queue (so the caller keeps
     /// it at most `KEEP_FRAMES` long). The frames still count against the
     /// limit until `written` says they went out.
-    pub fn take(&self, spare: &mut Vec<Frame>) {
+    ///
+    /// True if a slow-consumer close asked the writer to drop what it had
+    /// taken before (see [`Conn::discard_queued`]).
+    pub fn take(&self, spare: &mut Vec<Frame>) -> bool {
         debug_assert!(spare.is_empty());
         let mut q = self.queue.lock();
         std::mem::swap(&mut q.frames, spare);
+        std::mem::take(&mut q.discard)
     }
 
     /// For the writer: `bytes` of taken frames are written.
     pub fn written(&self, bytes: usize) {
         let mut q = self.queue.lock();
         q.bytes = q.bytes.saturating_sub(bytes);
+        q.drained = q.drained.wrapping_add(bytes as u64);
     }
 
     /// For the writer, when it lets go of the connection: later pushes are
@@ -219,6 +312,22 @@ impl Conn {
     /// Called by the writer before it drains, so later pushes schedule again.
     pub fn unschedule(&self) {
         self.scheduled.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Queue {
+    /// Records a message queued here in the receipt ring.
+    #[inline]
+    fn remember(&mut self, r: (u64, u64)) {
+        if self.receipts.len() < RECEIPT_RING {
+            if self.receipts.capacity() == 0 {
+                self.receipts.reserve_exact(RECEIPT_RING);
+            }
+            self.receipts.push(r);
+        } else if let Some(slot) = self.receipts.get_mut(self.next_receipt) {
+            *slot = r;
+            self.next_receipt = (self.next_receipt + 1) % RECEIPT_RING;
+        }
     }
 }
 

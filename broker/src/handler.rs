@@ -12,7 +12,7 @@ use crate::{log_debug, log_info, Shared};
 use protocol::{encode_msg, validate_name, ErrorCode, Event, Kind, Request, Targets};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Per-connection state only the reading worker touches.
 pub(crate) struct Session {
@@ -20,16 +20,22 @@ pub(crate) struct Session {
     last_refill: Instant,
     strikes: u32,
     last_strike: Instant,
+    /// Bytes of fan-out this connection may still cause; below zero it is
+    /// in debt and its socket is not read until the debt is paid.
+    budget: f64,
+    budget_at: Instant,
 }
 
 impl Session {
-    /// A fresh session with a full token bucket.
+    /// A fresh session with full buckets.
     pub fn new(shared: &Shared, now: Instant) -> Session {
         Session {
             bucket: f64::from(shared.config.rate_burst),
             last_refill: now,
             strikes: 0,
             last_strike: now,
+            budget: shared.config.rate_bytes_burst as f64,
+            budget_at: now,
         }
     }
 
@@ -51,6 +57,35 @@ impl Session {
         } else {
             false
         }
+    }
+
+    /// Charges `bytes` of fan-out to the byte budget (it may go below zero:
+    /// a message is never refused for its size, the sender waits after it).
+    fn spend(&mut self, shared: &Shared, bytes: u64, now: Instant) {
+        let rate = shared.config.rate_bytes_per_sec;
+        if rate == 0 || bytes == 0 {
+            return;
+        }
+        self.refill_budget(shared, now);
+        self.budget -= bytes as f64;
+    }
+
+    fn refill_budget(&mut self, shared: &Shared, now: Instant) {
+        let rate = shared.config.rate_bytes_per_sec as f64;
+        let elapsed = now.saturating_duration_since(self.budget_at).as_secs_f64();
+        self.budget_at = now;
+        self.budget = (self.budget + elapsed * rate).min(shared.config.rate_bytes_burst as f64);
+    }
+
+    /// How long the sender must wait until its byte budget is out of debt;
+    /// `None` if it may go on now.
+    pub fn debt(&mut self, shared: &Shared, now: Instant) -> Option<Duration> {
+        let rate = shared.config.rate_bytes_per_sec;
+        if rate == 0 || self.budget >= 0.0 {
+            return None;
+        }
+        self.refill_budget(shared, now);
+        (self.budget < 0.0).then(|| Duration::from_secs_f64(-self.budget / rate as f64))
     }
 }
 
@@ -118,6 +153,11 @@ pub(crate) fn close(
     let mut queued = true;
     if let Some(last) = last {
         if reason.flushes() {
+            if reason == CloseReason::Slow {
+                // The reader is told why before anything else it would
+                // have to wade through: the backlog goes, the notice stays.
+                conn.discard_queued();
+            }
             queued = conn.push_final(last) == Pushed::Queued;
         }
     }
@@ -168,6 +208,21 @@ pub(crate) fn close(
     queued
 }
 
+/// Closes a reader that fell too far behind: `ERR SLOW_CONSUMER` is the
+/// last frame it gets (room for it is reserved), then `LEFT <name> slow`.
+pub(crate) fn close_slow(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>) -> bool {
+    if conn.is_closing() {
+        return false;
+    }
+    shared.metrics.error(ErrorCode::SlowConsumer);
+    let err = frame(&Event::Err {
+        code: ErrorCode::SlowConsumer,
+        args: None,
+        text: "you are not reading your messages; closing",
+    });
+    close(shared, out, conn, CloseReason::Slow, Some(&err))
+}
+
 /// Queues `frame` to everyone registered except connection `except`;
 /// returns how many got it.
 pub(crate) fn broadcast(shared: &Shared, out: &mut Outbox, except: u64, frame: &Frame) -> u64 {
@@ -179,6 +234,39 @@ pub(crate) fn broadcast(shared: &Shared, out: &mut Outbox, except: u64, frame: &
         }
     }
     queued
+}
+
+/// Queues message `id` (from connection `from`) to everyone registered but
+/// the sender; returns how many got it.
+fn broadcast_msg(shared: &Shared, out: &mut Outbox, from: u64, id: u64, frame: &Frame) -> u64 {
+    let everyone = shared.registry.everyone();
+    let mut queued = 0;
+    for c in &everyone.conns {
+        if c.id != from && out.push_msg(c, frame, id, from) {
+            queued += 1;
+        }
+    }
+    queued
+}
+
+/// Charges one frame that is not a command (a blank line, or a frame the
+/// decoder rejected) to the rate limit: every frame counts, so errors and
+/// empty lines can't be sent for free. `Some(error)` also replies with it.
+pub(crate) fn charge_other(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    now: Instant,
+    error: Option<protocol::ProtoError>,
+) -> Flow {
+    if !session.take_token(shared, now) {
+        return strike(shared, out, conn, session, now);
+    }
+    if let Some(e) = error {
+        self::error(shared, out, conn, e.code, None, e.reason);
+    }
+    Flow::Continue
 }
 
 /// Applies one decoded frame. `now` is the time the batch was read.
@@ -226,14 +314,30 @@ pub(crate) fn handle(
             };
             reply(out, conn, &users);
         }
-        Request::Send { targets, body } => send(shared, out, scratch, conn, targets, body),
+        Request::Send { targets, body } => {
+            let cost = send(shared, out, scratch, conn, targets, body);
+            session.spend(shared, cost, now);
+        }
         Request::Recv { id, from } => {
-            if let (Some(to), Some(by)) = (shared.registry.get(from), conn.name()) {
-                reply(out, &to, &Event::Rcpt { id, by });
-            }
+            receipt(shared, out, conn, id, from);
         }
     }
     Flow::Continue
+}
+
+/// `RECV <id> <from>`: forwards `RCPT <id> <by>` to the sender, only for a
+/// message that was really queued to this connection, and only once.
+/// Returns true if it was forwarded.
+fn receipt(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, id: u64, from: &str) -> bool {
+    let (Some(to), Some(by)) = (shared.registry.get(from), conn.name()) else {
+        return false;
+    };
+    if !conn.take_receipt(id, to.id) {
+        log_debug!("{by}: RECV {id} {from} ignored: no such message was delivered to it");
+        return false;
+    }
+    reply(out, &to, &Event::Rcpt { id, by });
+    true
 }
 
 fn rate_limited(
@@ -244,11 +348,28 @@ fn rate_limited(
     req: Request<'_>,
     now: Instant,
 ) -> Flow {
-    // Receipts are best effort: a client showing a flood of messages sends
-    // a flood of receipts, and that must not get it kicked.
-    if matches!(req, Request::Recv { .. }) {
-        return Flow::Continue;
+    // A receipt for a message this reader really got is still honoured
+    // over the limit: there is at most one per message delivered, so a
+    // reader showing a flood of messages isn't punished for it. Forged or
+    // repeated receipts are strikes like any other frame.
+    if let Request::Recv { id, from } = req {
+        if conn.name().is_some() && receipt(shared, out, conn, id, from) {
+            return Flow::Continue;
+        }
     }
+    strike(shared, out, conn, session, now)
+}
+
+/// A frame over the rate: dropped with `ERR RATE_LIMITED`, and after
+/// `rate_kick_after` of them (within 10 s of each other) the connection is
+/// closed as kicked.
+fn strike(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    now: Instant,
+) -> Flow {
     if now.saturating_duration_since(session.last_strike).as_secs() >= 10 {
         session.strikes = 0;
     }
@@ -318,6 +439,8 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
     broadcast(shared, out, conn.id, &frame(&Event::Joined { name }));
 }
 
+/// Applies a `SEND`; returns the bytes it queued over all recipients (what
+/// the sender's byte budget is charged).
 fn send(
     shared: &Shared,
     out: &mut Outbox,
@@ -325,7 +448,7 @@ fn send(
     conn: &Arc<Conn>,
     targets: Targets<'_>,
     body: &[u8],
-) {
+) -> u64 {
     let from = conn.name().unwrap_or_default();
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -335,8 +458,9 @@ fn send(
         scratch.clear();
         encode_msg(scratch, id, from, Kind::All, ts, body);
         let msg = Frame::from(&scratch[..]);
-        let queued = broadcast(shared, out, conn.id, &msg);
-        return accepted(shared, out, conn, id, queued, None);
+        let queued = broadcast_msg(shared, out, conn.id, id, &msg);
+        accepted(shared, out, conn, id, queued, None);
+        return queued * msg.len() as u64;
     }
     if let Targets::Names(one) = targets {
         if !one.contains(',') {
@@ -379,7 +503,7 @@ fn send(
     }
     if online.is_empty() {
         out.targets = online;
-        return error(
+        error(
             shared,
             out,
             conn,
@@ -387,6 +511,7 @@ fn send(
             Some(&missing),
             "no such user online",
         );
+        return 0;
     }
     let kind = if online.len() + distinct_missing == 1 {
         Kind::Direct
@@ -399,7 +524,7 @@ fn send(
     let msg = Frame::from(&scratch[..]);
     let mut queued = 0;
     for c in &online {
-        if out.push(c, &msg) {
+        if out.push_msg(c, &msg, id, conn.id) {
             queued += 1;
         }
     }
@@ -408,9 +533,11 @@ fn send(
     out.targets = online;
     let missing = (!missing.is_empty()).then_some(missing.as_str());
     accepted(shared, out, conn, id, queued, missing);
+    queued * msg.len() as u64
 }
 
 /// `SEND <one name>`: the common case, without building target lists.
+/// Returns the bytes queued, as `send` does.
 #[allow(clippy::too_many_arguments)]
 fn send_direct(
     shared: &Shared,
@@ -421,9 +548,9 @@ fn send_direct(
     to: &str,
     ts: u64,
     body: &[u8],
-) {
+) -> u64 {
     let Some(target) = shared.registry.get(to) else {
-        return error(
+        error(
             shared,
             out,
             conn,
@@ -431,13 +558,15 @@ fn send_direct(
             Some(to),
             "no such user online",
         );
+        return 0;
     };
     let id = shared.next_message_id();
     scratch.clear();
     encode_msg(scratch, id, from, Kind::Direct, ts, body);
     let msg = Frame::from(&scratch[..]);
-    let queued = u64::from(out.push(&target, &msg));
+    let queued = u64::from(out.push_msg(&target, &msg, id, conn.id));
     accepted(shared, out, conn, id, queued, None);
+    queued * msg.len() as u64
 }
 
 fn accepted(

@@ -15,7 +15,8 @@ pub enum CloseReason {
     Disconnect,
     /// TCP keepalive found the peer dead.
     Timeout,
-    /// Its outbound queue overflowed.
+    /// A slow consumer: its queue passed twice `queue_bytes`, or stayed
+    /// over `queue_bytes` without progress for `slow_after_secs`.
     Slow,
     /// A fatal protocol error (`TOO_LONG`, a counted body without LF).
     Error,
@@ -66,9 +67,11 @@ impl CloseReason {
         }
     }
 
-    /// True if what is queued is still delivered before the socket closes.
+    /// True if the closing frame (and, but for a slow consumer, whatever is
+    /// queued) is still delivered before the socket closes. A peer found
+    /// dead by keepalive gets nothing more.
     pub fn flushes(self) -> bool {
-        !matches!(self, CloseReason::Slow | CloseReason::Timeout)
+        !matches!(self, CloseReason::Timeout)
     }
 
     fn index(self) -> usize {

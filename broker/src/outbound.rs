@@ -55,6 +55,10 @@ pub(crate) struct Outbox {
     any: bool,
     /// Connections whose queue overflowed during this batch.
     pub slow: Vec<Arc<Conn>>,
+    /// Readers that went over `queue_bytes` in the current frame: the
+    /// worker pauses the sender until they are back under it. Only a
+    /// worker's outbox collects them (a writer's pushes are presence).
+    pub over: Vec<Arc<Conn>>,
     /// The worker this outbox belongs to, if any.
     pub worker: Option<usize>,
     /// The owning worker has messages in its own inbox to handle.
@@ -71,6 +75,7 @@ impl Outbox {
             ready: vec![Vec::new(); writers],
             any: false,
             slow: Vec::new(),
+            over: Vec::new(),
             worker,
             wake_self: false,
             targets: Vec::new(),
@@ -80,9 +85,32 @@ impl Outbox {
     /// Queues `frame` to `conn`; true if queued.
     #[inline]
     pub fn push(&mut self, conn: &Arc<Conn>, frame: &Frame) -> bool {
-        match conn.push(frame) {
+        let pushed = conn.push(frame);
+        self.pushed(conn, pushed)
+    }
+
+    /// Queues message `id` from connection `from` to `conn` (a `MSG`, which
+    /// the reader may send a receipt for); true if queued.
+    #[inline]
+    pub fn push_msg(&mut self, conn: &Arc<Conn>, frame: &Frame, id: u64, from: u64) -> bool {
+        let pushed = conn.push_msg(frame, id, from);
+        self.pushed(conn, pushed)
+    }
+
+    #[inline]
+    fn pushed(&mut self, conn: &Arc<Conn>, pushed: Pushed) -> bool {
+        match pushed {
             Pushed::Queued => {
                 self.schedule(conn);
+                true
+            }
+            Pushed::Over => {
+                self.schedule(conn);
+                // One push per recipient per frame, and the worker empties
+                // the list after every frame: no duplicates to weed out.
+                if self.worker.is_some() {
+                    self.over.push(Arc::clone(conn));
+                }
                 true
             }
             Pushed::Overflow => {
@@ -114,7 +142,7 @@ impl Outbox {
     /// `LEFT`s and find more), then wakes each writer that has work.
     pub fn flush(&mut self, shared: &Shared) {
         while let Some(conn) = self.slow.pop() {
-            crate::handler::close(shared, self, &conn, crate::metrics::CloseReason::Slow, None);
+            crate::handler::close_slow(shared, self, &conn);
         }
         if !self.any {
             return;

@@ -34,6 +34,11 @@ const READ_CHUNK: usize = 64 * 1024;
 const TICK: Duration = Duration::from_millis(200);
 /// How long a closing connection may take to read its last frames.
 const LINGER: Duration = Duration::from_secs(10);
+/// How often paused senders look at the readers they wait for.
+const PAUSE_CHECK: Duration = Duration::from_millis(5);
+/// A read buffer holding a partial frame keeps at most this much spare
+/// room once the socket is drained.
+const KEEP_INBUF: usize = 4096;
 
 /// A message to a worker.
 pub(crate) enum WorkerMsg {
@@ -70,6 +75,41 @@ struct Entry {
     eof: bool,
     /// The writer has let go of this closing connection.
     flushed: bool,
+    /// When the unfinished frame in `inbuf` began (the first read that
+    /// left bytes over after the last whole frame).
+    partial_since: Option<Instant>,
+    /// Set while the sender is paused: its socket is not read.
+    pause: Option<Pause>,
+}
+
+/// Why a sender is paused ("the sender pays"): its last message took
+/// readers past `queue_bytes`, or its byte budget is in debt. Its socket is
+/// not read until every reason is gone, so TCP pushes back on it alone.
+struct Pause {
+    /// The byte budget is out of debt at this time.
+    until: Option<Instant>,
+    /// Readers over `queue_bytes` that it waits for.
+    waits: Vec<Wait>,
+}
+
+/// One reader a paused sender waits for.
+struct Wait {
+    conn: Arc<Conn>,
+    /// The reader's bytes written when last looked at.
+    drained: u64,
+    /// When `drained` last moved (or the wait began).
+    since: Instant,
+}
+
+/// What applying a buffer of frames ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Every whole frame is applied; read more.
+    More,
+    /// The connection is closing: stop reading frames.
+    Closed,
+    /// The sender is paused: keep the rest for later, stop reading.
+    Paused,
 }
 
 /// A worker thread's state.
@@ -80,6 +120,8 @@ pub(crate) struct Worker {
     inbox: Receiver<WorkerMsg>,
     conns: HashMap<u64, Entry>,
     hot: Vec<u64>,
+    /// Paused senders (see `Pause`).
+    paused: Vec<u64>,
     out: Outbox,
     read_buf: Vec<u8>,
     scratch: Vec<u8>,
@@ -101,6 +143,7 @@ impl Worker {
             inbox,
             conns: HashMap::new(),
             hot: Vec::new(),
+            paused: Vec::new(),
             out: Outbox::new(writers, Some(index)),
             read_buf: vec![0; READ_CHUNK],
             scratch: Vec::with_capacity(1024),
@@ -112,11 +155,16 @@ impl Worker {
     pub fn run(mut self, stopped: Arc<Barrier>) -> usize {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
+        let mut next_pause_check = Instant::now();
         loop {
-            let timeout = if self.hot.is_empty() {
-                next_tick.saturating_duration_since(Instant::now())
-            } else {
+            let timeout = if !self.hot.is_empty() {
                 Duration::ZERO
+            } else if !self.paused.is_empty() {
+                next_tick
+                    .min(next_pause_check)
+                    .saturating_duration_since(Instant::now())
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != ErrorKind::Interrupted {
@@ -143,6 +191,13 @@ impl Worker {
             }
             for id in std::mem::take(&mut self.hot) {
                 self.read(id);
+            }
+            if !self.paused.is_empty() {
+                let now = Instant::now();
+                if now >= next_pause_check {
+                    self.check_paused(now);
+                    next_pause_check = now + PAUSE_CHECK;
+                }
             }
             self.out.flush(&self.shared);
             if std::mem::take(&mut self.out.wake_self) {
@@ -250,6 +305,8 @@ impl Worker {
                 peer_closed: false,
                 eof: false,
                 flushed: false,
+                partial_since: None,
+                pause: None,
             },
         );
     }
@@ -282,9 +339,14 @@ impl Worker {
         let Some(e) = self.conns.get_mut(&id) else {
             return;
         };
+        if e.pause.is_some() {
+            // Read again when the pause ends (`check_paused`).
+            return;
+        }
         let now = Instant::now();
         let mut gone = false;
         let mut drained = false;
+        let mut paused = false;
         for _ in 0..READS_PER_TURN {
             let n = match (&e.sock.stream).read(&mut self.read_buf) {
                 Ok(0) => {
@@ -345,40 +407,122 @@ impl Worker {
                 continue; // closing: discard input
             }
             let fresh = self.read_buf.get(..n).unwrap_or_default();
-            let flow = if e.inbuf.is_empty() {
-                let (used, flow) = apply(shared, &mut self.out, &mut self.scratch, e, fresh, now);
+            let step = if e.inbuf.is_empty() {
+                let (used, frames, step) =
+                    apply(shared, &mut self.out, &mut self.scratch, e, fresh, now);
                 e.inbuf
                     .extend_from_slice(fresh.get(used..).unwrap_or_default());
-                flow
+                e.note_partial(frames, now);
+                step
             } else {
                 e.inbuf.extend_from_slice(fresh);
-                let buf = std::mem::take(&mut e.inbuf);
-                let (used, flow) = apply(shared, &mut self.out, &mut self.scratch, e, &buf, now);
-                e.inbuf = buf;
-                e.inbuf.drain(..used.min(e.inbuf.len()));
-                flow
+                apply_inbuf(shared, &mut self.out, &mut self.scratch, e, now)
             };
-            if flow == Flow::Closed {
-                e.inbuf = Vec::new();
-                e.linger_until = Some(now + LINGER);
+            match step {
+                Step::Closed => {
+                    e.inbuf = Vec::new();
+                    e.linger_until = Some(now + LINGER);
+                }
+                Step::Paused => {
+                    paused = true;
+                    self.paused.push(id);
+                    break;
+                }
+                Step::More => {}
             }
             if drained {
-                if e.inbuf.is_empty() && e.inbuf.capacity() > 0 {
-                    e.inbuf = Vec::new();
-                }
+                e.shrink_inbuf();
                 break;
             }
         }
         if gone {
             self.forget(id);
-        } else if !drained {
+        } else if !drained && !paused {
             self.hot.push(id);
         }
+    }
+
+    /// Ends the pauses whose reasons are gone, then reads those senders
+    /// again: first what they had sent already, then their sockets (they
+    /// bring no new readiness event for data that waited). A reader that a
+    /// sender waits for and that has taken nothing for `slow_after_secs` is
+    /// closed as a slow consumer.
+    fn check_paused(&mut self, now: Instant) {
+        let stuck_after = Duration::from_secs(self.shared.config.slow_after_secs);
+        let mut resume = Vec::new();
+        let shared = &self.shared;
+        let out = &mut self.out;
+        self.paused.retain(|&id| {
+            let Some(e) = self.conns.get_mut(&id) else {
+                return false;
+            };
+            let Some(p) = e.pause.as_mut() else {
+                return false;
+            };
+            let closing = e.linger_until.is_some() || e.conn.is_closing();
+            if !closing {
+                p.waits.retain_mut(|w| {
+                    if w.conn.is_closing() {
+                        return false;
+                    }
+                    let (bytes, drained) = w.conn.backlog();
+                    if w.conn.under_limit(bytes) {
+                        return false;
+                    }
+                    if drained != w.drained {
+                        w.drained = drained;
+                        w.since = now;
+                        return true;
+                    }
+                    if now.saturating_duration_since(w.since) >= stuck_after {
+                        handler::close_slow(shared, out, &w.conn);
+                        return false;
+                    }
+                    true
+                });
+                if !p.waits.is_empty() || p.until.is_some_and(|t| now < t) {
+                    return true;
+                }
+            }
+            e.pause = None;
+            resume.push(id);
+            false
+        });
+        for id in resume {
+            self.resume(id, now);
+        }
+    }
+
+    /// Applies what a sender sent while it was paused, then reads on.
+    fn resume(&mut self, id: u64, now: Instant) {
+        let shared = &self.shared;
+        let Some(e) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if e.linger_until.is_some() {
+            e.inbuf = Vec::new();
+        }
+        e.partial_since = None;
+        if !e.inbuf.is_empty() {
+            match apply_inbuf(shared, &mut self.out, &mut self.scratch, e, now) {
+                Step::Closed => {
+                    e.inbuf = Vec::new();
+                    e.linger_until = Some(now + LINGER);
+                }
+                Step::Paused => {
+                    self.paused.push(id);
+                    return;
+                }
+                Step::More => {}
+            }
+        }
+        self.read(id);
     }
 
     /// Enforces deadlines: the name timeout and the end of lingering closes.
     fn tick(&mut self, now: Instant) {
         let shared = &self.shared;
+        let frame_timeout = Duration::from_secs(shared.config.frame_timeout_secs);
         let mut expired = Vec::new();
         for (id, e) in &mut self.conns {
             if let Some(t) = e.linger_until {
@@ -387,6 +531,27 @@ impl Worker {
                     self.out.schedule(&e.conn);
                     expired.push(*id);
                 }
+            } else if e.pause.is_none()
+                && frame_timeout > Duration::ZERO
+                && e.partial_since.is_some_and(|t| now.saturating_duration_since(t) >= frame_timeout)
+            {
+                shared.metrics.error(ErrorCode::Timeout);
+                let err = handler::frame(&Event::Err {
+                    code: ErrorCode::Timeout,
+                    args: None,
+                    text: "frame not finished in time; closing",
+                });
+                log_info!("closing {}: frame not finished in time", e.conn.peer);
+                handler::close(
+                    shared,
+                    &mut self.out,
+                    &e.conn,
+                    CloseReason::FrameTimeout,
+                    Some(&err),
+                );
+                e.inbuf = Vec::new();
+                e.partial_since = None;
+                e.linger_until = Some(now + LINGER);
             } else if let Some(t) = e.name_deadline {
                 if e.conn.name().is_some() {
                     e.name_deadline = None;
@@ -414,8 +579,48 @@ impl Worker {
     }
 }
 
+impl Entry {
+    /// Starts or stops the unfinished-frame clock after a read: it runs
+    /// from the first read that left bytes over after the last whole frame.
+    fn note_partial(&mut self, frames: usize, now: Instant) {
+        if self.inbuf.is_empty() {
+            self.partial_since = None;
+        } else if frames > 0 || self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
+    }
+
+    /// Lets go of read-buffer room a large frame left behind.
+    fn shrink_inbuf(&mut self) {
+        if self.inbuf.is_empty() {
+            if self.inbuf.capacity() > 0 {
+                self.inbuf = Vec::new();
+            }
+        } else if self.inbuf.capacity() > self.inbuf.len().max(KEEP_INBUF) * 2 {
+            self.inbuf.shrink_to(self.inbuf.len().max(KEEP_INBUF));
+        }
+    }
+}
+
+/// Applies the whole frames in `e.inbuf`, keeping the rest there.
+fn apply_inbuf(
+    shared: &Shared,
+    out: &mut Outbox,
+    scratch: &mut Vec<u8>,
+    e: &mut Entry,
+    now: Instant,
+) -> Step {
+    let buf = std::mem::take(&mut e.inbuf);
+    let (used, frames, step) = apply(shared, out, scratch, e, &buf, now);
+    e.inbuf = buf;
+    e.inbuf.drain(..used.min(e.inbuf.len()));
+    e.note_partial(frames, now);
+    step
+}
+
 /// Decodes and applies every whole frame at the front of `buf`; returns the
-/// bytes used and whether the connection is closing.
+/// bytes used, how many frames were whole, and how it ended. Every frame
+/// counts against the rate limit: blank lines and rejected frames too.
 fn apply(
     shared: &Shared,
     out: &mut Outbox,
@@ -423,28 +628,37 @@ fn apply(
     e: &mut Entry,
     buf: &[u8],
     now: Instant,
-) -> (usize, Flow) {
+) -> (usize, usize, Step) {
     let mut used = 0;
+    let mut frames = 0;
     while let Some(rest) = buf.get(used..) {
         if rest.is_empty() {
             break;
         }
-        match Request::decode(rest, &shared.limits) {
-            Decoded::Incomplete => {
-                used += protocol::leading_blank_lines(rest);
-                break;
+        // Only this frame's pushes decide whether its sender pauses (a
+        // LEFT queued by a close elsewhere in the batch doesn't count).
+        out.over.clear();
+        let blank = protocol::leading_blank_lines(rest);
+        if blank > 0 {
+            for _ in rest.iter().take(blank).filter(|&&b| b == b'\n') {
+                let flow = handler::charge_other(shared, out, &e.conn, &mut e.session, now, None);
+                if flow == Flow::Closed {
+                    return (buf.len(), frames, Step::Closed);
+                }
             }
+            used += blank;
+            frames += 1;
+            continue;
+        }
+        let flow = match Request::decode(rest, &shared.limits) {
+            Decoded::Incomplete => break,
             Decoded::Frame { frame, consumed } => {
                 used += consumed;
-                let flow =
-                    handler::handle(shared, out, scratch, &e.conn, &mut e.session, frame, now);
-                if flow == Flow::Closed {
-                    return (used, flow);
-                }
+                handler::handle(shared, out, scratch, &e.conn, &mut e.session, frame, now)
             }
             Decoded::Invalid { error, consumed } => {
                 used += consumed;
-                handler::error(shared, out, &e.conn, error.code, None, error.reason);
+                handler::charge_other(shared, out, &e.conn, &mut e.session, now, Some(error))
             }
             Decoded::Fatal(error) => {
                 shared.metrics.error(error.code);
@@ -455,9 +669,42 @@ fn apply(
                     text: error.reason,
                 });
                 handler::close(shared, out, &e.conn, CloseReason::Error, Some(&err));
-                return (buf.len(), Flow::Closed);
+                return (buf.len(), frames, Step::Closed);
             }
+        };
+        frames += 1;
+        if flow == Flow::Closed {
+            return (used, frames, Step::Closed);
+        }
+        if let Some(pause) = pause_for(shared, out, e, now) {
+            e.pause = Some(pause);
+            return (used, frames, Step::Paused);
         }
     }
-    (used, Flow::Continue)
+    (used, frames, Step::More)
+}
+
+/// After a frame: should its sender stop here? Yes if it took readers past
+/// `queue_bytes` (it waits for them) or put its byte budget in debt.
+fn pause_for(shared: &Shared, out: &mut Outbox, e: &mut Entry, now: Instant) -> Option<Pause> {
+    let debt = e.session.debt(shared, now);
+    if out.over.is_empty() && debt.is_none() {
+        return None;
+    }
+    let waits = out
+        .over
+        .drain(..)
+        .map(|conn| {
+            let (_, drained) = conn.backlog();
+            Wait {
+                conn,
+                drained,
+                since: now,
+            }
+        })
+        .collect();
+    Some(Pause {
+        until: debt.map(|d| now + d),
+        waits,
+    })
 }

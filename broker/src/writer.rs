@@ -256,7 +256,17 @@ impl Writer {
 /// Moves everything queued to the end of `pending`: one lock for the
 /// batch, not one channel operation per frame.
 fn refill(st: &mut State) {
-    st.s.conn.take(&mut st.spare);
+    if st.s.conn.take(&mut st.spare) {
+        // A slow-consumer close: drop the backlog taken earlier, but finish
+        // a frame already begun so the reader's stream stays whole.
+        let begun = if st.offset > 0 {
+            st.pending.pop_front()
+        } else {
+            None
+        };
+        st.pending.clear();
+        st.pending.extend(begun);
+    }
     st.pending.extend(st.spare.drain(..));
     // The spare becomes the queue's buffer at the next take: a burst's
     // large one is let go here, once, so idle queues stay small.
