@@ -6,12 +6,14 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A multi-client TCP chat broker (wire protocol v1).
 ///
 /// Without flags it listens on 127.0.0.1:7878 with built-in defaults. Stop
 /// it with Ctrl-C or SIGTERM: queued messages are delivered, every client
-/// gets a SHUTDOWN notice, and it exits 0.
+/// gets a SHUTDOWN notice, and it exits 0. A second Ctrl-C or SIGTERM during
+/// that grace time stops it at once with exit code 130.
 #[derive(Parser, Debug)]
 #[command(name = "broker", version, about, long_about)]
 struct Args {
@@ -95,7 +97,15 @@ fn run(config: Config) -> ExitCode {
     log_info!("{summary}");
     let handle = broker.shutdown_handle();
     let grace = config_grace;
+    // The first signal starts the graceful shutdown; a second one means the
+    // operator will not wait for it (a client that never reads would hold it
+    // for the whole grace time), so the process ends at once.
+    let signalled = AtomicBool::new(false);
     if let Err(e) = ctrlc::set_handler(move || {
+        if signalled.swap(true, Ordering::SeqCst) {
+            log_warn!("second signal: stopping now without waiting for slow readers");
+            std::process::exit(130);
+        }
         log_info!("signal received: shutting down (grace {grace} s)");
         handle.trigger();
     }) {

@@ -533,7 +533,8 @@ impl Worker {
                 }
             } else if e.pause.is_none()
                 && frame_timeout > Duration::ZERO
-                && e.partial_since.is_some_and(|t| now.saturating_duration_since(t) >= frame_timeout)
+                && e.partial_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= frame_timeout)
             {
                 shared.metrics.error(ErrorCode::Timeout);
                 let err = handler::frame(&Event::Err {
@@ -677,6 +678,12 @@ fn apply(
             return (used, frames, Step::Closed);
         }
         if let Some(pause) = pause_for(shared, out, e, now) {
+            log_debug!(
+                "pausing {}: waits for {} readers, budget {:?}",
+                e.conn.peer,
+                pause.waits.len(),
+                pause.until.map(|t| t.saturating_duration_since(now))
+            );
             e.pause = Some(pause);
             return (used, frames, Step::Paused);
         }

@@ -8,6 +8,8 @@
     missing_docs
 )]
 
+mod abuse;
+mod signals;
 mod soak;
 
 use broker::CloseReason;
