@@ -254,7 +254,8 @@ impl Conn {
         let mut q = self.queue.lock();
         match q.receipts.iter_mut().find(|r| **r == (id, from)) {
             Some(slot) => {
-                *slot = (0, 0); // ids start at 1: never matches again
+                // Connection ids start at 1: nobody's receipt matches this.
+                *slot = (0, 0);
                 true
             }
             None => false,
@@ -354,6 +355,84 @@ impl Drop for Sock {
     fn drop(&mut self) {
         if let Some(f) = self.on_drop.take() {
             f();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn conn(limit: usize) -> Arc<Conn> {
+        Conn::new(1, 0, 0, "127.0.0.1:1".parse().unwrap(), limit)
+    }
+
+    fn frame(len: usize) -> Frame {
+        Frame::from(vec![b'x'; len])
+    }
+
+    #[test]
+    fn past_the_bound_is_over_past_twice_is_overflow() {
+        let c = conn(1000);
+        assert_eq!(c.push(&frame(600)), Pushed::Queued);
+        assert_eq!(c.push(&frame(400)), Pushed::Queued); // exactly the bound
+        assert_eq!(c.push(&frame(1)), Pushed::Over);
+        assert_eq!(c.push(&frame(998)), Pushed::Over); // 1999
+        assert_eq!(c.push(&frame(2)), Pushed::Overflow); // would be 2001
+        assert_eq!(c.backlog(), (1999, 0));
+        // The writer takes and writes some: progress shows, and the queue
+        // comes back under the bound.
+        let mut spare = Vec::new();
+        assert!(!c.take(&mut spare));
+        assert_eq!(spare.len(), 4);
+        c.written(1000);
+        let (bytes, drained) = c.backlog();
+        assert_eq!((bytes, drained), (999, 1000));
+        assert!(c.under_limit(bytes));
+    }
+
+    #[test]
+    fn a_closing_frame_always_has_room_and_a_slow_close_discards_the_backlog() {
+        let c = conn(1000);
+        assert_eq!(c.push(&frame(1500)), Pushed::Over);
+        assert_eq!(c.push(&frame(600)), Pushed::Overflow);
+        c.discard_queued();
+        assert_eq!(c.push_final(&frame(50)), Pushed::Queued);
+        let mut spare = Vec::new();
+        // The writer is told to drop what it took before, and finds only
+        // the closing frame.
+        assert!(c.take(&mut spare));
+        assert_eq!(spare.len(), 1);
+        assert_eq!(spare[0].len(), 50);
+    }
+
+    #[test]
+    fn a_receipt_is_honoured_once_for_a_message_queued_here_from_that_sender() {
+        let c = conn(1 << 20);
+        assert_eq!(c.push_msg(&frame(10), 7, 42), Pushed::Queued);
+        assert!(!c.take_receipt(7, 43), "wrong sender");
+        assert!(!c.take_receipt(8, 42), "never queued here");
+        assert!(c.take_receipt(7, 42));
+        assert!(!c.take_receipt(7, 42), "only once");
+        // A plain push (JOINED, ACK, ...) leaves nothing to receipt.
+        c.push(&frame(10));
+        assert!(!c.take_receipt(0, 42));
+    }
+
+    #[test]
+    fn the_receipt_ring_keeps_the_latest_messages() {
+        let c = conn(1 << 30);
+        let n = RECEIPT_RING as u64 + 10;
+        for id in 1..=n {
+            c.push_msg(&frame(1), id, 5);
+        }
+        // The oldest ten were overwritten; every later one is still there.
+        for id in 1..=10 {
+            assert!(!c.take_receipt(id, 5), "{id}");
+        }
+        for id in 11..=n {
+            assert!(c.take_receipt(id, 5), "{id}");
         }
     }
 }

@@ -78,7 +78,10 @@ fn soak() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(180);
     let b = start_with(|c| {
+        // Churn from one address is the point here, not flood control.
         c.rate_per_sec = 0;
+        c.rate_bytes_per_sec = 0;
+        c.conn_rate_per_sec = 0;
         c.stats_interval_secs = 10;
         c.log_level = "info".into();
     });
