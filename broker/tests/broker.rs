@@ -9,6 +9,7 @@
 )]
 
 mod abuse;
+mod connrate;
 mod signals;
 mod soak;
 
