@@ -151,8 +151,12 @@ fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
     let listener = broker::bind(any).map_err(Error::Broker)?;
     // Keep the broker's per-connection log lines out of the report.
     broker::log::set_level(broker::log::Level::Warn);
+    // Flood control off, as in benches/broker-perf.toml: the load is the
+    // point, and it comes from one address.
     let mut config = broker::Config {
         rate_per_sec: 0,
+        rate_bytes_per_sec: 0,
+        conn_rate_per_sec: 0,
         stats_interval_secs: 0,
         log_level: "warn".into(),
         ..broker::Config::default()
