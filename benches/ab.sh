@@ -9,6 +9,8 @@
 # DIR_A and DIR_B each hold a `broker` and a `loadgen` binary (build the
 # older commit in a worktree with its own target dir). 500 clients, 64 B,
 # window 8, 0.5 s warm-up, 1.5 s measured, broker-perf.toml; loopback only.
+# CONFIG_A / CONFIG_B give each side its own config file (an older broker
+# refuses keys it doesn't know).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -18,8 +20,10 @@ port=${PORT:-7924}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for _ in $(seq 1 "$n"); do
-  for dir in "$a" "$b"; do
-    "$dir/broker" --config benches/broker-perf.toml --listen "127.0.0.1:$port" 2>/dev/null &
+  for side in A B; do
+    if [ $side = A ]; then dir=$a; conf=${CONFIG_A:-benches/broker-perf.toml}
+    else dir=$b; conf=${CONFIG_B:-benches/broker-perf.toml}; fi
+    "$dir/broker" --config "$conf" --listen "127.0.0.1:$port" 2>/dev/null &
     bpid=$!
     sleep 0.2
     timeout 60 "$dir/loadgen" --addr "127.0.0.1:$port" --clients 500 --size 64 --window 8 \

@@ -99,7 +99,16 @@ struct Wait {
     drained: u64,
     /// When `drained` last moved (or the wait began).
     since: Instant,
+    /// When the wait began: a reader that keeps a sender waiting for
+    /// `DRIP_WAITS` times `slow_after_secs`, however little it reads now
+    /// and then, is too slow to wait for.
+    began: Instant,
 }
+
+/// How many times `slow_after_secs` one wait may last in all, even while
+/// the reader takes a few bytes now and then (a reader "dripping" a byte
+/// every few seconds must not hold its senders for ever).
+const DRIP_WAITS: u32 = 2;
 
 /// What applying a buffer of frames ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +458,7 @@ impl Worker {
     /// closed as a slow consumer.
     fn check_paused(&mut self, now: Instant) {
         let stuck_after = Duration::from_secs(self.shared.config.slow_after_secs);
+        let too_long = stuck_after * DRIP_WAITS;
         let mut resume = Vec::new();
         let shared = &self.shared;
         let out = &mut self.out;
@@ -472,9 +482,14 @@ impl Worker {
                     if drained != w.drained {
                         w.drained = drained;
                         w.since = now;
-                        return true;
                     }
-                    if now.saturating_duration_since(w.since) >= stuck_after {
+                    let stuck = now.saturating_duration_since(w.since) >= stuck_after;
+                    if stuck || now.saturating_duration_since(w.began) >= too_long {
+                        log_debug!(
+                            "{} is too slow to wait for ({})",
+                            w.conn.peer,
+                            if stuck { "no progress" } else { "too little" }
+                        );
                         handler::close_slow(shared, out, &w.conn);
                         return false;
                     }
@@ -707,6 +722,7 @@ fn pause_for(shared: &Shared, out: &mut Outbox, e: &mut Entry, now: Instant) -> 
                 conn,
                 drained,
                 since: now,
+                began: now,
             }
         })
         .collect();
