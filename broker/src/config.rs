@@ -27,6 +27,8 @@ pub struct Config {
     pub max_body: usize,
     /// Most names in one `SEND`.
     pub max_targets: usize,
+    /// Most rooms one connection may be in at once.
+    pub max_rooms_per_user: usize,
     /// Bytes of frames that may wait for one connection, queued or taken
     /// by its writer but not yet written, before it is closed as a slow
     /// consumer.
@@ -76,6 +78,7 @@ impl Default for Config {
             max_line: 1024,
             max_body: 65_536,
             max_targets: 100,
+            max_rooms_per_user: 50,
             queue_bytes: 8 * 1024 * 1024,
             slow_after_secs: 5,
             name_timeout_secs: 30,
@@ -144,6 +147,9 @@ impl Config {
         }
         if self.max_targets == 0 {
             return bad("max_targets", "must be at least 1");
+        }
+        if self.max_rooms_per_user == 0 {
+            return bad("max_rooms_per_user", "must be at least 1");
         }
         if self.queue_bytes < 1024 {
             return bad("queue_bytes", "must be at least 1024 bytes");

@@ -91,6 +91,9 @@ pub(crate) struct Conn {
     state: AtomicU8,
     reason: OnceLock<CloseReason>,
     name: OnceLock<Box<str>>,
+    /// Folded names of the rooms this connection is in (changed only under
+    /// `Rooms`' lock; read by its worker to check membership).
+    pub rooms: Mutex<Vec<Box<str>>>,
 }
 
 impl Conn {
@@ -116,6 +119,7 @@ impl Conn {
             state: AtomicU8::new(OPEN),
             reason: OnceLock::new(),
             name: OnceLock::new(),
+            rooms: Mutex::new(Vec::new()),
         };
         Arc::new(conn)
     }

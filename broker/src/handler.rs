@@ -9,7 +9,9 @@ use crate::metrics::{CloseReason, Metrics};
 use crate::outbound::Outbox;
 use crate::worker::WorkerMsg;
 use crate::{log_debug, log_info, Shared};
-use protocol::{encode_msg, validate_name, ErrorCode, Event, Kind, Request, Targets};
+use protocol::{
+    encode_msg, validate_name, validate_room, ErrorCode, Event, Kind, Request, Targets,
+};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -167,6 +169,8 @@ pub(crate) fn close(
         conn.abort();
     }
     out.schedule(conn);
+    // Its rooms' members hear of it through the global LEFT, not PARTED.
+    shared.rooms.leave_all(conn);
     match conn.name() {
         Some(name) => {
             let _membership = shared.registry.membership.lock();
@@ -279,7 +283,8 @@ pub(crate) fn handle(
     req: Request<'_>,
     now: Instant,
 ) -> Flow {
-    if !session.take_token(shared, now) {
+    // QUIT always works: leaving is never a flood.
+    if !matches!(req, Request::Quit { .. }) && !session.take_token(shared, now) {
         return rate_limited(shared, out, conn, session, req, now);
     }
     let named = conn.name().is_some();
@@ -305,14 +310,27 @@ pub(crate) fn handle(
             None,
             "choose a name first: NAME <name>",
         ),
-        Request::List => {
+        Request::List { room: None } => {
             let names = shared.registry.names_sorted();
             let joined = names.join(" ");
             let users = Event::Users {
                 count: names.len(),
+                room: None,
                 names: &joined,
             };
             reply(out, conn, &users);
+        }
+        Request::List { room: Some(room) } => list_room(shared, out, conn, room),
+        Request::Join { room } => join(shared, out, conn, room),
+        Request::Part { room, .. } => part(shared, out, conn, room),
+        Request::Rooms => {
+            let rooms = shared.rooms.names_sorted();
+            let joined = rooms.join(" ");
+            let rooms = Event::Rooms {
+                count: rooms.len(),
+                rooms: &joined,
+            };
+            reply(out, conn, &rooms);
         }
         Request::Send { targets, body } => {
             let cost = send(shared, out, scratch, conn, targets, body);
@@ -436,7 +454,12 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
         return;
     }
     log_info!("{} is now {name}", conn.peer);
-    broadcast(shared, out, conn.id, &frame(&Event::Joined { name }));
+    broadcast(
+        shared,
+        out,
+        conn.id,
+        &frame(&Event::Joined { name, room: None }),
+    );
 }
 
 /// Applies a `SEND`; returns the bytes it queued over all recipients (what
@@ -453,6 +476,9 @@ fn send(
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    if let Targets::Room(room) = targets {
+        return send_room(shared, out, scratch, conn, room, ts, body);
+    }
     if let Targets::All = targets {
         let id = shared.next_message_id();
         scratch.clear();
@@ -588,4 +614,154 @@ fn accepted(
             missing,
         },
     );
+}
+
+/// Checks a room name from the wire; on a bad one, replies `BAD_NAME`.
+fn room_ok(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) -> bool {
+    match validate_room(room) {
+        Ok(()) => true,
+        Err(why) => {
+            error(shared, out, conn, ErrorCode::BadName, None, why);
+            false
+        }
+    }
+}
+
+fn not_in_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    error(
+        shared,
+        out,
+        conn,
+        ErrorCode::NotInRoom,
+        Some(room),
+        "you are not in that room",
+    );
+}
+
+/// `JOIN #room`: `OK JOIN #room <members>` to the joiner (before any of the
+/// room's messages), `JOINED <name> #room` to the others.
+fn join(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    if !room_ok(shared, out, conn, room) {
+        return;
+    }
+    let max = shared.config.max_rooms_per_user;
+    let joined = shared.rooms.join(room, conn, max, |r, members| {
+        reply(
+            out,
+            conn,
+            &Event::JoinOk {
+                room: &r.name,
+                members,
+            },
+        );
+    });
+    match joined {
+        Ok(j) => {
+            let name = conn.name().unwrap_or_default();
+            let f = frame(&Event::Joined {
+                name,
+                room: Some(&j.room.name),
+            });
+            crate::rooms::fan_out(&j.others, conn.id, &f, |c, f| out.push(c, f));
+        }
+        Err(e) => room_error(shared, out, conn, room, e),
+    }
+}
+
+fn room_error(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    room: &str,
+    e: crate::rooms::RoomError,
+) {
+    use crate::rooms::RoomError;
+    let text = match e {
+        RoomError::AlreadyIn => "you are already in that room",
+        RoomError::NotIn => "you are not in that room",
+        RoomError::TooMany => "you are in as many rooms as allowed; PART one first",
+        RoomError::Closing => return,
+    };
+    if let Some(code) = e.code() {
+        let args = (code != ErrorCode::TooManyRooms).then_some(room);
+        error(shared, out, conn, code, args, text);
+    }
+}
+
+/// `PART #room`: `OK PART #room`, and `PARTED <name> #room` to the others.
+fn part(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    if !room_ok(shared, out, conn, room) {
+        return;
+    }
+    match shared.rooms.part(room, conn) {
+        Ok((r, left)) => {
+            reply(out, conn, &Event::PartOk { room: &r.name });
+            let name = conn.name().unwrap_or_default();
+            let f = frame(&Event::Parted {
+                name,
+                room: &r.name,
+            });
+            crate::rooms::fan_out(&left, conn.id, &f, |c, f| out.push(c, f));
+        }
+        Err(e) => room_error(shared, out, conn, room, e),
+    }
+}
+
+/// `LIST #room`: `USERS <count> #room :<names>`, for members only.
+fn list_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    if !room_ok(shared, out, conn, room) {
+        return;
+    }
+    let Some(r) = shared.rooms.member_of(room, conn) else {
+        return not_in_room(shared, out, conn, room);
+    };
+    let mut names: Vec<(String, &str)> = Vec::new();
+    let members = r.members();
+    for c in members.iter() {
+        if let Some(n) = c.name() {
+            names.push((n.to_ascii_lowercase(), n));
+        }
+    }
+    names.sort_unstable();
+    let joined = names.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(" ");
+    reply(
+        out,
+        conn,
+        &Event::Users {
+            count: names.len(),
+            room: Some(&r.name),
+            names: &joined,
+        },
+    );
+}
+
+/// `SEND #room`: one `MSG` of kind `#room` to every other member. Returns
+/// the bytes queued, as `send` does.
+fn send_room(
+    shared: &Shared,
+    out: &mut Outbox,
+    scratch: &mut Vec<u8>,
+    conn: &Arc<Conn>,
+    room: &str,
+    ts: u64,
+    body: &[u8],
+) -> u64 {
+    if !room_ok(shared, out, conn, room) {
+        return 0;
+    }
+    let Some(r) = shared.rooms.member_of(room, conn) else {
+        not_in_room(shared, out, conn, room);
+        return 0;
+    };
+    let from = conn.name().unwrap_or_default();
+    let id = shared.next_message_id();
+    scratch.clear();
+    encode_msg(scratch, id, from, Kind::Room(&r.name), ts, body);
+    let msg = Frame::from(&scratch[..]);
+    let members = r.members();
+    let queued = crate::rooms::fan_out(&members, conn.id, &msg, |c, f| {
+        out.push_msg(c, f, id, conn.id)
+    });
+    accepted(shared, out, conn, id, queued, None);
+    queued * msg.len() as u64
 }

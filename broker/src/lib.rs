@@ -52,6 +52,7 @@ mod conn;
 mod handler;
 mod outbound;
 mod registry;
+mod rooms;
 mod worker;
 mod writer;
 
@@ -86,6 +87,11 @@ Commands (verbs in any case; a body is inline after ':' or counted):
   SEND <targets> <len>      then <len> bytes and a newline (counted body)
   RECV <id> <from>          tell <from> you have shown message <id>
   PING [<token>]            liveness check, answered with PONG
+  JOIN #room                enter a room (created if it doesn't exist)
+  PART #room                leave a room
+  SEND #room :<text>        message everyone else in a room
+  LIST #room                who is in a room
+  ROOMS                     which rooms exist
   HELP                      this text
   QUIT [:<reason>]          leave";
 
@@ -94,6 +100,7 @@ pub(crate) struct Shared {
     pub config: Config,
     pub limits: Limits,
     pub registry: Registry,
+    pub rooms: rooms::Rooms,
     pub metrics: Metrics,
     pub writers: Vec<WriterHandle>,
     pub workers: Vec<WorkerHandle>,
@@ -124,6 +131,7 @@ impl Shared {
         Shared {
             limits: config.limits(),
             registry: Registry::new(),
+            rooms: rooms::Rooms::new(),
             metrics: Metrics::default(),
             writers,
             workers,

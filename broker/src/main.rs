@@ -74,7 +74,7 @@ fn run(config: Config) -> ExitCode {
         }
     };
     let summary = format!(
-        "workers={} writers={} max_connections={} max_line={} max_body={} max_targets={} queue_bytes={} rate_per_sec={} rate_burst={}",
+        "workers={} writers={} max_connections={} max_line={} max_body={} max_targets={} queue_bytes={} slow_after_secs={} rate_per_sec={} rate_burst={} rate_bytes_per_sec={} conn_rate_per_sec={} frame_timeout_secs={}",
         config.worker_threads(),
         config.writer_threads(),
         config.max_connections,
@@ -82,8 +82,12 @@ fn run(config: Config) -> ExitCode {
         config.max_body,
         config.max_targets,
         config.queue_bytes,
+        config.slow_after_secs,
         config.rate_per_sec,
         config.rate_burst,
+        config.rate_bytes_per_sec,
+        config.conn_rate_per_sec,
+        config.frame_timeout_secs,
     );
     let config_grace = config.shutdown_grace_secs;
     let broker = match broker::start(listener, config) {

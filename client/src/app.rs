@@ -242,7 +242,7 @@ pub fn execute(
         // One print, so the editor redraws the prompt once.
         Command::Help => ui.print(crate::command::HELP.to_string()),
         Command::List => {
-            if let Err(e) = writer.send(&Request::List) {
+            if let Err(e) = writer.send(&Request::List { room: None }) {
                 ui.print(render::hint(style, &format!("could not ask: {e}")));
             }
         }

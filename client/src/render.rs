@@ -41,25 +41,26 @@ const RECEIPT: &str = "\x1b[32m";
 /// Continuation lines of a multi-line message start under its text.
 const INDENT: &str = "           ";
 
-/// What people call each kind of message.
-pub fn kind_label(kind: Kind) -> &'static str {
+/// What people call each kind of message (a room by its name).
+pub fn kind_label<'a>(kind: Kind<'a>) -> &'a str {
     match kind {
         Kind::Direct => "private",
         Kind::Multi => "group",
         Kind::All => "everyone",
+        Kind::Room(room) => room,
     }
 }
 
-fn kind_color(kind: Kind) -> &'static str {
+fn kind_color(kind: Kind<'_>) -> &'static str {
     match kind {
         Kind::Direct => PRIVATE,
         Kind::Multi => GROUP,
-        Kind::All => EVERYONE,
+        Kind::All | Kind::Room(_) => EVERYONE,
     }
 }
 
 /// The kind a message to `to` will have, by the contract's rule.
-pub fn kind_of(to: &To) -> Kind {
+pub fn kind_of(to: &To) -> Kind<'static> {
     match to {
         To::Everyone => Kind::All,
         To::Names(names) if names.len() == 1 => Kind::Direct,

@@ -173,7 +173,11 @@ impl Session {
                 r.lines
                     .push(render::receipt(style, now_ms, id, by, count, quote));
             }
-            Event::Users { count, names } => {
+            Event::Users {
+                count,
+                names,
+                room: None,
+            } => {
                 self.names = names
                     .split(' ')
                     .filter(|n| !n.is_empty())
@@ -182,7 +186,7 @@ impl Session {
                 self.names.sort_by_key(|n| n.to_ascii_lowercase());
                 r.lines.push(render::users(style, now_ms, count, names));
             }
-            Event::Joined { name } => {
+            Event::Joined { name, room: None } => {
                 self.add_name(name);
                 r.lines.push(render::joined(style, now_ms, name));
             }
@@ -206,6 +210,43 @@ impl Session {
                 r.end = Some(End::Shutdown);
             }
             Event::Bye => r.end = Some(End::Bye),
+            Event::Users {
+                count,
+                names,
+                room: Some(room),
+            } => r.lines.push(render::notice(
+                style,
+                now_ms,
+                &render::escape(&format!("*** {room}: {count} in the room: {names}"), style),
+            )),
+            Event::Joined {
+                name,
+                room: Some(room),
+            } => r.lines.push(render::notice(
+                style,
+                now_ms,
+                &render::escape(&format!("*** {name} joined {room}"), style),
+            )),
+            Event::Parted { name, room } => r.lines.push(render::notice(
+                style,
+                now_ms,
+                &render::escape(&format!("*** {name} left {room}"), style),
+            )),
+            Event::JoinOk { room, members } => r.lines.push(render::notice(
+                style,
+                now_ms,
+                &render::escape(&format!("*** you joined {room} ({members} in it)"), style),
+            )),
+            Event::PartOk { room } => r.lines.push(render::notice(
+                style,
+                now_ms,
+                &render::escape(&format!("*** you left {room}"), style),
+            )),
+            Event::Rooms { count, rooms } => r.lines.push(render::notice(
+                style,
+                now_ms,
+                &render::escape(&format!("*** {count} rooms: {rooms}"), style),
+            )),
             // Not expected once registered; nothing to show.
             Event::Hello { .. } | Event::NameOk { .. } | Event::Pong { .. } => {}
         }
@@ -391,6 +432,7 @@ mod tests {
         let r = s.on_event(
             &Event::Users {
                 count: 3,
+                room: None,
                 names: "alice Bob carol",
             },
             S,
@@ -398,8 +440,22 @@ mod tests {
         );
         assert_eq!(lines(&r), ["online (3): alice Bob carol"]);
         assert_eq!(s.names(), ["alice", "Bob", "carol"]);
-        s.on_event(&Event::Joined { name: "Abe" }, S, 0);
-        s.on_event(&Event::Joined { name: "abe" }, S, 0);
+        s.on_event(
+            &Event::Joined {
+                name: "Abe",
+                room: None,
+            },
+            S,
+            0,
+        );
+        s.on_event(
+            &Event::Joined {
+                name: "abe",
+                room: None,
+            },
+            S,
+            0,
+        );
         assert_eq!(s.names(), ["Abe", "alice", "Bob", "carol"]);
         let r = s.on_event(
             &Event::Left {

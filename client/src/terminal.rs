@@ -314,7 +314,7 @@ pub fn run(
             return fail(&format!("cannot start: {e}"));
         }
     };
-    let _ = writer.send(&protocol::Request::List);
+    let _ = writer.send(&protocol::Request::List { room: None });
 
     let prompt = format!("{}> ", me);
     let mut interrupted = false;

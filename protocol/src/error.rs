@@ -31,11 +31,17 @@ pub enum ErrorCode {
     SlowConsumer,
     /// A frame left unfinished, or a silent peer (the connection is closed).
     Timeout,
+    /// `SEND`/`LIST`/`PART` on a room this connection is not in.
+    NotInRoom,
+    /// `JOIN` of a room this connection is already in.
+    AlreadyInRoom,
+    /// `JOIN` past `max_rooms_per_user`.
+    TooManyRooms,
 }
 
 impl ErrorCode {
     /// All codes, in the order the contract lists them.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::UnknownCommand,
         ErrorCode::BadFrame,
         ErrorCode::TooLong,
@@ -49,6 +55,9 @@ impl ErrorCode {
         ErrorCode::ServerFull,
         ErrorCode::SlowConsumer,
         ErrorCode::Timeout,
+        ErrorCode::NotInRoom,
+        ErrorCode::AlreadyInRoom,
+        ErrorCode::TooManyRooms,
     ];
 
     /// The code as written on the wire.
@@ -67,6 +76,9 @@ impl ErrorCode {
             ErrorCode::ServerFull => "SERVER_FULL",
             ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::NotInRoom => "NOT_IN_ROOM",
+            ErrorCode::AlreadyInRoom => "ALREADY_IN_ROOM",
+            ErrorCode::TooManyRooms => "TOO_MANY_ROOMS",
         }
     }
 

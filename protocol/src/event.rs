@@ -5,33 +5,37 @@ use crate::framing::{counted_body, exact_fields, next_line, split_body, split_ve
 use crate::num::{parse_u64, push_u64};
 use crate::{Decoded, Limits};
 
-/// How a message was addressed: by the names the sender gave.
+/// How a message was addressed: by the names the sender gave, or the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub enum Kind<'a> {
     /// One distinct named target.
     Direct,
     /// Several distinct named targets.
     Multi,
     /// `*`: everyone else.
     All,
+    /// A room, by its name as shown (`#room`).
+    Room(&'a str),
 }
 
-impl Kind {
+impl<'a> Kind<'a> {
     /// The kind as written on the wire.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'a str {
         match self {
             Kind::Direct => "direct",
             Kind::Multi => "multi",
             Kind::All => "all",
+            Kind::Room(room) => room,
         }
     }
 
     /// Parses a kind as written on the wire.
-    pub fn parse(s: &[u8]) -> Option<Kind> {
+    pub fn parse(s: &'a [u8]) -> Option<Kind<'a>> {
         match s {
             b"direct" => Some(Kind::Direct),
             b"multi" => Some(Kind::Multi),
             b"all" => Some(Kind::All),
+            [b'#', ..] => std::str::from_utf8(s).ok().map(Kind::Room),
             _ => None,
         }
     }
@@ -102,12 +106,41 @@ pub enum Event<'a> {
         /// The registered name.
         name: &'a str,
     },
-    /// `USERS <count> :<names>`.
+    /// `USERS <count> [#room] :<names>`.
     Users {
         /// How many names follow.
         count: usize,
+        /// The room, for `LIST #room`.
+        room: Option<&'a str>,
         /// Space-separated names, sorted case-insensitively.
         names: &'a str,
+    },
+    /// `OK JOIN #room <members>`: joined; `members` counts everyone in it
+    /// now, the joiner included.
+    JoinOk {
+        /// The room as shown.
+        room: &'a str,
+        /// Members now.
+        members: usize,
+    },
+    /// `OK PART #room`.
+    PartOk {
+        /// The room as shown.
+        room: &'a str,
+    },
+    /// `PARTED <name> #room`: someone left a room.
+    Parted {
+        /// Who.
+        name: &'a str,
+        /// The room as shown.
+        room: &'a str,
+    },
+    /// `ROOMS <count> :<rooms>`.
+    Rooms {
+        /// How many rooms follow.
+        count: usize,
+        /// Space-separated room names, sorted case-insensitively.
+        rooms: &'a str,
     },
     /// `MSG <id> <from> <kind> <unix-ms> <len>` + body.
     Msg {
@@ -116,7 +149,7 @@ pub enum Event<'a> {
         /// Sender's name.
         from: &'a str,
         /// How it was addressed.
-        kind: Kind,
+        kind: Kind<'a>,
         /// Broker receive time, ms since the Unix epoch.
         ts_ms: u64,
         /// The message bytes.
@@ -138,10 +171,13 @@ pub enum Event<'a> {
         /// Who has shown it.
         by: &'a str,
     },
-    /// `JOINED <name>`.
+    /// `JOINED <name>` (someone registered) or `JOINED <name> #room`
+    /// (someone entered a room).
     Joined {
-        /// Who registered.
+        /// Who.
         name: &'a str,
+        /// The room, if it is a room's news.
+        room: Option<&'a str>,
     },
     /// `LEFT <name> <reason>`.
     Left {
@@ -225,10 +261,14 @@ impl<'a> Event<'a> {
         }
         let frame = match verb {
             b"HELLO" => decode_hello(rest),
-            b"OK" => match exact_fields::<2>(rest) {
-                Some([b"NAME", name]) => utf8(name).map(|name| Event::NameOk { name }),
-                _ => None,
-            },
+            b"OK" => decode_ok(rest),
+            b"ROOMS" => decode_rooms(rest),
+            b"PARTED" => exact_fields::<2>(rest).and_then(|[name, room]| {
+                Some(Event::Parted {
+                    name: utf8(name)?,
+                    room: utf8(room)?,
+                })
+            }),
             b"USERS" => decode_users(rest),
             b"ACK" => decode_ack(rest),
             b"RCPT" => exact_fields::<2>(rest).and_then(|[id, by]| {
@@ -237,9 +277,15 @@ impl<'a> Event<'a> {
                     by: utf8(by)?,
                 })
             }),
-            b"JOINED" => exact_fields::<1>(rest)
-                .and_then(|[name]| utf8(name))
-                .map(|name| Event::Joined { name }),
+            b"JOINED" => match exact_fields::<1>(rest) {
+                Some([name]) => utf8(name).map(|name| Event::Joined { name, room: None }),
+                None => exact_fields::<2>(rest).and_then(|[name, room]| {
+                    Some(Event::Joined {
+                        name: utf8(name)?,
+                        room: Some(utf8(room)?),
+                    })
+                }),
+            },
             b"LEFT" => exact_fields::<2>(rest).and_then(|[name, reason]| {
                 Some(Event::Left {
                     name: utf8(name)?,
@@ -290,10 +336,32 @@ impl<'a> Event<'a> {
                 push_text(out, text);
             }
             Event::NameOk { name } => line2(out, b"OK NAME ", name),
-            Event::Users { count, names } => {
+            Event::Users { count, room, names } => {
                 out.extend_from_slice(b"USERS ");
                 push_u64(out, *count as u64);
+                if let Some(r) = room {
+                    out.push(b' ');
+                    out.extend_from_slice(r.as_bytes());
+                }
                 push_text(out, names);
+            }
+            Event::JoinOk { room, members } => {
+                out.extend_from_slice(b"OK JOIN ");
+                out.extend_from_slice(room.as_bytes());
+                out.push(b' ');
+                push_u64(out, *members as u64);
+                out.push(b'\n');
+            }
+            Event::PartOk { room } => line2(out, b"OK PART ", room),
+            Event::Parted { name, room } => {
+                out.extend_from_slice(b"PARTED ");
+                out.extend_from_slice(name.as_bytes());
+                line2(out, b" ", room);
+            }
+            Event::Rooms { count, rooms } => {
+                out.extend_from_slice(b"ROOMS ");
+                push_u64(out, *count as u64);
+                push_text(out, rooms);
             }
             Event::Msg {
                 id,
@@ -322,7 +390,14 @@ impl<'a> Event<'a> {
                 push_u64(out, *id);
                 line2(out, b" ", by);
             }
-            Event::Joined { name } => line2(out, b"JOINED ", name),
+            Event::Joined { name, room } => match room {
+                Some(r) => {
+                    out.extend_from_slice(b"JOINED ");
+                    out.extend_from_slice(name.as_bytes());
+                    line2(out, b" ", r);
+                }
+                None => line2(out, b"JOINED ", name),
+            },
             Event::Left { name, reason } => {
                 out.extend_from_slice(b"LEFT ");
                 out.extend_from_slice(name.as_bytes());
@@ -358,7 +433,7 @@ impl<'a> Event<'a> {
 }
 
 /// Appends a `MSG` frame; the broker's hot path calls this once per message.
-pub fn encode_msg(out: &mut Vec<u8>, id: u64, from: &str, kind: Kind, ts_ms: u64, body: &[u8]) {
+pub fn encode_msg(out: &mut Vec<u8>, id: u64, from: &str, kind: Kind<'_>, ts_ms: u64, body: &[u8]) {
     out.reserve(48 + from.len() + body.len());
     out.extend_from_slice(b"MSG ");
     push_u64(out, id);
@@ -404,12 +479,44 @@ fn decode_hello(rest: &[u8]) -> Option<Event<'_>> {
     })
 }
 
-fn decode_users(rest: &[u8]) -> Option<Event<'_>> {
-    let (count, BodyForm::Inline(names)) = split_body(rest) else {
+fn decode_ok(rest: &[u8]) -> Option<Event<'_>> {
+    match exact_fields::<2>(rest) {
+        Some([b"NAME", name]) => utf8(name).map(|name| Event::NameOk { name }),
+        Some([b"PART", room]) => utf8(room).map(|room| Event::PartOk { room }),
+        _ => match exact_fields::<3>(rest)? {
+            [b"JOIN", room, members] => Some(Event::JoinOk {
+                room: utf8(room)?,
+                members: usize::try_from(parse_u64(members)?).ok()?,
+            }),
+            _ => None,
+        },
+    }
+}
+
+fn decode_rooms(rest: &[u8]) -> Option<Event<'_>> {
+    let (count, BodyForm::Inline(rooms)) = split_body(rest) else {
         return None;
+    };
+    Some(Event::Rooms {
+        count: usize::try_from(parse_u64(count)?).ok()?,
+        rooms: utf8(rooms)?,
+    })
+}
+
+fn decode_users(rest: &[u8]) -> Option<Event<'_>> {
+    let (head, BodyForm::Inline(names)) = split_body(rest) else {
+        return None;
+    };
+    let (count, room) = match exact_fields::<1>(head) {
+        Some([count]) => (count, None),
+        None => {
+            let [count, room] = exact_fields::<2>(head)?;
+            (count, Some(utf8(room)?))
+        }
     };
     Some(Event::Users {
         count: usize::try_from(parse_u64(count)?).ok()?,
+        room,
         names: utf8(names)?,
     })
 }

@@ -29,7 +29,7 @@ mod request;
 pub use error::{ErrorCode, ProtoError};
 pub use event::{encode_msg, Event, Kind, LeftReason};
 pub use framing::leading_blank_lines;
-pub use name::{fold_name, validate_name, MAX_NAME_LEN};
+pub use name::{fold_name, validate_name, validate_room, MAX_NAME_LEN};
 pub use num::push_u64;
 pub use request::{Request, Targets};
 

@@ -31,6 +31,27 @@ pub fn validate_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Checks a room name: `#` and then 1 to 32 characters from
+/// `A-Z a-z 0-9 _ - .`; `#all` (any case) is reserved for everyone.
+pub fn validate_room(room: &str) -> Result<(), &'static str> {
+    let Some(rest) = room.strip_prefix('#') else {
+        return Err("a room name starts with '#'");
+    };
+    if rest.is_empty() || rest.len() > MAX_NAME_LEN {
+        return Err("a room name has 1 to 32 characters after '#'");
+    }
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return Err("a room name uses only letters A-Z a-z, digits, '_', '-' and '.'");
+    }
+    if rest.eq_ignore_ascii_case("all") {
+        return Err("#all is everyone: send to * instead");
+    }
+    Ok(())
+}
+
 /// The case-folded form used for uniqueness and sorting (ASCII folding).
 pub fn fold_name(name: &str) -> String {
     name.to_ascii_lowercase()
@@ -75,6 +96,26 @@ mod tests {
             "\u{430}lice", // Cyrillic a: a look-alike outside the allowed set
         ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn room_names() {
+        for ok in ["#a", "#Room_1", "#a-b.c", &format!("#{}", "r".repeat(32))] {
+            assert_eq!(validate_room(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "#",
+            "room",
+            "##a",
+            "#a b",
+            "#a,b",
+            "#all",
+            "#ALL",
+            &format!("#{}", "r".repeat(33)),
+            "#caf\u{e9}",
+        ] {
+            assert!(validate_room(bad).is_err(), "{bad:?}");
         }
     }
 

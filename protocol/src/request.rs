@@ -13,13 +13,17 @@ pub enum Targets<'a> {
     /// One or more non-empty names joined by single commas, as given
     /// (repeats included; the broker folds them).
     Names(&'a str),
+    /// `#room`: every other member of a room (the name is not yet checked
+    /// against the room rules).
+    Room(&'a str),
 }
 
 impl<'a> Targets<'a> {
-    /// The names as given, in order (empty for [`Targets::All`]).
+    /// The names as given, in order (empty for [`Targets::All`] and
+    /// [`Targets::Room`]).
     pub fn names(&self) -> impl Iterator<Item = &'a str> {
         let list = match self {
-            Targets::All => None,
+            Targets::All | Targets::Room(_) => None,
             Targets::Names(list) => Some(*list),
         };
         list.into_iter().flat_map(|l| l.split(','))
@@ -29,7 +33,7 @@ impl<'a> Targets<'a> {
     pub fn as_str(&self) -> &'a str {
         match self {
             Targets::All => "*",
-            Targets::Names(list) => list,
+            Targets::Names(list) | Targets::Room(list) => list,
         }
     }
 }
@@ -43,8 +47,25 @@ pub enum Request<'a> {
         /// The name as sent.
         name: &'a str,
     },
-    /// `LIST`.
-    List,
+    /// `LIST` (everyone online) or `LIST #room` (a room's members).
+    List {
+        /// The room, if one was named (not yet checked).
+        room: Option<&'a str>,
+    },
+    /// `JOIN #room`.
+    Join {
+        /// The room as sent (not yet checked).
+        room: &'a str,
+    },
+    /// `PART #room [:<reason>]`.
+    Part {
+        /// The room as sent (not yet checked).
+        room: &'a str,
+        /// Why, if the client said.
+        reason: Option<&'a [u8]>,
+    },
+    /// `ROOMS`: the rooms that exist.
+    Rooms,
     /// `SEND <targets> <len>` + body or `SEND <targets> :<text>`.
     Send {
         /// Who the message is for.
@@ -88,7 +109,14 @@ const BAD_NAME_UTF8: ProtoError = ProtoError::new(
     ErrorCode::BadName,
     "a name uses only letters, digits, '_', '-' and '.'",
 );
-const BAD_LIST: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: LIST");
+const BAD_LIST: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: LIST or LIST #room");
+const BAD_JOIN: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: JOIN #room");
+const BAD_PART: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: PART #room [:<reason>]");
+const BAD_ROOMS: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: ROOMS");
+const BAD_ROOM_TARGET: ProtoError = ProtoError::new(
+    ErrorCode::BadFrame,
+    "a room is the only target of its SEND: SEND #room :<text>",
+);
 const BAD_UTF8: ProtoError = ProtoError::new(ErrorCode::BadFrame, "header is not valid UTF-8");
 const UNKNOWN: ProtoError = ProtoError::new(ErrorCode::UnknownCommand, "unknown command; try HELP");
 
@@ -123,10 +151,30 @@ impl<'a> Request<'a> {
             };
         }
         if verb.eq_ignore_ascii_case(b"LIST") {
-            return match rest {
-                None => frame(Request::List),
-                Some(_) => invalid(BAD_LIST, end),
+            return match rest.map(std::str::from_utf8) {
+                None => frame(Request::List { room: None }),
+                Some(Ok(room)) if room.starts_with('#') && !room.contains(' ') => {
+                    frame(Request::List { room: Some(room) })
+                }
+                _ => invalid(BAD_LIST, end),
             };
+        }
+        if verb.eq_ignore_ascii_case(b"JOIN") {
+            return match exact_fields::<1>(rest.unwrap_or_default())
+                .map(|[r]| std::str::from_utf8(r))
+            {
+                Some(Ok(room)) => frame(Request::Join { room }),
+                _ => invalid(BAD_JOIN, end),
+            };
+        }
+        if verb.eq_ignore_ascii_case(b"ROOMS") {
+            return match rest {
+                None => frame(Request::Rooms),
+                Some(_) => invalid(BAD_ROOMS, end),
+            };
+        }
+        if verb.eq_ignore_ascii_case(b"PART") {
+            return decode_part(buf, end, rest.unwrap_or_default(), limits);
         }
         if verb.eq_ignore_ascii_case(b"RECV") {
             let Some([id, from]) = exact_fields::<2>(rest.unwrap_or_default()) else {
@@ -178,7 +226,31 @@ impl<'a> Request<'a> {
                 out.extend_from_slice(name.as_bytes());
                 out.push(b'\n');
             }
-            Request::List => out.extend_from_slice(b"LIST\n"),
+            Request::List { room } => {
+                out.extend_from_slice(b"LIST");
+                if let Some(r) = room {
+                    out.push(b' ');
+                    out.extend_from_slice(r.as_bytes());
+                }
+                out.push(b'\n');
+            }
+            Request::Join { room } => {
+                out.extend_from_slice(b"JOIN ");
+                out.extend_from_slice(room.as_bytes());
+                out.push(b'\n');
+            }
+            Request::Part { room, reason } => {
+                out.extend_from_slice(b"PART ");
+                out.extend_from_slice(room.as_bytes());
+                if let Some(r) = reason {
+                    out.push(b' ');
+                    push_u64(out, r.len() as u64);
+                    out.push(b'\n');
+                    out.extend_from_slice(r);
+                }
+                out.push(b'\n');
+            }
+            Request::Rooms => out.extend_from_slice(b"ROOMS\n"),
             Request::Send { targets, body } => {
                 out.extend_from_slice(b"SEND ");
                 out.extend_from_slice(targets.as_str().as_bytes());
@@ -244,11 +316,19 @@ fn decode_send<'a>(
     };
     let targets = if head == "*" {
         Targets::All
+    } else if head.starts_with('#') {
+        if head.contains(',') {
+            return invalid(BAD_ROOM_TARGET, consumed);
+        }
+        Targets::Room(head)
     } else {
         let mut count = 0usize;
         for name in head.split(',') {
             if name.is_empty() || name == "*" {
                 return invalid(BAD_TARGETS, consumed);
+            }
+            if name.starts_with('#') {
+                return invalid(BAD_ROOM_TARGET, consumed);
             }
             count += 1;
         }
@@ -260,5 +340,31 @@ fn decode_send<'a>(
     Decoded::Frame {
         frame: Request::Send { targets, body },
         consumed,
+    }
+}
+
+/// `PART #room`, `PART #room :<reason>` or `PART #room <len>` + reason.
+fn decode_part<'a>(
+    buf: &'a [u8],
+    end: usize,
+    rest: &'a [u8],
+    limits: &Limits,
+) -> Decoded<Request<'a>> {
+    let (head, form) = split_body(rest);
+    let (reason, consumed) = match form {
+        BodyForm::None => (None, end),
+        BodyForm::Inline(text) => (Some(text), end),
+        BodyForm::Counted(len) => match counted_body(buf, end, len, limits.max_body) {
+            Ok(Some((body, body_end))) => (Some(body), body_end),
+            Ok(None) => return Decoded::Incomplete,
+            Err(e) => return Decoded::Fatal(e),
+        },
+    };
+    match exact_fields::<1>(head).map(|[r]| std::str::from_utf8(r)) {
+        Some(Ok(room)) => Decoded::Frame {
+            frame: Request::Part { room, reason },
+            consumed,
+        },
+        _ => invalid(BAD_PART, consumed),
     }
 }

@@ -175,8 +175,8 @@ fn request_verbs_are_case_insensitive() {
         assert_eq!(req_frame(line.as_bytes()), Request::Name { name: "alice" });
     }
     for (line, want) in [
-        (&b"list\n"[..], Request::List),
-        (b"List\n", Request::List),
+        (&b"list\n"[..], Request::List { room: None }),
+        (b"List\n", Request::List { room: None }),
         (b"help\n", Request::Help),
         (b"HeLp\n", Request::Help),
         (b"ping\n", Request::Ping { token: None }),
@@ -211,7 +211,7 @@ fn event_verbs_are_upper_case() {
 fn crlf_is_accepted_everywhere() {
     for (wire, want) in [
         (&b"NAME alice\n"[..], Request::Name { name: "alice" }),
-        (b"LIST\n", Request::List),
+        (b"LIST\n", Request::List { room: None }),
         (b"SEND bob :hi there\n", send("bob", b"hi there")),
         (
             b"SEND bob 11\nhello\nworld\n",
@@ -285,7 +285,7 @@ fn blank_lines_are_ignored() {
     assert_eq!(
         Request::decode(wire, &lim()),
         Decoded::Frame {
-            frame: Request::List,
+            frame: Request::List { room: None },
             consumed: wire.len()
         }
     );
@@ -299,7 +299,7 @@ fn blank_lines_are_ignored() {
     assert_eq!(
         Request::decode(b"LIST\n\nHELP\n", &lim()),
         Decoded::Frame {
-            frame: Request::List,
+            frame: Request::List { room: None },
             consumed: 5
         }
     );
@@ -727,8 +727,8 @@ fn name_frames() {
 
 #[test]
 fn list_frames() {
-    assert_eq!(req_frame(b"LIST\n"), Request::List);
-    assert_eq!(req_frame(b"list\r\n"), Request::List);
+    assert_eq!(req_frame(b"LIST\n"), Request::List { room: None });
+    assert_eq!(req_frame(b"list\r\n"), Request::List { room: None });
     // LIST has no fields.
     req_invalid(b"LIST all\n", ErrorCode::BadFrame, 9);
     req_invalid(b"LIST \n", ErrorCode::BadFrame, 6);
@@ -1021,7 +1021,7 @@ fn unknown_verbs() {
 fn requests_encode_canonically() {
     for (r, wire) in [
         (Request::Name { name: "alice" }, &b"NAME alice\n"[..]),
-        (Request::List, b"LIST\n"),
+        (Request::List { room: None }, b"LIST\n"),
         (send("bob", b"hi bob"), b"SEND bob 6\nhi bob\n"),
         (send("*", b"hello\nworld"), b"SEND * 11\nhello\nworld\n"),
         (send("bob,carol", b""), b"SEND bob,carol 0\n\n"),
@@ -1063,10 +1063,12 @@ fn all_events() -> Vec<Event<'static>> {
         },
         Event::NameOk { name: "alice" },
         Event::Users {
+            room: None,
             count: 2,
             names: "alice bob",
         },
         Event::Users {
+            room: None,
             count: 0,
             names: "",
         },
@@ -1086,7 +1088,10 @@ fn all_events() -> Vec<Event<'static>> {
             missing: None,
         },
         Event::Rcpt { id: 17, by: "bob" },
-        Event::Joined { name: "bob" },
+        Event::Joined {
+            name: "bob",
+            room: None,
+        },
         Event::Pong { token: None },
         Event::Pong {
             token: Some("tok en"),
@@ -1153,6 +1158,7 @@ fn events_encode_canonically() {
         (Event::NameOk { name: "alice" }, b"OK NAME alice\n"),
         (
             Event::Users {
+                room: None,
                 count: 2,
                 names: "alice bob",
             },
@@ -1160,6 +1166,7 @@ fn events_encode_canonically() {
         ),
         (
             Event::Users {
+                room: None,
                 count: 0,
                 names: "",
             },
@@ -1192,7 +1199,13 @@ fn events_encode_canonically() {
             b"ACK 18 1 carol\n",
         ),
         (Event::Rcpt { id: 17, by: "bob" }, b"RCPT 17 bob\n"),
-        (Event::Joined { name: "bob" }, b"JOINED bob\n"),
+        (
+            Event::Joined {
+                name: "bob",
+                room: None,
+            },
+            b"JOINED bob\n",
+        ),
         (
             Event::Left {
                 name: "bob",
@@ -1286,6 +1299,11 @@ fn kinds_reasons_and_codes_are_the_contracts() {
             "TOO_MANY_TARGETS",
             "RATE_LIMITED",
             "SERVER_FULL",
+            "SLOW_CONSUMER",
+            "TIMEOUT",
+            "NOT_IN_ROOM",
+            "ALREADY_IN_ROOM",
+            "TOO_MANY_ROOMS",
         ]
     );
     for (i, c) in ErrorCode::ALL.into_iter().enumerate() {
@@ -1314,6 +1332,7 @@ fn event_frames_in_detail() {
     assert_eq!(
         ev_frame(b"USERS 3 :alice Bob carol\n"),
         Event::Users {
+            room: None,
             count: 3,
             names: "alice Bob carol"
         }
@@ -1376,7 +1395,12 @@ fn malformed_events() {
         b"RCPT x bob\n",
         b"RCPT 1 bob x\n",
         b"JOINED\n",
-        b"JOINED a b\n",
+        b"JOINED a b c\n",
+        b"PARTED a\n",
+        b"OK JOIN #r\n",
+        b"OK JOIN #r x\n",
+        b"OK PART\n",
+        b"ROOMS 2 #a #b\n",
         b"LEFT bob\n",
         b"LEFT bob gone\n",
         b"LEFT bob QUIT\n",
@@ -1438,7 +1462,7 @@ fn example_session_decodes() {
 SEND * 11\nhello\nworld\nQUIT\n";
     let want = [
         Request::Name { name: "alice" },
-        Request::List,
+        Request::List { room: None },
         send("bob", b"hi bob"),
         send("bob,carol", b"hello both"),
         send("*", b"hello\nworld"),
@@ -1671,4 +1695,135 @@ fn event_stream_splits_anywhere() {
         b"INFO 0\n\n",
     ]);
     check_splits(&frames, ev_step);
+}
+
+// ---- Rooms (protocol.md, "Rooms") ----
+
+#[test]
+fn room_requests() {
+    assert_eq!(req_frame(b"JOIN #rust\n"), Request::Join { room: "#rust" });
+    assert_eq!(
+        req_frame(b"join #Rust\r\n"),
+        Request::Join { room: "#Rust" }
+    );
+    assert_eq!(
+        req_frame(b"PART #rust\n"),
+        Request::Part {
+            room: "#rust",
+            reason: None
+        }
+    );
+    assert_eq!(
+        req_frame(b"PART #rust :bye all\n"),
+        Request::Part {
+            room: "#rust",
+            reason: Some(b"bye all")
+        }
+    );
+    assert_eq!(
+        req_frame(b"PART #rust 3\nbye\n"),
+        Request::Part {
+            room: "#rust",
+            reason: Some(b"bye")
+        }
+    );
+    assert_eq!(req_frame(b"ROOMS\n"), Request::Rooms);
+    assert_eq!(
+        req_frame(b"LIST #rust\n"),
+        Request::List {
+            room: Some("#rust")
+        }
+    );
+    assert_eq!(
+        req_frame(b"SEND #rust :hi\n"),
+        Request::Send {
+            targets: Targets::Room("#rust"),
+            body: b"hi"
+        }
+    );
+    assert_eq!(
+        req_frame(b"SEND #rust 2\nhi\n"),
+        Request::Send {
+            targets: Targets::Room("#rust"),
+            body: b"hi"
+        }
+    );
+    for bad in [
+        &b"JOIN\n"[..],
+        b"JOIN #a #b\n",
+        b"PART\n",
+        b"PART #a #b\n",
+        b"ROOMS x\n",
+        b"LIST bob\n",
+        b"LIST #a #b\n",
+        // One room per SEND, never mixed with names or *.
+        b"SEND #a,#b :x\n",
+        b"SEND #a,bob :x\n",
+        b"SEND bob,#a :x\n",
+    ] {
+        req_invalid(bad, ErrorCode::BadFrame, bad.len());
+    }
+}
+
+#[test]
+fn room_events() {
+    for (event, wire) in [
+        (
+            Event::JoinOk {
+                room: "#rust",
+                members: 3,
+            },
+            &b"OK JOIN #rust 3\n"[..],
+        ),
+        (Event::PartOk { room: "#rust" }, b"OK PART #rust\n"),
+        (
+            Event::Joined {
+                name: "bob",
+                room: Some("#rust"),
+            },
+            b"JOINED bob #rust\n",
+        ),
+        (
+            Event::Parted {
+                name: "bob",
+                room: "#rust",
+            },
+            b"PARTED bob #rust\n",
+        ),
+        (
+            Event::Users {
+                count: 2,
+                room: Some("#rust"),
+                names: "alice bob",
+            },
+            b"USERS 2 #rust :alice bob\n",
+        ),
+        (
+            Event::Rooms {
+                count: 2,
+                rooms: "#a #b",
+            },
+            b"ROOMS 2 :#a #b\n",
+        ),
+        (
+            Event::Rooms {
+                count: 0,
+                rooms: "",
+            },
+            b"ROOMS 0 :\n",
+        ),
+        (
+            Event::Msg {
+                id: 9,
+                from: "bob",
+                kind: Kind::Room("#rust"),
+                ts_ms: 5,
+                body: b"hi",
+            },
+            b"MSG 9 bob #rust 5 2\nhi\n",
+        ),
+    ] {
+        assert_eq!(enc_ev(&event), wire);
+        assert_eq!(ev_frame(wire), event);
+    }
 }

@@ -178,10 +178,18 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..80)
 }
 
+fn room() -> impl Strategy<Value = String> {
+    "#[A-Za-z0-9_.-]{1,32}"
+}
+
 #[derive(Debug, Clone)]
 enum Req {
     Name(String),
-    List,
+    List(Option<String>),
+    Join(String),
+    Part(String, Option<Vec<u8>>),
+    Rooms,
+    SendRoom(String, Vec<u8>),
     Send(Option<Vec<String>>, Vec<u8>),
     Recv(u64, String),
     Ping(Option<String>),
@@ -194,7 +202,11 @@ fn req() -> impl Strategy<Value = Req> {
         // NAME passes anything through for the broker to judge; a leading
         // space or spaces inside survive, only CR/LF and emptiness can't.
         "[^\r\n]{1,40}".prop_map(Req::Name),
-        Just(Req::List),
+        proptest::option::of(room()).prop_map(Req::List),
+        room().prop_map(Req::Join),
+        (room(), proptest::option::of(body())).prop_map(|(r, b)| Req::Part(r, b)),
+        Just(Req::Rooms),
+        (room(), body()).prop_map(|(r, b)| Req::SendRoom(r, b)),
         (proptest::option::of(vec(name(), 1..6)), body()).prop_map(|(t, b)| Req::Send(t, b)),
         (any::<u64>(), "[!-~]{1,32}").prop_map(|(id, f)| Req::Recv(id, f)),
         proptest::option::of("[^\r\n]{1,20}").prop_map(Req::Ping),
@@ -206,7 +218,19 @@ fn req() -> impl Strategy<Value = Req> {
 fn as_request<'a>(r: &'a Req, joined: &'a str) -> Request<'a> {
     match r {
         Req::Name(n) => Request::Name { name: n },
-        Req::List => Request::List,
+        Req::List(room) => Request::List {
+            room: room.as_deref(),
+        },
+        Req::Join(room) => Request::Join { room },
+        Req::Part(room, reason) => Request::Part {
+            room,
+            reason: reason.as_deref(),
+        },
+        Req::Rooms => Request::Rooms,
+        Req::SendRoom(room, b) => Request::Send {
+            targets: Targets::Room(room),
+            body: b,
+        },
         Req::Send(t, b) => Request::Send {
             targets: if t.is_some() {
                 Targets::Names(joined)
@@ -230,11 +254,15 @@ fn as_request<'a>(r: &'a Req, joined: &'a str) -> Request<'a> {
 enum Ev {
     Hello(String, u32, String),
     NameOk(String),
-    Users(usize, String),
-    Msg(u64, String, Kind, u64, Vec<u8>),
+    Users(usize, Option<String>, String),
+    Msg(u64, String, K, u64, Vec<u8>),
     Ack(u64, u64, Option<String>),
     Rcpt(u64, String),
-    Joined(String),
+    Joined(String, Option<String>),
+    JoinOk(String, usize),
+    PartOk(String),
+    Parted(String, String),
+    Rooms(usize, String),
     Left(String, LeftReason),
     Pong(Option<String>),
     Info(Vec<u8>),
@@ -243,8 +271,31 @@ enum Ev {
     Shutdown(String),
 }
 
-fn kind() -> impl Strategy<Value = Kind> {
-    prop_oneof![Just(Kind::Direct), Just(Kind::Multi), Just(Kind::All)]
+/// An owned `Kind`.
+#[derive(Debug, Clone)]
+enum K {
+    Direct,
+    Multi,
+    All,
+    Room(String),
+}
+
+fn kind() -> impl Strategy<Value = K> {
+    prop_oneof![
+        Just(K::Direct),
+        Just(K::Multi),
+        Just(K::All),
+        room().prop_map(K::Room)
+    ]
+}
+
+fn as_kind(k: &K) -> Kind<'_> {
+    match k {
+        K::Direct => Kind::Direct,
+        K::Multi => Kind::Multi,
+        K::All => Kind::All,
+        K::Room(r) => Kind::Room(r),
+    }
 }
 
 fn ev() -> impl Strategy<Value = Ev> {
@@ -252,13 +303,22 @@ fn ev() -> impl Strategy<Value = Ev> {
     prop_oneof![
         (name(), any::<u32>(), text()).prop_map(|(s, v, t)| Ev::Hello(s, v, t)),
         name().prop_map(Ev::NameOk),
-        (0usize..1000, vec(name(), 0..6)).prop_map(|(c, n)| Ev::Users(c, n.join(" "))),
+        (
+            0usize..1000,
+            proptest::option::of(room()),
+            vec(name(), 0..6)
+        )
+            .prop_map(|(c, r, n)| Ev::Users(c, r, n.join(" "))),
+        (room(), 0usize..1000).prop_map(|(r, n)| Ev::JoinOk(r, n)),
+        room().prop_map(Ev::PartOk),
+        (name(), room()).prop_map(|(n, r)| Ev::Parted(n, r)),
+        (0usize..1000, vec(room(), 0..6)).prop_map(|(c, r)| Ev::Rooms(c, r.join(" "))),
         (any::<u64>(), name(), kind(), any::<u64>(), body())
             .prop_map(|(i, f, k, t, b)| Ev::Msg(i, f, k, t, b)),
         (any::<u64>(), any::<u64>(), proptest::option::of(names()))
             .prop_map(|(i, q, m)| Ev::Ack(i, q, m)),
         (any::<u64>(), name()).prop_map(|(i, b)| Ev::Rcpt(i, b)),
-        name().prop_map(Ev::Joined),
+        (name(), proptest::option::of(room())).prop_map(|(n, r)| Ev::Joined(n, r)),
         (name(), proptest::sample::select(LeftReason::ALL.to_vec()))
             .prop_map(|(n, r)| Ev::Left(n, r)),
         proptest::option::of(text()).prop_map(Ev::Pong),
@@ -282,14 +342,25 @@ fn as_event(e: &Ev) -> Event<'_> {
             text: t,
         },
         Ev::NameOk(n) => Event::NameOk { name: n },
-        Ev::Users(c, n) => Event::Users {
+        Ev::Users(c, r, n) => Event::Users {
             count: *c,
+            room: r.as_deref(),
             names: n,
+        },
+        Ev::JoinOk(r, n) => Event::JoinOk {
+            room: r,
+            members: *n,
+        },
+        Ev::PartOk(r) => Event::PartOk { room: r },
+        Ev::Parted(n, r) => Event::Parted { name: n, room: r },
+        Ev::Rooms(c, r) => Event::Rooms {
+            count: *c,
+            rooms: r,
         },
         Ev::Msg(id, from, kind, ts_ms, body) => Event::Msg {
             id: *id,
             from,
-            kind: *kind,
+            kind: as_kind(kind),
             ts_ms: *ts_ms,
             body,
         },
@@ -299,7 +370,10 @@ fn as_event(e: &Ev) -> Event<'_> {
             missing: missing.as_deref(),
         },
         Ev::Rcpt(id, by) => Event::Rcpt { id: *id, by },
-        Ev::Joined(n) => Event::Joined { name: n },
+        Ev::Joined(n, r) => Event::Joined {
+            name: n,
+            room: r.as_deref(),
+        },
         Ev::Left(n, r) => Event::Left {
             name: n,
             reason: *r,
