@@ -183,6 +183,9 @@ pub fn start_broker() -> io::Result<broker::Broker> {
     let listener = broker::bind(([127, 0, 0, 1], 0).into())?;
     let config = broker::Config {
         rate_per_sec: 0,
+        rate_bytes_per_sec: 0,
+        conn_rate_per_sec: 0,
+        irc_listen: String::new(),
         stats_interval_secs: 0,
         log_level: "warn".into(),
         ..broker::Config::default()

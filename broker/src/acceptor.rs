@@ -5,6 +5,7 @@
 //! slots), sets the socket options, and passes each socket to a worker
 //! round-robin with "send, then wake". It never waits on a worker.
 
+use crate::conn::Door;
 use crate::worker::WorkerMsg;
 use crate::{log_debug, log_warn, Shared};
 use mio::{Events, Poll, Token};
@@ -16,13 +17,15 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Poll token of the listening socket.
-pub(crate) const LISTENER: Token = Token(0);
-/// Poll token of the acceptor's waker (shutdown).
-pub(crate) const WAKE: Token = Token(1);
+/// Poll token of the acceptor's waker (shutdown). Listener `i` (in the
+/// order given to `run`) has token `FIRST_LISTENER + i`.
+pub(crate) const WAKE: Token = Token(0);
+/// Poll token of the first listening socket.
+pub(crate) const FIRST_LISTENER: usize = 1;
 
-/// Runs until shutdown; the listener closes when this returns.
-pub(crate) fn run(shared: Arc<Shared>, listener: TcpListener, mut poll: Poll) {
+/// Runs until shutdown; the listeners close when this returns. Each
+/// listener is a door: its connections speak that door's protocol.
+pub(crate) fn run(shared: Arc<Shared>, listeners: Vec<(TcpListener, Door)>, mut poll: Poll) {
     let mut events = Events::with_capacity(64);
     let mut next_worker = 0usize;
     let mut last_warning: Option<Instant> = None;
@@ -38,19 +41,54 @@ pub(crate) fn run(shared: Arc<Shared>, listener: TcpListener, mut poll: Poll) {
             }
             continue;
         }
+        for ev in events.iter() {
+            let Some((listener, door)) = ev
+                .token()
+                .0
+                .checked_sub(FIRST_LISTENER)
+                .and_then(|i| listeners.get(i))
+            else {
+                continue;
+            };
+            accept_all(
+                &shared,
+                listener,
+                *door,
+                &mut rate,
+                &mut next_worker,
+                &mut last_warning,
+            );
+        }
+        if shared.stopping() {
+            return;
+        }
+    }
+}
+
+/// Accepts from one listener until `WouldBlock` (edge-triggered: anything
+/// left would not be reported again).
+fn accept_all(
+    shared: &Shared,
+    listener: &TcpListener,
+    door: Door,
+    rate: &mut ConnRate,
+    next_worker: &mut usize,
+    last_warning: &mut Option<Instant>,
+) {
+    {
         loop {
             if shared.stopping() {
                 return;
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    if admit(&shared, &mut rate, &stream, peer) {
+                    if admit(shared, rate, &stream, peer, door) {
                         let count = shared.workers.len().max(1);
-                        let index = next_worker % count;
-                        next_worker = next_worker.wrapping_add(1);
+                        let index = *next_worker % count;
+                        *next_worker = next_worker.wrapping_add(1);
                         if let Some(w) = shared.workers.get(index) {
                             // The worker owns its inbox for the broker's lifetime.
-                            let _ = w.tx.send(WorkerMsg::NewConn(stream, peer));
+                            let _ = w.tx.send(WorkerMsg::NewConn(stream, peer, door));
                             let _ = w.waker.wake();
                         }
                     }
@@ -63,7 +101,7 @@ pub(crate) fn run(shared: Arc<Shared>, listener: TcpListener, mut poll: Poll) {
                     // shortly (warning at most once a second).
                     if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                         log_warn!("accept failed: {e}; retrying");
-                        last_warning = Some(Instant::now());
+                        *last_warning = Some(Instant::now());
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -77,18 +115,25 @@ pub(crate) fn run(shared: Arc<Shared>, listener: TcpListener, mut poll: Poll) {
 /// The rate is checked first, so a connection over it never takes a slot
 /// (and a refused connection still spends a token: attempts are what the
 /// rate limits).
-fn admit(shared: &Shared, rate: &mut ConnRate, stream: &TcpStream, peer: SocketAddr) -> bool {
+fn admit(
+    shared: &Shared,
+    rate: &mut ConnRate,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    door: Door,
+) -> bool {
     if !rate.allow(peer.ip(), Instant::now()) {
         refuse(
             shared,
             stream,
             peer,
+            door,
             "too many new connections from your address; slow down",
         );
         return false;
     }
     if let Err(why) = shared.take_slot(peer) {
-        refuse(shared, stream, peer, why);
+        refuse(shared, stream, peer, door, why);
         return false;
     }
     let sock = SockRef::from(stream);
@@ -116,18 +161,28 @@ fn admit(shared: &Shared, rate: &mut ConnRate, stream: &TcpStream, peer: SocketA
     true
 }
 
-/// Turns a connection away with `ERR SERVER_FULL :<why>`, counted; the
-/// caller drops the socket.
-fn refuse(shared: &Shared, stream: &TcpStream, peer: SocketAddr, why: &str) {
+/// Turns a connection away with `ERR SERVER_FULL :<why>` (on IRC,
+/// `ERROR :Closing link: <why>`), counted; the caller drops the socket.
+fn refuse(shared: &Shared, stream: &TcpStream, peer: SocketAddr, door: Door, why: &str) {
     shared.metrics.error(ErrorCode::ServerFull);
     log_debug!("turned away {peer}: {why}");
     let mut line = Vec::new();
-    Event::Err {
-        code: ErrorCode::ServerFull,
-        args: None,
-        text: why,
+    match door {
+        Door::Native => Event::Err {
+            code: ErrorCode::ServerFull,
+            args: None,
+            text: why,
+        }
+        .encode(&mut line),
+        Door::Irc => protocol::irc::push_command(
+            &mut line,
+            None,
+            None,
+            "ERROR",
+            &[],
+            Some(&format!("Closing link: {why}")),
+        ),
     }
-    .encode(&mut line);
     // A fresh socket has an empty send buffer: this short write does
     // not block. Then close, letting the error reach the client.
     let _ = (&*stream).write_all(&line);

@@ -1,7 +1,7 @@
 //! Hooks for the criterion benchmarks (not a stable API): the routing core
 //! driven in memory, without sockets or threads.
 
-use crate::conn::{Conn, Frame};
+use crate::conn::{Conn, Door, Frame};
 use crate::handler::{self, Session};
 use crate::outbound::{Outbox, WriterHandle, WriterMsg};
 use crate::worker::{WorkerHandle, WorkerMsg};
@@ -22,7 +22,6 @@ pub struct Fanout {
     sender: Arc<Conn>,
     session: Session,
     out: Outbox,
-    scratch: Vec<u8>,
     queues: Vec<Arc<Conn>>,
     spare: Vec<Frame>,
     writer_rx: Receiver<WriterMsg>,
@@ -48,6 +47,7 @@ impl Fanout {
         }];
         let config = Config {
             rate_per_sec: 0,
+            rate_bytes_per_sec: 0,
             queue_bytes: usize::MAX / 2,
             ..Config::default()
         };
@@ -56,14 +56,14 @@ impl Fanout {
         let mut out = Outbox::new(1, Some(0));
         let mut queues = Vec::with_capacity(n);
         for i in 0..n {
-            let conn = Conn::new(i as u64 + 1, 0, 0, peer, usize::MAX / 2);
+            let conn = Conn::new(i as u64 + 1, 0, 0, peer, Door::Native, usize::MAX / 2);
             let name = format!("user{i}");
             let _membership = shared.registry.membership.lock();
             shared.registry.insert(&name, &conn);
             conn.set_name(&name);
             queues.push(conn);
         }
-        let sender = Conn::new(0, 0, 0, peer, usize::MAX / 2);
+        let sender = Conn::new(0, 0, 0, peer, Door::Native, usize::MAX / 2);
         shared.registry.insert("sender", &sender);
         sender.set_name("sender");
         queues.push(Arc::clone(&sender));
@@ -74,7 +74,6 @@ impl Fanout {
             sender,
             session,
             out,
-            scratch: Vec::new(),
             queues,
             spare: Vec::new(),
             writer_rx,
@@ -95,7 +94,6 @@ impl Fanout {
         handler::handle(
             &self.shared,
             &mut self.out,
-            &mut self.scratch,
             &self.sender,
             &mut self.session,
             req,

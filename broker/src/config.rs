@@ -9,8 +9,12 @@ use std::path::Path;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address of the native door.
     pub listen: String,
+    /// Address of the IRC door; empty turns it off.
+    pub irc_listen: String,
+    /// Join every IRC user to `#all` (everyone) at registration.
+    pub irc_join_all: bool,
     /// Name sent in `HELLO`.
     pub server_name: String,
     /// Worker (reader) threads; 0 means one per CPU core.
@@ -70,6 +74,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:7878".to_string(),
+            irc_listen: "127.0.0.1:6667".to_string(),
+            irc_join_all: true,
             server_name: "chat".to_string(),
             workers: 0,
             writers: 0,
@@ -132,6 +138,12 @@ impl Config {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("bad value for `{key}`: {why}")));
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("listen", "expected IP:PORT, e.g. 127.0.0.1:7878");
+        }
+        if !self.irc_listen.is_empty() && self.irc_listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(
+                "irc_listen",
+                "expected IP:PORT, e.g. 127.0.0.1:6667, or \"\" for no IRC door",
+            );
         }
         if self.server_name.is_empty() || !self.server_name.bytes().all(|b| b.is_ascii_graphic()) {
             return bad("server_name", "one word of printable ASCII");

@@ -25,6 +25,28 @@ pub(crate) const ABORTED: u8 = 2;
 /// while the closing frame is queued; the writer treats it as open.
 pub(crate) const CLAIMED: u8 = 3;
 
+/// Which protocol a connection speaks: the door it came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Door {
+    /// The native line protocol (docs/protocol.md).
+    Native,
+    /// IRC (docs/irc.md).
+    Irc,
+}
+
+/// `Conn::flags` bits an IRC connection sets for the threads that route to
+/// it.
+pub(crate) mod flag {
+    /// Wants `@time=` tags (IRCv3 `server-time`).
+    pub const SERVER_TIME: u8 = 1;
+    /// Wants its own messages back (IRCv3 `echo-message`).
+    pub const ECHO: u8 = 2;
+    /// Sits in `#all`: sees everyone's messages and presence.
+    pub const IN_ALL: u8 = 4;
+    /// Wants every prefix in NAMES (IRCv3 `multi-prefix`).
+    pub const MULTI_PREFIX: u8 = 8;
+}
+
 /// What a push onto a connection's queue did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pushed {
@@ -84,6 +106,10 @@ pub(crate) struct Conn {
     pub writer: usize,
     /// Peer address, for logs.
     pub peer: SocketAddr,
+    /// The protocol it speaks.
+    pub door: Door,
+    /// Per-door routing flags (`flag::*`), set by the owning worker.
+    flags: AtomicU8,
     queue: Mutex<Queue>,
     limit: usize,
     /// True while the writer has a wake-up for this connection pending.
@@ -91,6 +117,8 @@ pub(crate) struct Conn {
     state: AtomicU8,
     reason: OnceLock<CloseReason>,
     name: OnceLock<Box<str>>,
+    /// What it said when it quit (`QUIT :<reason>`), for IRC's `QUIT`.
+    quit_text: OnceLock<Box<[u8]>>,
     /// Folded names of the rooms this connection is in (changed only under
     /// `Rooms`' lock; read by its worker to check membership).
     pub rooms: Mutex<Vec<Box<str>>>,
@@ -99,12 +127,21 @@ pub(crate) struct Conn {
 impl Conn {
     /// A new open connection whose queue holds at most `limit` unwritten
     /// bytes.
-    pub fn new(id: u64, worker: usize, writer: usize, peer: SocketAddr, limit: usize) -> Arc<Conn> {
+    pub fn new(
+        id: u64,
+        worker: usize,
+        writer: usize,
+        peer: SocketAddr,
+        door: Door,
+        limit: usize,
+    ) -> Arc<Conn> {
         let conn = Conn {
             id,
             worker,
             writer,
             peer,
+            door,
+            flags: AtomicU8::new(0),
             queue: Mutex::new(Queue {
                 frames: Vec::new(),
                 bytes: 0,
@@ -120,8 +157,34 @@ impl Conn {
             reason: OnceLock::new(),
             name: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
+            quit_text: OnceLock::new(),
         };
         Arc::new(conn)
+    }
+
+    /// Records what the client said when it quit (once).
+    pub fn set_quit_text(&self, text: &[u8]) {
+        let _ = self.quit_text.set(text.into());
+    }
+
+    /// What the client said when it quit, if anything.
+    pub fn quit_text(&self) -> Option<&[u8]> {
+        self.quit_text.get().map(|t| &**t)
+    }
+
+    /// True if every bit of `f` (`flag::*`) is set.
+    #[inline]
+    pub fn has(&self, f: u8) -> bool {
+        self.flags.load(Ordering::Relaxed) & f == f
+    }
+
+    /// Sets or clears the bits of `f`.
+    pub fn set_flag(&self, f: u8, on: bool) {
+        if on {
+            self.flags.fetch_or(f, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!f, Ordering::Relaxed);
+        }
     }
 
     /// The registered name, as first given.
@@ -369,7 +432,7 @@ mod tests {
     use super::*;
 
     fn conn(limit: usize) -> Arc<Conn> {
-        Conn::new(1, 0, 0, "127.0.0.1:1".parse().unwrap(), limit)
+        Conn::new(1, 0, 0, "127.0.0.1:1".parse().unwrap(), Door::Native, limit)
     }
 
     fn frame(len: usize) -> Frame {

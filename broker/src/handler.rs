@@ -4,14 +4,14 @@
 //! an `Outbox`, so the handler works the same for every thread and can be
 //! driven without sockets.
 
-use crate::conn::{Conn, Frame, Pushed};
+use crate::conn::{Conn, Door, Frame, Pushed};
 use crate::metrics::{CloseReason, Metrics};
 use crate::outbound::Outbox;
+use crate::rooms::{Room, RoomError};
+use crate::route::{Fan, Note};
 use crate::worker::WorkerMsg;
 use crate::{log_debug, log_info, Shared};
-use protocol::{
-    encode_msg, validate_name, validate_room, ErrorCode, Event, Kind, Request, Targets,
-};
+use protocol::{validate_name, validate_room, ErrorCode, Event, Kind, Request, Targets};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,7 +42,7 @@ impl Session {
     }
 
     /// Takes one token; false if the connection is over its rate.
-    fn take_token(&mut self, shared: &Shared, now: Instant) -> bool {
+    pub fn take_token(&mut self, shared: &Shared, now: Instant) -> bool {
         let rate = shared.config.rate_per_sec;
         if rate == 0 {
             return true;
@@ -63,7 +63,7 @@ impl Session {
 
     /// Charges `bytes` of fan-out to the byte budget (it may go below zero:
     /// a message is never refused for its size, the sender waits after it).
-    fn spend(&mut self, shared: &Shared, bytes: u64, now: Instant) {
+    pub fn spend(&mut self, shared: &Shared, bytes: u64, now: Instant) {
         let rate = shared.config.rate_bytes_per_sec;
         if rate == 0 || bytes == 0 {
             return;
@@ -120,7 +120,8 @@ pub(crate) fn reply(out: &mut Outbox, conn: &Arc<Conn>, event: &Event<'_>) {
     out.push(conn, &frame(event));
 }
 
-/// Sends `ERR <code> [<args>] :<text>` and counts it.
+/// Sends `ERR <code> [<args>] :<text>` (in the connection's door's form)
+/// and counts it.
 pub(crate) fn error(
     shared: &Shared,
     out: &mut Outbox,
@@ -130,7 +131,22 @@ pub(crate) fn error(
     text: &str,
 ) {
     shared.metrics.error(code);
-    reply(out, conn, &Event::Err { code, args, text });
+    out.push(conn, &error_frame(shared, conn, code, args, text));
+}
+
+/// An error as the connection's door says it: `ERR …` on the native door;
+/// on IRC a `NOTICE`, or `ERROR :Closing link: …` before a close.
+pub(crate) fn error_frame(
+    shared: &Shared,
+    conn: &Conn,
+    code: ErrorCode,
+    args: Option<&str>,
+    text: &str,
+) -> Frame {
+    match conn.door {
+        Door::Native => frame(&Event::Err { code, args, text }),
+        Door::Irc => crate::irc::error_frame(&shared.config.server_name, conn, code, text),
+    }
 }
 
 /// Closes a connection once, for one reason: queue the closing frame (if
@@ -169,8 +185,9 @@ pub(crate) fn close(
         conn.abort();
     }
     out.schedule(conn);
-    // Its rooms' members hear of it through the global LEFT, not PARTED.
-    shared.rooms.leave_all(conn);
+    // Its rooms' members hear of it through the global LEFT, not PARTED;
+    // IRC users outside #all hear of it if they shared a room.
+    let roommates = shared.rooms.leave_all(conn);
     match conn.name() {
         Some(name) => {
             let _membership = shared.registry.membership.lock();
@@ -184,8 +201,13 @@ pub(crate) fn close(
                 }
                 if let Some(left) = reason.left() {
                     if !shared.stopping() {
-                        let f = frame(&Event::Left { name, reason: left });
-                        broadcast(shared, out, conn.id, &f);
+                        let note = Note::Left {
+                            name,
+                            reason: left,
+                            text: conn.quit_text(),
+                        };
+                        let mut fan = Fan::new(note, &shared.config.server_name).also(&roommates);
+                        broadcast(shared, out, conn.id, &mut fan);
                     }
                 }
             }
@@ -219,34 +241,40 @@ pub(crate) fn close_slow(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>) ->
         return false;
     }
     shared.metrics.error(ErrorCode::SlowConsumer);
-    let err = frame(&Event::Err {
-        code: ErrorCode::SlowConsumer,
-        args: None,
-        text: "you are not reading your messages; closing",
-    });
+    let err = error_frame(
+        shared,
+        conn,
+        ErrorCode::SlowConsumer,
+        None,
+        "you are not reading your messages; closing",
+    );
     close(shared, out, conn, CloseReason::Slow, Some(&err))
 }
 
 /// Queues `frame` to everyone registered except connection `except`;
 /// returns how many got it.
-pub(crate) fn broadcast(shared: &Shared, out: &mut Outbox, except: u64, frame: &Frame) -> u64 {
+pub(crate) fn broadcast(shared: &Shared, out: &mut Outbox, except: u64, fan: &mut Fan<'_>) -> u64 {
     let everyone = shared.registry.everyone();
     let mut queued = 0;
     for c in &everyone.conns {
-        if c.id != except && out.push(c, frame) {
+        if c.id != except && fan.push(out, c) {
             queued += 1;
         }
     }
     queued
 }
 
-/// Queues message `id` (from connection `from`) to everyone registered but
-/// the sender; returns how many got it.
-fn broadcast_msg(shared: &Shared, out: &mut Outbox, from: u64, id: u64, frame: &Frame) -> u64 {
-    let everyone = shared.registry.everyone();
+/// Queues a note to each of `members` but connection `except`; returns how
+/// many got it.
+pub(crate) fn fan_out(
+    members: &[Arc<Conn>],
+    except: u64,
+    out: &mut Outbox,
+    fan: &mut Fan<'_>,
+) -> u64 {
     let mut queued = 0;
-    for c in &everyone.conns {
-        if c.id != from && out.push_msg(c, frame, id, from) {
+    for c in members {
+        if c.id != except && fan.push(out, c) {
             queued += 1;
         }
     }
@@ -277,7 +305,6 @@ pub(crate) fn charge_other(
 pub(crate) fn handle(
     shared: &Shared,
     out: &mut Outbox,
-    scratch: &mut Vec<u8>,
     conn: &Arc<Conn>,
     session: &mut Session,
     req: Request<'_>,
@@ -292,7 +319,10 @@ pub(crate) fn handle(
         Request::Name { name } => register(shared, out, conn, name),
         Request::Ping { token } => reply(out, conn, &Event::Pong { token }),
         Request::Help => reply(out, conn, &Event::Info { text: &shared.help }),
-        Request::Quit { .. } => {
+        Request::Quit { reason } => {
+            if let Some(text) = reason {
+                conn.set_quit_text(text);
+            }
             close(
                 shared,
                 out,
@@ -333,7 +363,7 @@ pub(crate) fn handle(
             reply(out, conn, &rooms);
         }
         Request::Send { targets, body } => {
-            let cost = send(shared, out, scratch, conn, targets, body);
+            let cost = send(shared, out, conn, targets, body);
             session.spend(shared, cost, now);
         }
         Request::Recv { id, from } => {
@@ -354,7 +384,10 @@ fn receipt(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, id: u64, from: &
         log_debug!("{by}: RECV {id} {from} ignored: no such message was delivered to it");
         return false;
     }
-    reply(out, &to, &Event::Rcpt { id, by });
+    // IRC has no receipts: the receipt is used up, nothing is sent.
+    if to.door == Door::Native {
+        reply(out, &to, &Event::Rcpt { id, by });
+    }
     true
 }
 
@@ -381,7 +414,7 @@ fn rate_limited(
 /// A frame over the rate: dropped with `ERR RATE_LIMITED`, and after
 /// `rate_kick_after` of them (within 10 s of each other) the connection is
 /// closed as kicked.
-fn strike(
+pub(crate) fn strike(
     shared: &Shared,
     out: &mut Outbox,
     conn: &Arc<Conn>,
@@ -396,11 +429,14 @@ fn strike(
     let kick = shared.config.rate_kick_after;
     if kick > 0 && session.strikes >= kick {
         shared.metrics.error(ErrorCode::RateLimited);
-        let err = frame(&Event::Err {
-            code: ErrorCode::RateLimited,
-            args: None,
-            text: "too many frames: disconnected for flooding",
-        });
+        let err = match conn.door {
+            Door::Native => frame(&Event::Err {
+                code: ErrorCode::RateLimited,
+                args: None,
+                text: "too many frames: disconnected for flooding",
+            }),
+            Door::Irc => crate::irc::error_line("Closing link: Excess flood"),
+        };
         close(shared, out, conn, CloseReason::Kicked, Some(&err));
         return Flow::Closed;
     }
@@ -415,35 +451,38 @@ fn strike(
     Flow::Continue
 }
 
-fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
+/// Why a name was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameError {
+    /// This connection already has one.
+    Already,
+    /// It breaks the naming rules (why, for people).
+    Bad(&'static str),
+    /// Someone has it, on any door, in any case.
+    Taken,
+}
+
+/// Registers `conn` as `name` for every door: the name is checked, `ok`
+/// queues the door's confirmation before the name is visible to anyone (so
+/// it is always the user's first frame of the chat), then everyone else is
+/// told it joined.
+pub(crate) fn take_name(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    name: &str,
+    ok: impl FnOnce(&mut Outbox),
+) -> Result<(), NameError> {
     if conn.name().is_some() {
-        return error(
-            shared,
-            out,
-            conn,
-            ErrorCode::AlreadyNamed,
-            None,
-            "this connection already has a name",
-        );
+        return Err(NameError::Already);
     }
-    if let Err(why) = validate_name(name) {
-        return error(shared, out, conn, ErrorCode::BadName, None, why);
-    }
+    validate_name(name).map_err(NameError::Bad)?;
     let _membership = shared.registry.membership.lock();
     if shared.registry.contains(name) {
-        return error(
-            shared,
-            out,
-            conn,
-            ErrorCode::NameTaken,
-            None,
-            "that name is in use",
-        );
+        return Err(NameError::Taken);
     }
-    // OK NAME is queued before the name is visible to anyone, so it is
-    // always the new user's first frame after HELLO.
     conn.set_name(name);
-    reply(out, conn, &Event::NameOk { name });
+    ok(out);
     // Every insert happens under `membership`, so this can't fail.
     shared.registry.insert(name, conn);
     // Pairs with the fence in `close`: a close that raced this and saw no
@@ -451,48 +490,138 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
     fence(Ordering::SeqCst);
     if conn.is_closing() {
         shared.registry.remove(name, conn.id);
-        return;
+        return Ok(());
     }
-    log_info!("{} is now {name}", conn.peer);
+    log_info!("{} is now {name} ({:?} door)", conn.peer, conn.door);
+    let note = Note::Joined { name, room: None };
     broadcast(
         shared,
         out,
         conn.id,
-        &frame(&Event::Joined { name, room: None }),
+        &mut Fan::new(note, &shared.config.server_name),
     );
+    Ok(())
 }
 
-/// Applies a `SEND`; returns the bytes it queued over all recipients (what
-/// the sender's byte budget is charged).
-fn send(
+/// `NAME <name>` on the native door.
+fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
+    let taken = take_name(shared, out, conn, name, |out| {
+        reply(out, conn, &Event::NameOk { name });
+    });
+    match taken {
+        Ok(()) => {}
+        Err(NameError::Already) => error(
+            shared,
+            out,
+            conn,
+            ErrorCode::AlreadyNamed,
+            None,
+            "this connection already has a name",
+        ),
+        Err(NameError::Bad(why)) => error(shared, out, conn, ErrorCode::BadName, None, why),
+        Err(NameError::Taken) => error(
+            shared,
+            out,
+            conn,
+            ErrorCode::NameTaken,
+            None,
+            "that name is in use",
+        ),
+    }
+}
+
+/// A message the core accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// Its id.
+    pub id: u64,
+    /// Recipients it was queued for.
+    pub queued: u64,
+    /// Named targets not online, comma-separated as given ("" if none).
+    pub missing: String,
+    /// Bytes queued over all recipients (what the byte budget is charged).
+    pub bytes: u64,
+}
+
+/// Why a message went nowhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SendError {
+    /// None of the named targets is online (the names, comma-separated).
+    NoSuchUser(String),
+    /// The room name breaks the rules (why, for people).
+    BadRoom(&'static str),
+    /// The sender is not in that room (or it doesn't exist).
+    NotInRoom,
+}
+
+/// Routes a message from `conn` to `targets`, for every door: encoded once
+/// per door among its recipients.
+pub(crate) fn deliver(
     shared: &Shared,
     out: &mut Outbox,
-    scratch: &mut Vec<u8>,
     conn: &Arc<Conn>,
     targets: Targets<'_>,
     body: &[u8],
-) -> u64 {
+) -> Result<Sent, SendError> {
     let from = conn.name().unwrap_or_default();
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    if let Targets::Room(room) = targets {
-        return send_room(shared, out, scratch, conn, room, ts, body);
-    }
-    if let Targets::All = targets {
-        let id = shared.next_message_id();
-        scratch.clear();
-        encode_msg(scratch, id, from, Kind::All, ts, body);
-        let msg = Frame::from(&scratch[..]);
-        let queued = broadcast_msg(shared, out, conn.id, id, &msg);
-        accepted(shared, out, conn, id, queued, None);
-        return queued * msg.len() as u64;
-    }
-    if let Targets::Names(one) = targets {
-        if !one.contains(',') {
-            return send_direct(shared, out, scratch, conn, from, one, ts, body);
+    let server = &shared.config.server_name;
+    let (id, kind, queued, missing) = match targets {
+        Targets::Room(room) => {
+            validate_room(room).map_err(SendError::BadRoom)?;
+            let r = shared
+                .rooms
+                .member_of(room, conn)
+                .ok_or(SendError::NotInRoom)?;
+            let id = shared.next_message_id();
+            let kind = Kind::Room(&r.name);
+            let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body), server);
+            let queued = fan_out(&r.members(), conn.id, out, &mut fan);
+            return Ok(sent(id, queued, String::new(), msg_size(from, kind, body)));
         }
+        Targets::All => {
+            let id = shared.next_message_id();
+            let mut fan = Fan::new(msg_note(id, from, conn, Kind::All, ts, body), server);
+            let queued = broadcast(shared, out, conn.id, &mut fan);
+            (id, Kind::All, queued, String::new())
+        }
+        Targets::Names(one) if !one.contains(',') => {
+            // The common case, without building target lists.
+            let target = shared
+                .registry
+                .get(one)
+                .ok_or_else(|| SendError::NoSuchUser(one.to_string()))?;
+            let id = shared.next_message_id();
+            let note = msg_note(id, from, conn, Kind::Direct, ts, body);
+            let queued = u64::from(Fan::new(note, server).push(out, &target));
+            (id, Kind::Direct, queued, String::new())
+        }
+        Targets::Names(_) => return deliver_multi(shared, out, conn, targets, body, ts),
+    };
+    Ok(sent(id, queued, missing, msg_size(from, kind, body)))
+}
+
+fn sent(id: u64, queued: u64, missing: String, size: u64) -> Sent {
+    Sent {
+        id,
+        queued,
+        missing,
+        bytes: queued * size,
     }
+}
+
+/// A message to a list of names.
+fn deliver_multi(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    targets: Targets<'_>,
+    body: &[u8],
+    ts: u64,
+) -> Result<Sent, SendError> {
+    let from = conn.name().unwrap_or_default();
     // Distinct names (any case), in the order given. A user has one name,
     // so the users found are told apart by connection id (a compare of two
     // integers); only names nobody has are compared as text.
@@ -529,15 +658,7 @@ fn send(
     }
     if online.is_empty() {
         out.targets = online;
-        error(
-            shared,
-            out,
-            conn,
-            ErrorCode::NoSuchUser,
-            Some(&missing),
-            "no such user online",
-        );
-        return 0;
+        return Err(SendError::NoSuchUser(missing));
     }
     let kind = if online.len() + distinct_missing == 1 {
         Kind::Direct
@@ -545,54 +666,82 @@ fn send(
         Kind::Multi
     };
     let id = shared.next_message_id();
-    scratch.clear();
-    encode_msg(scratch, id, from, kind, ts, body);
-    let msg = Frame::from(&scratch[..]);
+    let mut fan = Fan::new(
+        msg_note(id, from, conn, kind, ts, body),
+        &shared.config.server_name,
+    );
     let mut queued = 0;
     for c in &online {
-        if out.push_msg(c, &msg, id, conn.id) {
+        if fan.push(out, c) {
             queued += 1;
         }
     }
     // Keep the buffer for the next message, without the handles.
     online.clear();
     out.targets = online;
-    let missing = (!missing.is_empty()).then_some(missing.as_str());
-    accepted(shared, out, conn, id, queued, missing);
-    queued * msg.len() as u64
+    Ok(sent(id, queued, missing, msg_size(from, kind, body)))
 }
 
-/// `SEND <one name>`: the common case, without building target lists.
-/// Returns the bytes queued, as `send` does.
-#[allow(clippy::too_many_arguments)]
-fn send_direct(
+/// `SEND` on the native door: `ACK`, or the error. Returns the bytes
+/// queued, for the byte budget.
+fn send(
     shared: &Shared,
     out: &mut Outbox,
-    scratch: &mut Vec<u8>,
     conn: &Arc<Conn>,
-    from: &str,
-    to: &str,
-    ts: u64,
+    targets: Targets<'_>,
     body: &[u8],
 ) -> u64 {
-    let Some(target) = shared.registry.get(to) else {
-        error(
-            shared,
-            out,
-            conn,
-            ErrorCode::NoSuchUser,
-            Some(to),
-            "no such user online",
-        );
-        return 0;
-    };
-    let id = shared.next_message_id();
-    scratch.clear();
-    encode_msg(scratch, id, from, Kind::Direct, ts, body);
-    let msg = Frame::from(&scratch[..]);
-    let queued = u64::from(out.push_msg(&target, &msg, id, conn.id));
-    accepted(shared, out, conn, id, queued, None);
-    queued * msg.len() as u64
+    match deliver(shared, out, conn, targets, body) {
+        Ok(s) => {
+            let missing = (!s.missing.is_empty()).then_some(s.missing.as_str());
+            accepted(shared, out, conn, s.id, s.queued, missing);
+            s.bytes
+        }
+        Err(SendError::NoSuchUser(names)) => {
+            error(
+                shared,
+                out,
+                conn,
+                ErrorCode::NoSuchUser,
+                Some(&names),
+                "no such user online",
+            );
+            0
+        }
+        Err(SendError::BadRoom(why)) => {
+            error(shared, out, conn, ErrorCode::BadName, None, why);
+            0
+        }
+        Err(SendError::NotInRoom) => {
+            not_in_room(shared, out, conn, targets.as_str());
+            0
+        }
+    }
+}
+
+/// A message from `conn` as a core note.
+fn msg_note<'a>(
+    id: u64,
+    from: &'a str,
+    conn: &Conn,
+    kind: Kind<'a>,
+    ts: u64,
+    body: &'a [u8],
+) -> Note<'a> {
+    Note::Msg {
+        id,
+        from,
+        from_conn: conn.id,
+        kind,
+        ts,
+        body,
+    }
+}
+
+/// About the bytes one copy of a message takes on the wire (its native
+/// size), for the byte budget.
+fn msg_size(from: &str, kind: Kind<'_>, body: &[u8]) -> u64 {
+    (48 + from.len() + kind.as_str().len() + body.len()) as u64
 }
 
 fn accepted(
@@ -638,14 +787,70 @@ fn not_in_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) 
     );
 }
 
+/// Puts `conn` in `room` (a valid room name) for every door: `ok` queues
+/// the door's confirmation before the joiner is visible to senders (so it
+/// comes before any of the room's messages), then the other members are
+/// told it joined.
+pub(crate) fn join_room(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    room: &str,
+    ok: impl FnOnce(&mut Outbox, &Room, usize),
+) -> Result<Arc<Room>, RoomError> {
+    let max = shared.config.max_rooms_per_user;
+    let j = shared
+        .rooms
+        .join(room, conn, max, |r, members| ok(out, r, members))?;
+    let name = conn.name().unwrap_or_default();
+    let note = Note::Joined {
+        name,
+        room: Some(&j.room.name),
+    };
+    let mut fan = Fan::new(note, &shared.config.server_name);
+    fan_out(&j.others, conn.id, out, &mut fan);
+    Ok(j.room)
+}
+
+/// Takes `conn` out of `room` for every door; the others in it are told.
+pub(crate) fn part_room(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    room: &str,
+    text: Option<&[u8]>,
+) -> Result<Arc<Room>, RoomError> {
+    let (r, left) = shared.rooms.part(room, conn)?;
+    let name = conn.name().unwrap_or_default();
+    let note = Note::Parted {
+        name,
+        room: &r.name,
+        text,
+    };
+    let mut fan = Fan::new(note, &shared.config.server_name);
+    fan_out(&left, conn.id, out, &mut fan);
+    Ok(r)
+}
+
+/// The names of a room's members, sorted case-insensitively.
+pub(crate) fn member_names(r: &Room) -> Vec<String> {
+    let members = r.members();
+    let mut names: Vec<(String, String)> = members
+        .iter()
+        .filter_map(|c| c.name())
+        .map(|n| (n.to_ascii_lowercase(), n.to_string()))
+        .collect();
+    names.sort_unstable();
+    names.into_iter().map(|(_, n)| n).collect()
+}
+
 /// `JOIN #room`: `OK JOIN #room <members>` to the joiner (before any of the
 /// room's messages), `JOINED <name> #room` to the others.
 fn join(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
     if !room_ok(shared, out, conn, room) {
         return;
     }
-    let max = shared.config.max_rooms_per_user;
-    let joined = shared.rooms.join(room, conn, max, |r, members| {
+    let joined = join_room(shared, out, conn, room, |out, r, members| {
         reply(
             out,
             conn,
@@ -655,27 +860,12 @@ fn join(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
             },
         );
     });
-    match joined {
-        Ok(j) => {
-            let name = conn.name().unwrap_or_default();
-            let f = frame(&Event::Joined {
-                name,
-                room: Some(&j.room.name),
-            });
-            crate::rooms::fan_out(&j.others, conn.id, &f, |c, f| out.push(c, f));
-        }
-        Err(e) => room_error(shared, out, conn, room, e),
+    if let Err(e) = joined {
+        room_error(shared, out, conn, room, e);
     }
 }
 
-fn room_error(
-    shared: &Shared,
-    out: &mut Outbox,
-    conn: &Arc<Conn>,
-    room: &str,
-    e: crate::rooms::RoomError,
-) {
-    use crate::rooms::RoomError;
+fn room_error(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str, e: RoomError) {
     let text = match e {
         RoomError::AlreadyIn => "you are already in that room",
         RoomError::NotIn => "you are not in that room",
@@ -693,16 +883,8 @@ fn part(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
     if !room_ok(shared, out, conn, room) {
         return;
     }
-    match shared.rooms.part(room, conn) {
-        Ok((r, left)) => {
-            reply(out, conn, &Event::PartOk { room: &r.name });
-            let name = conn.name().unwrap_or_default();
-            let f = frame(&Event::Parted {
-                name,
-                room: &r.name,
-            });
-            crate::rooms::fan_out(&left, conn.id, &f, |c, f| out.push(c, f));
-        }
+    match part_room(shared, out, conn, room, None) {
+        Ok(r) => reply(out, conn, &Event::PartOk { room: &r.name }),
         Err(e) => room_error(shared, out, conn, room, e),
     }
 }
@@ -715,53 +897,14 @@ fn list_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
     let Some(r) = shared.rooms.member_of(room, conn) else {
         return not_in_room(shared, out, conn, room);
     };
-    let mut names: Vec<(String, &str)> = Vec::new();
-    let members = r.members();
-    for c in members.iter() {
-        if let Some(n) = c.name() {
-            names.push((n.to_ascii_lowercase(), n));
-        }
-    }
-    names.sort_unstable();
-    let joined = names.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(" ");
+    let names = member_names(&r);
     reply(
         out,
         conn,
         &Event::Users {
             count: names.len(),
             room: Some(&r.name),
-            names: &joined,
+            names: &names.join(" "),
         },
     );
-}
-
-/// `SEND #room`: one `MSG` of kind `#room` to every other member. Returns
-/// the bytes queued, as `send` does.
-fn send_room(
-    shared: &Shared,
-    out: &mut Outbox,
-    scratch: &mut Vec<u8>,
-    conn: &Arc<Conn>,
-    room: &str,
-    ts: u64,
-    body: &[u8],
-) -> u64 {
-    if !room_ok(shared, out, conn, room) {
-        return 0;
-    }
-    let Some(r) = shared.rooms.member_of(room, conn) else {
-        not_in_room(shared, out, conn, room);
-        return 0;
-    };
-    let from = conn.name().unwrap_or_default();
-    let id = shared.next_message_id();
-    scratch.clear();
-    encode_msg(scratch, id, from, Kind::Room(&r.name), ts, body);
-    let msg = Frame::from(&scratch[..]);
-    let members = r.members();
-    let queued = crate::rooms::fan_out(&members, conn.id, &msg, |c, f| {
-        out.push_msg(c, f, id, conn.id)
-    });
-    accepted(shared, out, conn, id, queued, None);
-    queued * msg.len() as u64
 }

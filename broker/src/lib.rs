@@ -50,22 +50,24 @@ mod acceptor;
 pub mod bench_support;
 mod conn;
 mod handler;
+mod irc;
 mod outbound;
 mod registry;
 mod rooms;
+mod route;
 mod worker;
 mod writer;
 
 pub use config::{Config, ConfigError};
 pub use metrics::{CloseReason, Stats};
 
-use crate::conn::Frame;
+use crate::conn::{Door, Frame};
 use crate::outbound::{WriterHandle, WriterMsg};
 use crate::registry::Registry;
 use crate::worker::{WorkerHandle, WorkerMsg};
 use metrics::Metrics;
 use mio::unix::SourceFd;
-use mio::{Interest, Poll, Waker};
+use mio::{Interest, Poll, Token, Waker};
 use parking_lot::{Condvar, Mutex};
 use protocol::{Event, Limits};
 use std::collections::HashMap;
@@ -232,6 +234,19 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
+    let mut listeners = vec![(listener, Door::Native)];
+    let mut irc_addr = None;
+    if let Ok(a) = config.irc_listen.parse::<SocketAddr>() {
+        // A door that can't open is logged and left closed: the chat still
+        // runs on the others.
+        match bind(a).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+            Ok(l) => {
+                irc_addr = l.local_addr().ok();
+                listeners.push((l, Door::Irc));
+            }
+            Err(e) => log_error!("cannot open the IRC door on {a}: {e}; running without it"),
+        }
+    }
 
     let mut worker_polls = Vec::new();
     let mut workers = Vec::new();
@@ -261,11 +276,13 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
     }
     let acceptor_poll = Poll::new()?;
     let acceptor_waker = Arc::new(Waker::new(acceptor_poll.registry(), acceptor::WAKE)?);
-    acceptor_poll.registry().register(
-        &mut SourceFd(&listener.as_raw_fd()),
-        acceptor::LISTENER,
-        Interest::READABLE,
-    )?;
+    for (i, (l, _)) in listeners.iter().enumerate() {
+        acceptor_poll.registry().register(
+            &mut SourceFd(&l.as_raw_fd()),
+            Token(acceptor::FIRST_LISTENER + i),
+            Interest::READABLE,
+        )?;
+    }
 
     let shared = Arc::new(Shared::new(config, workers, writers));
 
@@ -297,7 +314,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         std::thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || {
-                acceptor::run(shared, listener, acceptor_poll);
+                acceptor::run(shared, listeners, acceptor_poll);
                 stopped.wait();
             })?
     };
@@ -314,6 +331,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
     Ok(Broker {
         shared,
         addr,
+        irc_addr,
         acceptor_waker,
         acceptor: Some(acceptor),
         workers: worker_threads,
@@ -361,6 +379,7 @@ fn stats_loop(shared: &Shared) {
 pub struct Broker {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    irc_addr: Option<SocketAddr>,
     acceptor_waker: Arc<Waker>,
     acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<usize>>,
@@ -394,9 +413,14 @@ impl ShutdownHandle {
 }
 
 impl Broker {
-    /// The address the broker listens on.
+    /// The address the broker listens on (the native door).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The IRC door's address, if it is open.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc_addr
     }
 
     /// A snapshot of the broker's counters.

@@ -25,6 +25,10 @@ struct Args {
     /// (e.g. 127.0.0.1:7878).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Open the IRC door on this address instead of the config's
+    /// `irc_listen` (e.g. 127.0.0.1:6667); "" turns it off.
+    #[arg(long, value_name = "ADDR")]
+    irc_listen: Option<String>,
     /// Log level instead of the config's `log_level`: error, warn, info or
     /// debug.
     #[arg(long, value_name = "LEVEL")]
@@ -45,6 +49,9 @@ fn main() -> ExitCode {
     };
     if let Some(addr) = args.listen {
         config.listen = addr.to_string();
+    }
+    if let Some(irc) = args.irc_listen {
+        config.irc_listen = irc;
     }
     if let Some(level) = args.log_level {
         config.log_level = level;
@@ -98,6 +105,9 @@ fn run(config: Config) -> ExitCode {
         }
     };
     log_info!("listening on {}", broker.local_addr());
+    if let Some(irc) = broker.irc_addr() {
+        log_info!("IRC door on {irc}");
+    }
     log_info!("{summary}");
     let handle = broker.shutdown_handle();
     let grace = config_grace;

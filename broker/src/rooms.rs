@@ -12,7 +12,7 @@
 //! a room after it has left all of them. No map guard is held past the
 //! method that took it.
 
-use crate::conn::{Conn, Frame};
+use crate::conn::Conn;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 use protocol::{ErrorCode, MAX_NAME_LEN};
@@ -164,13 +164,20 @@ impl Rooms {
     }
 
     /// Takes a closing connection out of every room it is in (its rooms'
-    /// members are told `LEFT` by the caller, not `PARTED`).
-    pub fn leave_all(&self, conn: &Conn) {
+    /// members are told `LEFT` by the caller, not `PARTED`). Returns the ids
+    /// of the members it shared a room with, sorted.
+    pub fn leave_all(&self, conn: &Conn) -> Vec<u64> {
         let _changes = self.changes.lock();
         let mine = std::mem::take(&mut *conn.rooms.lock());
+        let mut mates = Vec::new();
         for folded in mine.iter() {
-            self.remove_member(folded, conn.id);
+            if let Some(room) = self.remove_member(folded, conn.id) {
+                mates.extend(room.members().iter().map(|c| c.id));
+            }
         }
+        mates.sort_unstable();
+        mates.dedup();
+        mates
     }
 
     /// Removes member `id` from the room `folded`; drops the room if it is
@@ -197,6 +204,18 @@ impl Rooms {
         self.by_name.get(folded).map(|r| Arc::clone(&r))
     }
 
+    /// The room called `room` (any case), if it exists.
+    pub fn get(&self, room: &str) -> Option<Arc<Room>> {
+        let mut buf = [0u8; MAX_NAME_LEN + 1];
+        let folded = fold_room(room, &mut buf)?;
+        self.by_name.get(folded).map(|r| Arc::clone(&r))
+    }
+
+    /// True if a room called `room` (any case) exists.
+    pub fn exists(&self, room: &str) -> bool {
+        self.get(room).is_some()
+    }
+
     /// Every room's shown name, sorted by its folded form.
     pub fn names_sorted(&self) -> Vec<String> {
         let mut rooms: Vec<(Box<str>, String)> = self
@@ -215,30 +234,20 @@ impl Rooms {
     }
 }
 
-/// Queues `frame` to every member in `members` but connection `except`
-/// through `push`; returns how many took it.
-pub(crate) fn fan_out(
-    members: &[Arc<Conn>],
-    except: u64,
-    frame: &Frame,
-    mut push: impl FnMut(&Arc<Conn>, &Frame) -> bool,
-) -> u64 {
-    let mut queued = 0;
-    for c in members {
-        if c.id != except && push(c, frame) {
-            queued += 1;
-        }
-    }
-    queued
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn conn(id: u64) -> Arc<Conn> {
-        Conn::new(id, 0, 0, "127.0.0.1:1".parse().unwrap(), 1 << 20)
+        Conn::new(
+            id,
+            0,
+            0,
+            "127.0.0.1:1".parse().unwrap(),
+            crate::conn::Door::Native,
+            1 << 20,
+        )
     }
 
     #[test]

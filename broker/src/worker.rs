@@ -8,7 +8,7 @@
 //! partial frame is copied into the connection's own buffer, so an idle
 //! connection holds no read buffer at all.
 
-use crate::conn::{Conn, Sock, ABORTED, OPEN};
+use crate::conn::{Conn, Door, Sock, ABORTED, OPEN};
 use crate::handler::{self, Flow, Session};
 use crate::metrics::CloseReason;
 use crate::outbound::{Outbox, WriterMsg};
@@ -42,8 +42,8 @@ const KEEP_INBUF: usize = 4096;
 
 /// A message to a worker.
 pub(crate) enum WorkerMsg {
-    /// A freshly accepted socket to own.
-    NewConn(TcpStream, SocketAddr),
+    /// A freshly accepted socket to own, and the door it came in by.
+    NewConn(TcpStream, SocketAddr, Door),
     /// Another thread closed connection `id`: let go of its socket.
     Closed(u64),
     /// The writer has let go of closing connection `id` (delivered
@@ -80,6 +80,8 @@ struct Entry {
     partial_since: Option<Instant>,
     /// Set while the sender is paused: its socket is not read.
     pause: Option<Pause>,
+    /// An IRC connection's registration state (`None` on the native door).
+    irc: Option<Box<crate::irc::IrcSession>>,
 }
 
 /// Why a sender is paused ("the sender pays"): its last message took
@@ -133,7 +135,6 @@ pub(crate) struct Worker {
     paused: Vec<u64>,
     out: Outbox,
     read_buf: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 impl Worker {
@@ -155,7 +156,6 @@ impl Worker {
             paused: Vec::new(),
             out: Outbox::new(writers, Some(index)),
             read_buf: vec![0; READ_CHUNK],
-            scratch: Vec::with_capacity(1024),
         }
     }
 
@@ -228,18 +228,22 @@ impl Worker {
         // can be queued after the SHUTDOWN notices.
         stopped.wait();
         self.drain_inbox();
-        let notice = handler::frame(&Event::Shutdown {
-            text: "server is shutting down",
-        });
+        const BYE: &str = "server is shutting down";
+        let notice = handler::frame(&Event::Shutdown { text: BYE });
+        let irc_notice = crate::irc::error_line(&format!("Closing link: {BYE}"));
         let mut notified = 0;
         for e in self.conns.values() {
+            let last = match e.conn.door {
+                Door::Native => &notice,
+                Door::Irc => &irc_notice,
+            };
             if e.conn.state() == OPEN
                 && handler::close(
                     &self.shared,
                     &mut self.out,
                     &e.conn,
                     CloseReason::Shutdown,
-                    Some(&notice),
+                    Some(last),
                 )
             {
                 notified += 1;
@@ -258,7 +262,7 @@ impl Worker {
     fn drain_inbox(&mut self) {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
-                WorkerMsg::NewConn(stream, peer) => self.adopt(stream, peer),
+                WorkerMsg::NewConn(stream, peer, door) => self.adopt(stream, peer, door),
                 WorkerMsg::Closed(id) => self.closed_elsewhere(id),
                 WorkerMsg::Flushed(id) => {
                     if let Some(e) = self.conns.get_mut(&id) {
@@ -274,11 +278,18 @@ impl Worker {
 
     /// Takes over a new socket: register it for reading, hand its queue to a
     /// writer, greet it.
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, door: Door) {
         let shared = &self.shared;
         let id = shared.next_conn_id();
         let writer = (id as usize) % shared.writers.len().max(1);
-        let conn = Conn::new(id, self.index, writer, peer, shared.config.queue_bytes);
+        let conn = Conn::new(
+            id,
+            self.index,
+            writer,
+            peer,
+            door,
+            shared.config.queue_bytes,
+        );
         let fd = stream.as_raw_fd();
         let owner = Arc::clone(shared);
         let sock = Sock::new(stream, Box::new(move || owner.give_slot(peer)));
@@ -300,7 +311,9 @@ impl Worker {
         let now = Instant::now();
         let name_deadline = (shared.config.name_timeout_secs > 0)
             .then(|| now + Duration::from_secs(shared.config.name_timeout_secs));
-        self.out.push(&conn, &shared.hello);
+        if door == Door::Native {
+            self.out.push(&conn, &shared.hello);
+        }
         log_info!("connection {id} from {peer}");
         self.conns.insert(
             id,
@@ -316,6 +329,7 @@ impl Worker {
                 flushed: false,
                 partial_since: None,
                 pause: None,
+                irc: (door == Door::Irc).then(|| Box::new(crate::irc::IrcSession::new(now))),
             },
         );
     }
@@ -417,15 +431,14 @@ impl Worker {
             }
             let fresh = self.read_buf.get(..n).unwrap_or_default();
             let step = if e.inbuf.is_empty() {
-                let (used, frames, step) =
-                    apply(shared, &mut self.out, &mut self.scratch, e, fresh, now);
+                let (used, frames, step) = apply(shared, &mut self.out, e, fresh, now);
                 e.inbuf
                     .extend_from_slice(fresh.get(used..).unwrap_or_default());
                 e.note_partial(frames, now);
                 step
             } else {
                 e.inbuf.extend_from_slice(fresh);
-                apply_inbuf(shared, &mut self.out, &mut self.scratch, e, now)
+                apply_inbuf(shared, &mut self.out, e, now)
             };
             match step {
                 Step::Closed => {
@@ -519,7 +532,7 @@ impl Worker {
         }
         e.partial_since = None;
         if !e.inbuf.is_empty() {
-            match apply_inbuf(shared, &mut self.out, &mut self.scratch, e, now) {
+            match apply_inbuf(shared, &mut self.out, e, now) {
                 Step::Closed => {
                     e.inbuf = Vec::new();
                     e.linger_until = Some(now + LINGER);
@@ -552,11 +565,11 @@ impl Worker {
                     .is_some_and(|t| now.saturating_duration_since(t) >= frame_timeout)
             {
                 shared.metrics.error(ErrorCode::Timeout);
-                let err = handler::frame(&Event::Err {
-                    code: ErrorCode::Timeout,
-                    args: None,
-                    text: "frame not finished in time; closing",
-                });
+                let err = closing_error(
+                    &e.conn,
+                    ErrorCode::Timeout,
+                    "frame not finished in time; closing",
+                );
                 log_info!("closing {}: frame not finished in time", e.conn.peer);
                 handler::close(
                     shared,
@@ -568,16 +581,20 @@ impl Worker {
                 e.inbuf = Vec::new();
                 e.partial_since = None;
                 e.linger_until = Some(now + LINGER);
+            } else if let Some(irc) = e.irc.as_deref_mut().filter(|i| i.registered()) {
+                if crate::irc::tick(shared, &mut self.out, &e.conn, irc, now) {
+                    e.linger_until = Some(now + LINGER);
+                }
             } else if let Some(t) = e.name_deadline {
                 if e.conn.name().is_some() {
                     e.name_deadline = None;
                 } else if now >= t {
                     shared.metrics.error(ErrorCode::NotRegistered);
-                    let err = handler::frame(&Event::Err {
-                        code: ErrorCode::NotRegistered,
-                        args: None,
-                        text: "no name given in time; closing",
-                    });
+                    let err = closing_error(
+                        &e.conn,
+                        ErrorCode::NotRegistered,
+                        "no name given in time; closing",
+                    );
                     handler::close(
                         shared,
                         &mut self.out,
@@ -592,6 +609,19 @@ impl Worker {
         for id in expired {
             self.forget(id);
         }
+    }
+}
+
+/// The last frame before the broker closes a connection for `code`: `ERR`
+/// on the native door, `ERROR :Closing link: …` on IRC.
+fn closing_error(conn: &Conn, code: ErrorCode, text: &str) -> crate::conn::Frame {
+    match conn.door {
+        Door::Native => handler::frame(&Event::Err {
+            code,
+            args: None,
+            text,
+        }),
+        Door::Irc => crate::irc::error_line(&format!("Closing link: {text}")),
     }
 }
 
@@ -619,15 +649,9 @@ impl Entry {
 }
 
 /// Applies the whole frames in `e.inbuf`, keeping the rest there.
-fn apply_inbuf(
-    shared: &Shared,
-    out: &mut Outbox,
-    scratch: &mut Vec<u8>,
-    e: &mut Entry,
-    now: Instant,
-) -> Step {
+fn apply_inbuf(shared: &Shared, out: &mut Outbox, e: &mut Entry, now: Instant) -> Step {
     let buf = std::mem::take(&mut e.inbuf);
-    let (used, frames, step) = apply(shared, out, scratch, e, &buf, now);
+    let (used, frames, step) = apply(shared, out, e, &buf, now);
     e.inbuf = buf;
     e.inbuf.drain(..used.min(e.inbuf.len()));
     e.note_partial(frames, now);
@@ -640,7 +664,6 @@ fn apply_inbuf(
 fn apply(
     shared: &Shared,
     out: &mut Outbox,
-    scratch: &mut Vec<u8>,
     e: &mut Entry,
     buf: &[u8],
     now: Instant,
@@ -654,38 +677,16 @@ fn apply(
         // Only this frame's pushes decide whether its sender pauses (a
         // LEFT queued by a close elsewhere in the batch doesn't count).
         out.over.clear();
-        let blank = protocol::leading_blank_lines(rest);
-        if blank > 0 {
-            for _ in rest.iter().take(blank).filter(|&&b| b == b'\n') {
-                let flow = handler::charge_other(shared, out, &e.conn, &mut e.session, now, None);
-                if flow == Flow::Closed {
-                    return (buf.len(), frames, Step::Closed);
-                }
-            }
-            used += blank;
-            frames += 1;
-            continue;
-        }
-        let flow = match Request::decode(rest, &shared.limits) {
-            Decoded::Incomplete => break,
-            Decoded::Frame { frame, consumed } => {
+        let one = match e.conn.door {
+            Door::Native => native_one(shared, out, e, rest, now),
+            Door::Irc => irc_one(shared, out, e, rest, now),
+        };
+        let flow = match one {
+            One::Need => break,
+            One::Fatal => return (buf.len(), frames, Step::Closed),
+            One::Done { consumed, flow } => {
                 used += consumed;
-                handler::handle(shared, out, scratch, &e.conn, &mut e.session, frame, now)
-            }
-            Decoded::Invalid { error, consumed } => {
-                used += consumed;
-                handler::charge_other(shared, out, &e.conn, &mut e.session, now, Some(error))
-            }
-            Decoded::Fatal(error) => {
-                shared.metrics.error(error.code);
-                log_info!("closing {}: {}", e.conn.peer, error);
-                let err = handler::frame(&Event::Err {
-                    code: error.code,
-                    args: None,
-                    text: error.reason,
-                });
-                handler::close(shared, out, &e.conn, CloseReason::Error, Some(&err));
-                return (buf.len(), frames, Step::Closed);
+                flow
             }
         };
         frames += 1;
@@ -704,6 +705,86 @@ fn apply(
         }
     }
     (used, frames, Step::More)
+}
+
+/// What decoding and applying one frame at the front of a buffer did.
+enum One {
+    /// Not a whole frame yet.
+    Need,
+    /// `consumed` bytes were one frame (or a run of blank lines).
+    Done { consumed: usize, flow: Flow },
+    /// Framing can't be trusted: the connection is closing.
+    Fatal,
+}
+
+/// One native frame. Every frame counts against the rate limit: blank
+/// lines and rejected frames too.
+fn native_one(shared: &Shared, out: &mut Outbox, e: &mut Entry, rest: &[u8], now: Instant) -> One {
+    let blank = protocol::leading_blank_lines(rest);
+    if blank > 0 {
+        for _ in rest.iter().take(blank).filter(|&&b| b == b'\n') {
+            let flow = handler::charge_other(shared, out, &e.conn, &mut e.session, now, None);
+            if flow == Flow::Closed {
+                return One::Fatal;
+            }
+        }
+        return One::Done {
+            consumed: blank,
+            flow: Flow::Continue,
+        };
+    }
+    match Request::decode(rest, &shared.limits) {
+        Decoded::Incomplete => One::Need,
+        Decoded::Frame { frame, consumed } => One::Done {
+            consumed,
+            flow: handler::handle(shared, out, &e.conn, &mut e.session, frame, now),
+        },
+        Decoded::Invalid { error, consumed } => One::Done {
+            consumed,
+            flow: handler::charge_other(shared, out, &e.conn, &mut e.session, now, Some(error)),
+        },
+        Decoded::Fatal(error) => {
+            shared.metrics.error(error.code);
+            log_info!("closing {}: {}", e.conn.peer, error);
+            let err = closing_error(&e.conn, error.code, error.reason);
+            handler::close(shared, out, &e.conn, CloseReason::Error, Some(&err));
+            One::Fatal
+        }
+    }
+}
+
+/// One IRC line. Blank, oversized and unparseable lines count against the
+/// rate limit like any other.
+fn irc_one(shared: &Shared, out: &mut Outbox, e: &mut Entry, rest: &[u8], now: Instant) -> One {
+    use protocol::irc::IrcDecoded;
+    let Some(irc) = e.irc.as_deref_mut() else {
+        return One::Fatal;
+    };
+    match protocol::irc::decode(rest) {
+        IrcDecoded::Incomplete => One::Need,
+        IrcDecoded::Message { msg, consumed } => One::Done {
+            consumed,
+            flow: crate::irc::handle(shared, out, &e.conn, &mut e.session, irc, &msg, now),
+        },
+        IrcDecoded::Empty { consumed } | IrcDecoded::Invalid { consumed } => One::Done {
+            consumed,
+            flow: handler::charge_other(shared, out, &e.conn, &mut e.session, now, None),
+        },
+        IrcDecoded::TooLong { consumed } => {
+            let flow = handler::charge_other(shared, out, &e.conn, &mut e.session, now, None);
+            if flow == Flow::Continue {
+                crate::irc::too_long(shared, out, &e.conn);
+            }
+            One::Done { consumed, flow }
+        }
+        IrcDecoded::Fatal => {
+            shared.metrics.error(ErrorCode::TooLong);
+            log_info!("closing {}: IRC line over the limit", e.conn.peer);
+            let err = closing_error(&e.conn, ErrorCode::TooLong, "Input line was too long");
+            handler::close(shared, out, &e.conn, CloseReason::Error, Some(&err));
+            One::Fatal
+        }
+    }
 }
 
 /// After a frame: should its sender stop here? Yes if it took readers past

@@ -10,6 +10,7 @@
 
 mod abuse;
 mod connrate;
+mod irc;
 mod rooms;
 mod signals;
 mod soak;

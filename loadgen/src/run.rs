@@ -157,6 +157,7 @@ fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
         rate_per_sec: 0,
         rate_bytes_per_sec: 0,
         conn_rate_per_sec: 0,
+        irc_listen: "127.0.0.1:0".into(),
         stats_interval_secs: 0,
         log_level: "warn".into(),
         ..broker::Config::default()

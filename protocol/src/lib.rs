@@ -22,6 +22,7 @@
 mod error;
 mod event;
 mod framing;
+pub mod irc;
 mod name;
 mod num;
 mod request;

@@ -45,6 +45,8 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Broker {
     let mut config = Config {
         stats_interval_secs: 0,
         log_level: "warn".into(),
+        // Each test broker opens its IRC door on a port of its own.
+        irc_listen: "127.0.0.1:0".into(),
         ..Config::default()
     };
     tweak(&mut config);

@@ -1,0 +1,841 @@
+//! The IRC door's adapter: IRC commands in, core calls, numerics out.
+//!
+//! The codec is `protocol::irc` (pure, fuzzed); this module keeps each IRC
+//! connection's registration state and turns its commands into the same
+//! core operations the native door uses (`handler::take_name`,
+//! `handler::deliver`, `handler::join_room`, …), so names, rooms, presence
+//! and limits are shared. What comes back from the core is answered in IRC
+//! terms: numerics for replies and errors, `ERROR` before a close. Messages
+//! and presence from others reach IRC users through `route::Fan`, which
+//! encodes them as `PRIVMSG`/`JOIN`/`PART`/`QUIT`. docs/irc.md has the
+//! mapping.
+
+use crate::conn::{flag, Conn, Frame};
+use crate::handler::{self, Flow, NameError, SendError, Session};
+use crate::metrics::CloseReason;
+use crate::outbound::Outbox;
+use crate::rooms::RoomError;
+use crate::route::{irc_prefix, now_ms};
+use crate::{log_debug, Shared};
+use protocol::irc::{self as wire, IrcMessage};
+use protocol::{validate_name, validate_room, ErrorCode, Targets};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Capabilities offered in `CAP LS`, with the flag each one sets.
+const CAPS: [(&str, u8); 4] = [
+    ("server-time", flag::SERVER_TIME),
+    ("echo-message", flag::ECHO),
+    ("message-tags", 0),
+    ("multi-prefix", flag::MULTI_PREFIX),
+];
+
+/// Most targets in one `PRIVMSG`/`NOTICE` (`TARGMAX`).
+const MAX_TARGETS: usize = 100;
+
+/// One IRC connection's state, owned by its worker.
+#[derive(Debug)]
+pub(crate) struct IrcSession {
+    /// The nick asked for (before registration) or held.
+    nick: Option<String>,
+    /// `USER` was given.
+    user: bool,
+    /// `CAP LS`/`REQ` was seen and `CAP END` not yet: registration waits.
+    cap_open: bool,
+    /// Registered: the nick is the connection's name.
+    registered: bool,
+    /// Capabilities enabled (`CAPS` names), for `CAP LIST`.
+    caps: Vec<&'static str>,
+    /// When the client last sent anything.
+    pub last_heard: Instant,
+    /// When the broker pinged it, if it hasn't answered since.
+    pub pinged: Option<Instant>,
+}
+
+impl IrcSession {
+    /// A connection that has just come in.
+    pub fn new(now: Instant) -> IrcSession {
+        IrcSession {
+            nick: None,
+            user: false,
+            cap_open: false,
+            registered: false,
+            caps: Vec::new(),
+            last_heard: now,
+            pinged: None,
+        }
+    }
+
+    /// True once registered.
+    pub fn registered(&self) -> bool {
+        self.registered
+    }
+}
+
+/// What a handler needs of the connection, in one place.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    out: &'a mut Outbox,
+    conn: &'a Arc<Conn>,
+    irc: &'a mut IrcSession,
+}
+
+impl Ctx<'_> {
+    fn server(&self) -> &str {
+        &self.shared.config.server_name
+    }
+
+    /// The nick numerics address: the registered one, or `*`.
+    fn me(&self) -> String {
+        match (&self.irc.nick, self.irc.registered) {
+            (Some(n), true) => n.clone(),
+            _ => self.conn.name().unwrap_or("*").to_string(),
+        }
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) {
+        self.out.push(self.conn, &Frame::from(bytes));
+    }
+
+    fn numeric(&mut self, code: u16, params: &[&str], trailing: Option<&str>) {
+        let mut b = Vec::with_capacity(64);
+        let me = self.me();
+        wire::push_numeric(&mut b, self.server(), code, &me, params, trailing);
+        self.send(b);
+    }
+
+    /// A line from the server itself (`:server CMD …`) or from the user.
+    fn command(
+        &mut self,
+        prefix: Option<&str>,
+        cmd: &str,
+        params: &[&str],
+        trailing: Option<&str>,
+    ) {
+        let mut b = Vec::with_capacity(64);
+        let time = self.conn.has(flag::SERVER_TIME).then(now_ms);
+        wire::push_command(&mut b, time, prefix, cmd, params, trailing);
+        self.send(b);
+    }
+
+    fn my_prefix(&self) -> String {
+        irc_prefix(&self.me(), self.server())
+    }
+}
+
+/// `ERROR :<text>`: the last line before the broker closes an IRC
+/// connection.
+pub(crate) fn error_line(text: &str) -> Frame {
+    let mut b = Vec::with_capacity(32 + text.len());
+    wire::push_command(&mut b, None, None, "ERROR", &[], Some(text));
+    Frame::from(b)
+}
+
+/// The IRC form of an error the shared paths raise (rate limit, slow
+/// consumer, timeouts, fatal framing): a `NOTICE` if the connection goes
+/// on, `ERROR :Closing link: …` if it is being closed.
+pub(crate) fn error_frame(server: &str, conn: &Conn, code: ErrorCode, text: &str) -> Frame {
+    let closing = matches!(
+        code,
+        ErrorCode::TooLong | ErrorCode::SlowConsumer | ErrorCode::Timeout | ErrorCode::ServerFull
+    ) || conn.is_closing();
+    if closing {
+        return error_line(&format!("Closing link: {text}"));
+    }
+    let mut b = Vec::with_capacity(64);
+    let nick = conn.name().unwrap_or("*");
+    wire::push_command(&mut b, None, Some(server), "NOTICE", &[nick], Some(text));
+    Frame::from(b)
+}
+
+/// Applies one IRC message. `now` is when the batch was read.
+pub(crate) fn handle(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    irc: &mut IrcSession,
+    msg: &IrcMessage<'_>,
+    now: Instant,
+) -> Flow {
+    irc.last_heard = now;
+    irc.pinged = None;
+    let cmd = msg.command.to_ascii_uppercase();
+    let mut cx = Ctx {
+        shared,
+        out,
+        conn,
+        irc,
+    };
+    if cmd != "QUIT" && !session.take_token(shared, now) {
+        return handler::strike(shared, cx.out, conn, session, now);
+    }
+    match cmd.as_str() {
+        "CAP" => cap(&mut cx, msg),
+        "PASS" if cx.irc.registered => cx.numeric(462, &[], Some("You may not reregister")),
+        "PASS" => {}
+        "NICK" => nick(&mut cx, msg),
+        "USER" => user(&mut cx, msg),
+        "PING" => match msg.param_str(0) {
+            Some(token) if !token.is_empty() => {
+                let server = cx.server().to_string();
+                cx.command(Some(&server), "PONG", &[&server], Some(token));
+            }
+            _ => cx.numeric(409, &[], Some("No origin specified")),
+        },
+        "PONG" => {}
+        "QUIT" => return quit(&mut cx, msg),
+        _ if !cx.irc.registered => cx.numeric(451, &[], Some("You have not registered")),
+        "PRIVMSG" | "NOTICE" => {
+            let cost = privmsg(&mut cx, msg, cmd == "NOTICE");
+            session.spend(shared, cost, now);
+        }
+        "JOIN" => join(&mut cx, msg),
+        "PART" => part(&mut cx, msg),
+        "NAMES" => match msg.param_str(0) {
+            Some(list) => {
+                for chan in wire::split_targets(list) {
+                    names(&mut cx, chan);
+                }
+            }
+            None => cx.numeric(366, &["*"], Some("End of /NAMES list")),
+        },
+        "LIST" => list(&mut cx),
+        "WHO" => who(&mut cx, msg),
+        "WHOIS" => whois(&mut cx, msg),
+        "ISON" => ison(&mut cx, msg),
+        "USERHOST" => userhost(&mut cx, msg),
+        "MODE" => mode(&mut cx, msg),
+        "TOPIC" => topic(&mut cx, msg),
+        "AWAY" => match msg.param(0) {
+            Some(text) if !text.is_empty() => {
+                cx.numeric(306, &[], Some("You have been marked as being away"))
+            }
+            _ => cx.numeric(305, &[], Some("You are no longer marked as being away")),
+        },
+        "MOTD" => cx.numeric(422, &[], Some("MOTD File is missing")),
+        "LUSERS" => lusers(&mut cx),
+        "VERSION" => {
+            let server = cx.server().to_string();
+            cx.numeric(351, &[&version(), &server], Some("chat broker"));
+        }
+        _ => {
+            let c = msg.command.to_string();
+            cx.numeric(421, &[&c], Some("Unknown command"));
+        }
+    }
+    Flow::Continue
+}
+
+fn version() -> String {
+    format!("chat-broker-{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let me = cx.me();
+    let server = cx.server().to_string();
+    match msg.param_str(0).map(str::to_ascii_uppercase).as_deref() {
+        Some("LS") => {
+            if !cx.irc.registered {
+                cx.irc.cap_open = true;
+            }
+            let offered = CAPS.map(|(c, _)| c).join(" ");
+            cx.command(Some(&server), "CAP", &[&me, "LS"], Some(&offered));
+        }
+        Some("LIST") => {
+            let on = cx.irc.caps.join(" ");
+            cx.command(Some(&server), "CAP", &[&me, "LIST"], Some(&on));
+        }
+        Some("REQ") => {
+            if !cx.irc.registered {
+                cx.irc.cap_open = true;
+            }
+            let asked = msg.param_str(1).unwrap_or_default();
+            let known = |c: &str| CAPS.iter().find(|(n, _)| *n == c.trim_start_matches('-'));
+            let all_known = asked
+                .split(' ')
+                .filter(|c| !c.is_empty())
+                .all(|c| known(c).is_some());
+            if !all_known || asked.trim().is_empty() {
+                cx.command(Some(&server), "CAP", &[&me, "NAK"], Some(asked));
+                return;
+            }
+            for c in asked.split(' ').filter(|c| !c.is_empty()) {
+                let Some(&(name, bit)) = known(c) else {
+                    continue;
+                };
+                let on = !c.starts_with('-');
+                cx.conn.set_flag(bit, on);
+                cx.irc.caps.retain(|x| *x != name);
+                if on {
+                    cx.irc.caps.push(name);
+                }
+            }
+            cx.command(Some(&server), "CAP", &[&me, "ACK"], Some(asked));
+        }
+        Some("END") => {
+            cx.irc.cap_open = false;
+            try_register(cx);
+        }
+        _ => {
+            let sub = msg.param_str(0).unwrap_or_default().to_string();
+            cx.numeric(410, &[&sub], Some("Invalid CAP command"));
+        }
+    }
+}
+
+fn nick(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let Some(nick) = msg.param_str(0).filter(|n| !n.is_empty()) else {
+        return cx.numeric(431, &[], Some("No nickname given"));
+    };
+    if cx.irc.registered {
+        if cx.conn.name().is_some_and(|n| n == nick) {
+            return;
+        }
+        return cx.numeric(400, &["NICK"], Some("Nick changes are not supported here"));
+    }
+    if validate_name(nick).is_err() {
+        return cx.numeric(432, &[nick], Some("Erroneous nickname"));
+    }
+    if cx.shared.registry.contains(nick) {
+        return cx.numeric(433, &[nick], Some("Nickname is already in use"));
+    }
+    cx.irc.nick = Some(nick.to_string());
+    try_register(cx);
+}
+
+fn user(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    if cx.irc.registered {
+        return cx.numeric(462, &[], Some("You may not reregister"));
+    }
+    if msg.params().len() < 4 {
+        return cx.numeric(461, &["USER"], Some("Not enough parameters"));
+    }
+    cx.irc.user = true;
+    try_register(cx);
+}
+
+/// Registers once `NICK` and `USER` are in and CAP negotiation is over:
+/// the welcome burst goes out before anyone can see the new user.
+fn try_register(cx: &mut Ctx<'_>) {
+    if cx.irc.registered || cx.irc.cap_open || !cx.irc.user {
+        return;
+    }
+    let Some(nick) = cx.irc.nick.clone() else {
+        return;
+    };
+    let server = cx.server().to_string();
+    let join_all = cx.shared.config.irc_join_all;
+    let conn = Arc::clone(cx.conn);
+    let taken = handler::take_name(cx.shared, cx.out, cx.conn, &nick, |out| {
+        if join_all {
+            conn.set_flag(flag::IN_ALL, true);
+        }
+        let mut b = Vec::with_capacity(1024);
+        welcome(&mut b, &server, &nick);
+        out.push(&conn, &Frame::from(b));
+    });
+    match taken {
+        Ok(()) => {
+            cx.irc.registered = true;
+            if join_all {
+                let prefix = cx.my_prefix();
+                cx.command(Some(&prefix), "JOIN", &["#all"], None);
+                names(cx, "#all");
+            }
+        }
+        Err(NameError::Taken) => {
+            cx.irc.nick = None;
+            cx.numeric(433, &[&nick], Some("Nickname is already in use"));
+        }
+        Err(NameError::Bad(_)) => {
+            cx.irc.nick = None;
+            cx.numeric(432, &[&nick], Some("Erroneous nickname"));
+        }
+        Err(NameError::Already) => {}
+    }
+}
+
+/// 001–005 and 422: what every IRC client waits for after registering.
+fn welcome(b: &mut Vec<u8>, server: &str, nick: &str) {
+    let welcome = format!("Welcome to the {server} chat, {nick}!{nick}@{server}");
+    wire::push_numeric(b, server, 1, nick, &[], Some(&welcome));
+    let host = format!("Your host is {server}, running version {}", version());
+    wire::push_numeric(b, server, 2, nick, &[], Some(&host));
+    wire::push_numeric(
+        b,
+        server,
+        3,
+        nick,
+        &[],
+        Some("This server was created today"),
+    );
+    wire::push_numeric(b, server, 4, nick, &[server, &version(), "i", "o"], None);
+    let network = format!("NETWORK={server}");
+    wire::push_numeric(
+        b,
+        server,
+        5,
+        nick,
+        &[
+            "CASEMAPPING=ascii",
+            "CHANTYPES=#",
+            "NICKLEN=32",
+            "CHANNELLEN=33",
+            "TARGMAX=PRIVMSG:100,NOTICE:100",
+            "PREFIX=(o)@",
+            "CHANMODES=,,,",
+            &network,
+        ],
+        Some("are supported by this server"),
+    );
+    wire::push_numeric(b, server, 422, nick, &[], Some("MOTD File is missing"));
+}
+
+fn quit(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) -> Flow {
+    let reason = msg.param(0).filter(|r| !r.is_empty());
+    if let Some(r) = reason {
+        cx.conn.set_quit_text(r);
+    }
+    let text = match reason {
+        Some(r) => format!(
+            "Closing link: {} (Quit: {})",
+            cx.server(),
+            String::from_utf8_lossy(r)
+        ),
+        None => "Closing link".to_string(),
+    };
+    handler::close(
+        cx.shared,
+        cx.out,
+        cx.conn,
+        CloseReason::Quit,
+        Some(&error_line(&text)),
+    );
+    Flow::Closed
+}
+
+/// `PRIVMSG`/`NOTICE`: each channel target is a message of its own; the
+/// nicks together are one (direct or multi). A `NOTICE` never gets an
+/// error back (RFC 2812). Returns the bytes queued, for the byte budget.
+fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
+    let cmd = if notice { "NOTICE" } else { "PRIVMSG" };
+    let Some(targets) = msg.param_str(0).filter(|t| !t.is_empty()) else {
+        if !notice {
+            cx.numeric(411, &[], Some(&format!("No recipient given ({cmd})")));
+        }
+        return 0;
+    };
+    let Some(text) = msg.param(1).filter(|t| !t.is_empty()) else {
+        if !notice {
+            cx.numeric(412, &[], Some("No text to send"));
+        }
+        return 0;
+    };
+    let list: Vec<&str> = wire::split_targets(targets)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if list.len() > MAX_TARGETS {
+        if !notice {
+            cx.numeric(407, &[targets], Some("Too many recipients"));
+        }
+        return 0;
+    }
+    let mut cost = 0;
+    let mut nicks: Vec<&str> = Vec::new();
+    for t in list {
+        if !wire::is_channel(t) {
+            nicks.push(t);
+            continue;
+        }
+        let target = if t.eq_ignore_ascii_case("#all") {
+            Targets::All
+        } else {
+            Targets::Room(t)
+        };
+        match handler::deliver(cx.shared, cx.out, cx.conn, target, text) {
+            Ok(s) => {
+                cost += s.bytes;
+                echo(cx, cmd, t, text);
+            }
+            Err(SendError::BadRoom(_)) => {
+                if !notice {
+                    cx.numeric(403, &[t], Some("No such channel"));
+                }
+            }
+            Err(SendError::NotInRoom | SendError::NoSuchUser(_)) => {
+                if !notice {
+                    if cx.shared.rooms.exists(t) {
+                        cx.numeric(404, &[t], Some("Cannot send to channel"));
+                    } else {
+                        cx.numeric(403, &[t], Some("No such channel"));
+                    }
+                }
+            }
+        }
+    }
+    if nicks.is_empty() {
+        return cost;
+    }
+    let joined = nicks.join(",");
+    let missing = match handler::deliver(cx.shared, cx.out, cx.conn, Targets::Names(&joined), text)
+    {
+        Ok(s) => {
+            cost += s.bytes;
+            for n in &nicks {
+                if !s.missing.split(',').any(|m| m.eq_ignore_ascii_case(n)) {
+                    echo(cx, cmd, n, text);
+                }
+            }
+            s.missing
+        }
+        Err(SendError::NoSuchUser(m)) => m,
+        Err(_) => String::new(),
+    };
+    if !notice {
+        for m in missing.split(',').filter(|m| !m.is_empty()) {
+            cx.numeric(401, &[m], Some("No such nick/channel"));
+        }
+    }
+    cost
+}
+
+/// `echo-message`: the sender's own message back, as others see it.
+fn echo(cx: &mut Ctx<'_>, cmd: &str, target: &str, text: &[u8]) {
+    if !cx.conn.has(flag::ECHO) {
+        return;
+    }
+    let time = cx.conn.has(flag::SERVER_TIME).then(now_ms);
+    let mut b = Vec::with_capacity(64 + text.len());
+    let me = cx.me();
+    wire::push_message(&mut b, time, &me, cx.server(), cmd, target, text);
+    cx.send(b);
+}
+
+fn join(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let Some(list) = msg.param_str(0).filter(|l| !l.is_empty()) else {
+        return cx.numeric(461, &["JOIN"], Some("Not enough parameters"));
+    };
+    if list == "0" {
+        // JOIN 0: leave every channel.
+        let mine: Vec<Box<str>> = cx.conn.rooms.lock().clone();
+        for folded in mine {
+            if let Ok(r) = handler::part_room(cx.shared, cx.out, cx.conn, &folded, None) {
+                let prefix = cx.my_prefix();
+                cx.command(Some(&prefix), "PART", &[&r.name], None);
+            }
+        }
+        return;
+    }
+    for chan in wire::split_targets(list) {
+        join_one(cx, chan);
+    }
+}
+
+fn join_one(cx: &mut Ctx<'_>, chan: &str) {
+    let prefix = cx.my_prefix();
+    if chan.eq_ignore_ascii_case("#all") {
+        if !cx.conn.has(flag::IN_ALL) {
+            cx.conn.set_flag(flag::IN_ALL, true);
+            cx.command(Some(&prefix), "JOIN", &["#all"], None);
+            names(cx, "#all");
+        }
+        return;
+    }
+    if validate_room(chan).is_err() {
+        return cx.numeric(403, &[chan], Some("No such channel"));
+    }
+    let time = cx.conn.has(flag::SERVER_TIME).then(now_ms);
+    let conn = Arc::clone(cx.conn);
+    let joined = handler::join_room(cx.shared, cx.out, cx.conn, chan, |out, r, _| {
+        let mut b = Vec::with_capacity(64);
+        wire::push_command(&mut b, time, Some(&prefix), "JOIN", &[&r.name], None);
+        out.push(&conn, &Frame::from(b));
+    });
+    match joined {
+        Ok(r) => {
+            let name = r.name.to_string();
+            cx.numeric(331, &[&name], Some("No topic is set"));
+            names(cx, &name);
+        }
+        Err(RoomError::AlreadyIn | RoomError::Closing) => {}
+        Err(RoomError::TooMany) => {
+            cx.numeric(405, &[chan], Some("You have joined too many channels"))
+        }
+        Err(RoomError::NotIn) => cx.numeric(403, &[chan], Some("No such channel")),
+    }
+}
+
+fn part(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let Some(list) = msg.param_str(0).filter(|l| !l.is_empty()) else {
+        return cx.numeric(461, &["PART"], Some("Not enough parameters"));
+    };
+    let reason = msg.param(1).filter(|r| !r.is_empty());
+    let why = reason.map(String::from_utf8_lossy);
+    for chan in wire::split_targets(list) {
+        let prefix = cx.my_prefix();
+        if chan.eq_ignore_ascii_case("#all") {
+            if cx.conn.has(flag::IN_ALL) {
+                cx.conn.set_flag(flag::IN_ALL, false);
+                cx.command(Some(&prefix), "PART", &["#all"], why.as_deref());
+            } else {
+                cx.numeric(442, &["#all"], Some("You're not on that channel"));
+            }
+            continue;
+        }
+        match handler::part_room(cx.shared, cx.out, cx.conn, chan, reason) {
+            Ok(r) => cx.command(Some(&prefix), "PART", &[&r.name], why.as_deref()),
+            Err(_) if cx.shared.rooms.exists(chan) => {
+                cx.numeric(442, &[chan], Some("You're not on that channel"))
+            }
+            Err(_) => cx.numeric(403, &[chan], Some("No such channel")),
+        }
+    }
+}
+
+/// Names in a channel, operator first-marked: `#all` is everyone; a room's
+/// first member is its operator (`@`). `None` if there is no such channel.
+fn channel_names(cx: &Ctx<'_>, chan: &str) -> Option<(String, Vec<String>)> {
+    if chan.eq_ignore_ascii_case("#all") {
+        return Some(("#all".to_string(), cx.shared.registry.names_sorted()));
+    }
+    let room = cx.shared.rooms.get(chan)?;
+    let op = room
+        .members()
+        .first()
+        .and_then(|c| c.name().map(str::to_string));
+    let names = handler::member_names(&room)
+        .into_iter()
+        .map(|n| {
+            if Some(&n) == op.as_ref() {
+                format!("@{n}")
+            } else {
+                n
+            }
+        })
+        .collect();
+    Some((room.name.to_string(), names))
+}
+
+/// `353` lines (each within 512 bytes) and `366`.
+fn names(cx: &mut Ctx<'_>, chan: &str) {
+    if let Some((shown, names)) = channel_names(cx, chan) {
+        let me = cx.me();
+        let room_budget = 400usize.saturating_sub(me.len() + shown.len() + cx.server().len());
+        let mut line = String::new();
+        for n in names {
+            if !line.is_empty() && line.len() + n.len() + 1 > room_budget {
+                cx.numeric(353, &["=", &shown], Some(&line));
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&n);
+        }
+        if !line.is_empty() {
+            cx.numeric(353, &["=", &shown], Some(&line));
+        }
+        cx.numeric(366, &[&shown], Some("End of /NAMES list"));
+    } else {
+        cx.numeric(366, &[chan], Some("End of /NAMES list"));
+    }
+}
+
+fn list(cx: &mut Ctx<'_>) {
+    cx.numeric(321, &["Channel"], Some("Users  Name"));
+    let everyone = cx.shared.registry.len().to_string();
+    cx.numeric(322, &["#all", &everyone], Some("everyone"));
+    for name in cx.shared.rooms.names_sorted() {
+        if let Some(r) = cx.shared.rooms.get(&name) {
+            let n = r.members().len().to_string();
+            cx.numeric(322, &[&r.name, &n], Some(""));
+        }
+    }
+    cx.numeric(323, &[], Some("End of /LIST"));
+}
+
+fn who(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let mask = msg.param_str(0).unwrap_or("*").to_string();
+    let server = cx.server().to_string();
+    let line = |cx: &mut Ctx<'_>, chan: &str, nick: &str| {
+        let nick = nick.trim_start_matches('@');
+        let real = format!("0 {nick}");
+        cx.numeric(352, &[chan, nick, &server, &server, nick, "H"], Some(&real));
+    };
+    if wire::is_channel(&mask) {
+        if let Some((shown, names)) = channel_names(cx, &mask) {
+            for n in names {
+                line(cx, &shown, &n);
+            }
+        }
+    } else if let Some(c) = cx.shared.registry.get(&mask) {
+        let nick = c.name().unwrap_or_default().to_string();
+        line(cx, "*", &nick);
+    }
+    cx.numeric(315, &[&mask], Some("End of WHO list"));
+}
+
+fn whois(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    // WHOIS [server] nick: the nick is the last parameter.
+    let Some(nick) = msg
+        .params()
+        .last()
+        .and_then(|p| std::str::from_utf8(p).ok())
+    else {
+        return cx.numeric(431, &[], Some("No nickname given"));
+    };
+    let nick = nick.to_string();
+    let server = cx.server().to_string();
+    match cx.shared.registry.get(&nick) {
+        Some(c) => {
+            let shown = c.name().unwrap_or_default().to_string();
+            cx.numeric(311, &[&shown, &shown, &server, "*"], Some(&shown));
+            cx.numeric(312, &[&shown, &server], Some("chat broker"));
+            cx.numeric(318, &[&shown], Some("End of /WHOIS list"));
+        }
+        None => {
+            cx.numeric(401, &[&nick], Some("No such nick/channel"));
+            cx.numeric(318, &[&nick], Some("End of /WHOIS list"));
+        }
+    }
+}
+
+fn ison(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let mut on = Vec::new();
+    for p in msg.params() {
+        for n in String::from_utf8_lossy(p).split(' ') {
+            if let Some(c) = cx.shared.registry.get(n) {
+                on.push(c.name().unwrap_or_default().to_string());
+            }
+        }
+    }
+    cx.numeric(303, &[], Some(&on.join(" ")));
+}
+
+fn userhost(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let server = cx.server().to_string();
+    let mut found = Vec::new();
+    for p in msg.params().iter().take(5) {
+        let n = String::from_utf8_lossy(p);
+        if let Some(c) = cx.shared.registry.get(&n) {
+            let shown = c.name().unwrap_or_default();
+            found.push(format!("{shown}=+{shown}@{server}"));
+        }
+    }
+    cx.numeric(302, &[], Some(&found.join(" ")));
+}
+
+fn mode(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let Some(target) = msg.param_str(0).filter(|t| !t.is_empty()) else {
+        return cx.numeric(461, &["MODE"], Some("Not enough parameters"));
+    };
+    let target = target.to_string();
+    let change = msg.param_str(1).unwrap_or_default().to_string();
+    if wire::is_channel(&target) {
+        let Some((shown, _)) = channel_names(cx, &target) else {
+            return cx.numeric(403, &[&target], Some("No such channel"));
+        };
+        match change.as_str() {
+            "" => cx.numeric(324, &[&shown, "+"], None),
+            "b" | "+b" => cx.numeric(368, &[&shown], Some("End of channel ban list")),
+            _ => cx.numeric(482, &[&shown], Some("You're not channel operator")),
+        }
+        return;
+    }
+    let me = cx.me();
+    if !wire::eq_nick(&target, &me) {
+        return cx.numeric(502, &[], Some("Can't change mode for other users"));
+    }
+    match change.as_str() {
+        "" => cx.numeric(221, &["+i"], None),
+        // Everyone is invisible here already: accept +i quietly.
+        "+i" => cx.command(Some(&me), "MODE", &[&me], Some("+i")),
+        _ => cx.numeric(501, &[], Some("Unknown MODE flag")),
+    }
+}
+
+fn topic(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let Some(chan) = msg.param_str(0).filter(|c| !c.is_empty()) else {
+        return cx.numeric(461, &["TOPIC"], Some("Not enough parameters"));
+    };
+    let chan = chan.to_string();
+    match channel_names(cx, &chan) {
+        None => cx.numeric(403, &[&chan], Some("No such channel")),
+        Some((shown, _)) if msg.params().len() < 2 => {
+            cx.numeric(331, &[&shown], Some("No topic is set"))
+        }
+        Some((shown, _)) => cx.numeric(482, &[&shown], Some("Topics can't be set here")),
+    }
+}
+
+fn lusers(cx: &mut Ctx<'_>) {
+    let n = cx.shared.registry.len();
+    cx.numeric(
+        251,
+        &[],
+        Some(&format!("There are {n} users and 0 invisible on 1 servers")),
+    );
+    cx.numeric(255, &[], Some(&format!("I have {n} clients and 0 servers")));
+}
+
+/// `417`: a line over 512 bytes was dropped; the connection goes on.
+pub(crate) fn too_long(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>) {
+    shared.metrics.error(ErrorCode::TooLong);
+    let mut b = Vec::with_capacity(64);
+    let nick = conn.name().unwrap_or("*");
+    wire::push_numeric(
+        &mut b,
+        &shared.config.server_name,
+        417,
+        nick,
+        &[],
+        Some("Input line was too long"),
+    );
+    out.push(conn, &Frame::from(b));
+}
+
+/// What the 200 ms tick does for an IRC connection: ping it after
+/// `keepalive_secs` of silence, close it as `timeout` after as long again
+/// without an answer. True if it was closed.
+pub(crate) fn tick(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    irc: &mut IrcSession,
+    now: Instant,
+) -> bool {
+    let every = shared.config.keepalive_secs;
+    if every == 0 || !irc.registered {
+        return false;
+    }
+    let every = Duration::from_secs(every);
+    match irc.pinged {
+        None if now.saturating_duration_since(irc.last_heard) >= every => {
+            let mut b = Vec::with_capacity(32);
+            wire::push_command(
+                &mut b,
+                None,
+                None,
+                "PING",
+                &[],
+                Some(&shared.config.server_name),
+            );
+            out.push(conn, &Frame::from(b));
+            irc.pinged = Some(now);
+            false
+        }
+        Some(at) if now.saturating_duration_since(at) >= every => {
+            log_debug!("{}: no PONG in time", conn.peer);
+            handler::close(
+                shared,
+                out,
+                conn,
+                CloseReason::Timeout,
+                Some(&error_line("Closing link: Ping timeout")),
+            );
+            true
+        }
+        _ => false,
+    }
+}

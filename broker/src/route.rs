@@ -1,0 +1,261 @@
+//! Routing: who gets a core event, and its bytes for each door.
+//!
+//! The core speaks in [`Note`]s (a message, someone joining or leaving the
+//! chat or a room), never in wire bytes. A [`Fan`] carries one note to its
+//! recipients and encodes it at most once per door (and, for IRC, once per
+//! variant: with or without a `server-time` tag), the first time a
+//! recipient of that door turns up. Only an IRC message addressed to a
+//! person (whose target is that person's nick) is encoded per recipient.
+
+use crate::conn::{flag, Conn, Door, Frame};
+use crate::outbound::Outbox;
+use protocol::{encode_msg, irc, Event, Kind, LeftReason};
+use std::sync::Arc;
+
+/// A core event, as neutral as the doors need it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Note<'a> {
+    /// A message.
+    Msg {
+        /// Broker-wide id.
+        id: u64,
+        /// Sender's name.
+        from: &'a str,
+        /// Sender's connection id (for receipts).
+        from_conn: u64,
+        /// How it was addressed.
+        kind: Kind<'a>,
+        /// Receive time, Unix ms.
+        ts: u64,
+        /// The bytes.
+        body: &'a [u8],
+    },
+    /// Someone registered (`room: None`) or entered a room.
+    Joined {
+        /// Who.
+        name: &'a str,
+        /// The room's shown name, for a room.
+        room: Option<&'a str>,
+    },
+    /// Someone left the chat.
+    Left {
+        /// Who.
+        name: &'a str,
+        /// Why.
+        reason: LeftReason,
+        /// What they said when they quit, if anything.
+        text: Option<&'a [u8]>,
+    },
+    /// Someone left a room.
+    Parted {
+        /// Who.
+        name: &'a str,
+        /// The room's shown name.
+        room: &'a str,
+        /// What they said, if anything.
+        text: Option<&'a [u8]>,
+    },
+}
+
+/// One note on its way to its recipients, with its bytes per door.
+pub(crate) struct Fan<'a> {
+    note: Note<'a>,
+    /// The server name, the host part of IRC prefixes.
+    server: &'a str,
+    native: Option<Frame>,
+    /// IRC bytes without and with a `server-time` tag.
+    irc: [Option<Frame>; 2],
+    /// Connections outside `#all` that still hear of a `Left` (they shared
+    /// a room with the leaver), sorted.
+    also: &'a [u64],
+    scratch: Vec<u8>,
+}
+
+impl<'a> Fan<'a> {
+    /// A fan for `note`; `server` is the broker's `server_name`.
+    pub fn new(note: Note<'a>, server: &'a str) -> Fan<'a> {
+        Fan {
+            note,
+            server,
+            native: None,
+            irc: [None, None],
+            also: &[],
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Connections outside `#all` that should hear of a `Left` too.
+    pub fn also(mut self, ids: &'a [u64]) -> Fan<'a> {
+        self.also = ids;
+        self
+    }
+
+    /// Queues the note to `to` in its door's form; true if queued. An IRC
+    /// connection outside `#all` gets nothing of everyone's messages and of
+    /// presence outside its rooms.
+    #[inline]
+    pub fn push(&mut self, out: &mut Outbox, to: &Arc<Conn>) -> bool {
+        match to.door {
+            Door::Native => {
+                let f = match &self.native {
+                    Some(f) => f,
+                    None => self.native.insert(native(&self.note, &mut self.scratch)),
+                };
+                match self.note {
+                    Note::Msg { id, from_conn, .. } => out.push_msg(to, f, id, from_conn),
+                    _ => out.push(to, f),
+                }
+            }
+            Door::Irc => self.push_irc(out, to),
+        }
+    }
+
+    fn push_irc(&mut self, out: &mut Outbox, to: &Arc<Conn>) -> bool {
+        let in_all = to.has(flag::IN_ALL);
+        let shared_target = match self.note {
+            Note::Msg {
+                kind: Kind::Direct | Kind::Multi,
+                ..
+            } => false,
+            Note::Msg {
+                kind: Kind::All, ..
+            }
+            | Note::Joined { room: None, .. } => {
+                if !in_all {
+                    return false;
+                }
+                true
+            }
+            Note::Left { .. } => {
+                if !in_all && self.also.binary_search(&to.id).is_err() {
+                    return false;
+                }
+                true
+            }
+            _ => true,
+        };
+        let timed = usize::from(to.has(flag::SERVER_TIME));
+        let frame = if shared_target {
+            let slot = self.irc.get_mut(timed);
+            match slot {
+                Some(Some(f)) => Frame::clone(f),
+                Some(slot) => {
+                    let f = irc_bytes(&self.note, self.server, timed == 1, None, &mut self.scratch);
+                    Frame::clone(slot.insert(f))
+                }
+                None => return false,
+            }
+        } else {
+            let nick = to.name().unwrap_or("*");
+            irc_bytes(
+                &self.note,
+                self.server,
+                timed == 1,
+                Some(nick),
+                &mut self.scratch,
+            )
+        };
+        match self.note {
+            Note::Msg { id, from_conn, .. } => out.push_msg(to, &frame, id, from_conn),
+            _ => out.push(to, &frame),
+        }
+    }
+}
+
+/// The native frame of a note.
+fn native(note: &Note<'_>, scratch: &mut Vec<u8>) -> Frame {
+    scratch.clear();
+    match *note {
+        Note::Msg {
+            id,
+            from,
+            kind,
+            ts,
+            body,
+            ..
+        } => encode_msg(scratch, id, from, kind, ts, body),
+        Note::Joined { name, room } => Event::Joined { name, room }.encode(scratch),
+        Note::Left { name, reason, .. } => Event::Left { name, reason }.encode(scratch),
+        Note::Parted { name, room, .. } => Event::Parted { name, room }.encode(scratch),
+    }
+    Frame::from(&scratch[..])
+}
+
+/// The IRC lines of a note; `to_nick` is the target of a message addressed
+/// to people (the recipient's own nick).
+fn irc_bytes(
+    note: &Note<'_>,
+    server: &str,
+    timed: bool,
+    to_nick: Option<&str>,
+    scratch: &mut Vec<u8>,
+) -> Frame {
+    scratch.clear();
+    match *note {
+        Note::Msg {
+            from,
+            kind,
+            ts,
+            body,
+            ..
+        } => {
+            let target = match kind {
+                Kind::All => "#all",
+                Kind::Room(room) => room,
+                Kind::Direct | Kind::Multi => to_nick.unwrap_or("*"),
+            };
+            let time = timed.then_some(ts);
+            irc::push_message(scratch, time, from, server, "PRIVMSG", target, body);
+        }
+        Note::Joined { name, room } => {
+            let prefix = irc_prefix(name, server);
+            let time = timed.then(now_ms);
+            irc::push_command(
+                scratch,
+                time,
+                Some(&prefix),
+                "JOIN",
+                &[room.unwrap_or("#all")],
+                None,
+            );
+        }
+        Note::Left { name, reason, text } => {
+            let prefix = irc_prefix(name, server);
+            let why = match (reason, text) {
+                (LeftReason::Quit, Some(t)) if !t.is_empty() => {
+                    format!("Quit: {}", String::from_utf8_lossy(t))
+                }
+                (LeftReason::Quit, _) => "Quit".to_string(),
+                (r, _) => r.as_str().to_string(),
+            };
+            let time = timed.then(now_ms);
+            irc::push_command(scratch, time, Some(&prefix), "QUIT", &[], Some(&why));
+        }
+        Note::Parted { name, room, text } => {
+            let prefix = irc_prefix(name, server);
+            let why = text.map(String::from_utf8_lossy);
+            let time = timed.then(now_ms);
+            irc::push_command(
+                scratch,
+                time,
+                Some(&prefix),
+                "PART",
+                &[room],
+                why.as_deref(),
+            );
+        }
+    }
+    Frame::from(&scratch[..])
+}
+
+/// `nick!nick@server`: everyone's IRC prefix.
+pub(crate) fn irc_prefix(nick: &str, server: &str) -> String {
+    format!("{nick}!{nick}@{server}")
+}
+
+/// The time now in Unix ms (for the `server-time` of presence lines).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
