@@ -4,8 +4,12 @@
 //! The forms come from the systems this client replaces (IRC-style slash
 //! commands, `@name` mentions, the old `send`/`MSG`/`GET_NAMES` clients and
 //! the wire verbs people type into `nc`). Anything that is not one of them is
-//! chat to everyone, except a line starting with `/`: a mistyped command is
-//! never sent as chat (`//text` sends `/text`).
+//! chat to the current target ([`Command::Say`]: the room you are talking
+//! in, else everyone), except a line starting with `/`: a mistyped command
+//! is never sent as chat (`//text` says `/text`).
+//!
+//! The parser knows nothing about which rooms you are in: `/part` without a
+//! room or `/names` alone are resolved against the session by `app`.
 
 use std::fmt;
 
@@ -16,6 +20,8 @@ pub enum To {
     Everyone,
     /// One or more distinct, valid names, in the order given.
     Names(Vec<String>),
+    /// Every other member of one room (`SEND #room`), as typed (`#rust`).
+    Room(String),
 }
 
 /// What a typed line asks for.
@@ -28,8 +34,40 @@ pub enum Command {
         /// The message, quotes around the whole text already stripped.
         text: String,
     },
+    /// Plain text: send it to the current target (the room you are talking
+    /// in, else everyone).
+    Say {
+        /// The message, quotes around the whole text already stripped.
+        text: String,
+    },
     /// Ask who is online.
     List,
+    /// `/names [#room]`, `/list #room`: who is in a room; `None` means the
+    /// current room (or everyone online when talking to everyone).
+    Names {
+        /// The room as typed, `#` added if it was left out.
+        room: Option<String>,
+    },
+    /// `/join #room`.
+    Join {
+        /// The room as typed, `#` added if it was left out.
+        room: String,
+    },
+    /// `/part [#room] [reason]`: `None` means the current room.
+    Part {
+        /// The room as typed, `#` added if it was left out.
+        room: Option<String>,
+        /// Words after the room, passed on to the broker.
+        reason: Option<String>,
+    },
+    /// `/switch #room`: talk in a room you are in; `None` (`/switch *`,
+    /// `/all` alone) means back to everyone.
+    Switch {
+        /// The room as typed, `#` added if it was left out.
+        room: Option<String>,
+    },
+    /// `/rooms`: which rooms exist.
+    Rooms,
     /// Show the local help.
     Help,
     /// Leave.
@@ -59,6 +97,15 @@ pub enum ParseError {
     },
     /// `all` (or `*`) given together with names.
     MixedAll,
+    /// A room given together with names, `all` or another room.
+    MixedRoom,
+    /// Something that can't be a room's name.
+    BadRoom {
+        /// The room as typed.
+        room: String,
+        /// Which rule it breaks.
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for ParseError {
@@ -80,25 +127,40 @@ impl fmt::Display for ParseError {
             ParseError::MixedAll => {
                 f.write_str("\"all\" means everyone; send to all or to names, not both")
             }
+            ParseError::MixedRoom => {
+                f.write_str("a message goes to one room, or to names, not both")
+            }
+            ParseError::BadRoom { room, why } => {
+                write!(f, "{room:?} is not a valid room: {why}")
+            }
         }
     }
 }
 
 impl std::error::Error for ParseError {}
 
-const USAGE_MSG: &str = "/msg <name>[,<name>...] <text>   e.g. /msg bob hi, /msg bob,carol hi";
+const USAGE_MSG: &str =
+    "/msg <name>[,<name>...] <text> or /msg #room <text>   e.g. /msg bob hi, /msg bob,carol hi";
 const USAGE_UPPER_MSG: &str = "MSG <name> <text>   e.g. MSG bob hi";
 const USAGE_ALL: &str = "/all <text>   e.g. /all hello everyone";
 const USAGE_AT: &str = "@<name> <text>   e.g. @bob hi, @bob: hi";
 const USAGE_SEND: &str =
     "send <name>: <text>, send <name> <name> : <text> or send all <text>   e.g. send bob: hi";
-const USAGE_TEXT: &str = "<text> sends to everyone; /help lists the commands";
+const USAGE_TEXT: &str = "<text> sends to where you are talking; /help lists the commands";
+const USAGE_JOIN: &str = "/join #room   e.g. /join #rust";
+const USAGE_SWITCH: &str = "/switch #room (a room you are in) or /switch * (everyone)";
 
 /// Every slash command, for suggestions and tab completion.
-pub const SLASH_COMMANDS: [&str; 12] = [
-    "/msg", "/pm", "/dm", "/all", "/bm", "/list", "/users", "/who", "/names", "/help", "/quit",
-    "/exit",
+pub const SLASH_COMMANDS: [&str; 17] = [
+    "/msg", "/pm", "/dm", "/all", "/bm", "/join", "/part", "/leave", "/switch", "/rooms", "/list",
+    "/users", "/who", "/names", "/help", "/quit", "/exit",
 ];
+
+/// The slash commands whose first argument is a room you are in (or, for
+/// `/join`, any room), for tab completion.
+pub const ROOM_COMMANDS: [&str; 5] = ["/part", "/leave", "/switch", "/names", "/list"];
+/// The slash commands whose first argument is a name or a room you are in.
+pub const MSG_COMMANDS: [&str; 3] = ["/msg", "/pm", "/dm"];
 
 /// The text `/help` shows: every command with an example.
 pub const HELP: &str = "\
@@ -106,13 +168,20 @@ Commands, each with an example:
   to one person     /msg bob hi   /pm bob hi   /dm bob hi   @bob hi   @bob: hi
                     send bob: hi   MSG bob hi
   to several        /msg bob,carol hi   @bob @carol hi   send bob carol dan : hi
-  to everyone       just type it   /all hi   /bm hi   send all hi
+  to everyone       /all hi   /bm hi   send all hi   (just type it when talking to everyone)
+  rooms             /join #rust   enter a room and talk there
+                    /part [#rust]   leave it (default: the room you are talking in)
+                    /switch #rust   talk in a room you are in;  /switch *  or  /all   everyone
+                    /msg #rust hi   to a room without switching
+                    /rooms   which rooms exist;  /names [#rust]   who is in a room
   who is online     /list   /users   /who   get_list   GET_NAMES
   help              /help
   leave             /quit   quit   EXIT   Ctrl-D
+Plain text goes where the prompt says: the room you are talking in (the one
+you joined or switched to last), else everyone.
 Quotes around the whole text are removed: /dm bob \"hello there\" sends hello there.
-Start a line with // to send it to everyone starting with a single /.
-Tab completes names and commands; up arrow recalls earlier lines.";
+Start a line with // to say a line starting with a single /.
+Tab completes names, rooms and commands; up arrow recalls earlier lines.";
 
 /// Parses one typed line.
 pub fn parse(line: &str) -> Result<Command, ParseError> {
@@ -121,7 +190,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         return Ok(Command::Nothing);
     }
     if let Some(rest) = line.strip_prefix("//") {
-        return say(To::Everyone, &format!("/{rest}"), USAGE_TEXT);
+        return chat(&format!("/{rest}"));
     }
     if let Some(rest) = line.strip_prefix('/') {
         return slash(rest);
@@ -147,8 +216,19 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         {
             Ok(Command::Quit)
         }
-        _ => say(To::Everyone, line, USAGE_TEXT),
+        _ => chat(line),
     }
+}
+
+/// Plain text for the current target.
+fn chat(text: &str) -> Result<Command, ParseError> {
+    let text = unquote(text.trim());
+    if text.is_empty() {
+        return Err(ParseError::Usage(USAGE_TEXT));
+    }
+    Ok(Command::Say {
+        text: text.to_string(),
+    })
 }
 
 fn slash(rest: &str) -> Result<Command, ParseError> {
@@ -159,9 +239,46 @@ fn slash(rest: &str) -> Result<Command, ParseError> {
     };
     match cmd.to_ascii_lowercase().as_str() {
         "msg" | "pm" | "dm" => msg_form(args, USAGE_MSG),
+        // `/all` alone: back to talking to everyone.
+        "all" if args.is_empty() => Ok(Command::Switch { room: None }),
         "all" | "bm" => say(To::Everyone, args, USAGE_ALL),
-        // Arguments are ignored: people type `/who bob`.
-        "list" | "users" | "who" | "names" => Ok(Command::List),
+        "join" | "j" => match split_word(args) {
+            ("", _) => Err(ParseError::Usage(USAGE_JOIN)),
+            (room, _) => Ok(Command::Join {
+                room: room_arg(room)?,
+            }),
+        },
+        "part" | "leave" => match split_word(args) {
+            ("", _) => Ok(Command::Part {
+                room: None,
+                reason: None,
+            }),
+            (room, reason) => Ok(Command::Part {
+                room: Some(room_arg(room)?),
+                reason: (!reason.is_empty()).then(|| reason.to_string()),
+            }),
+        },
+        "switch" => match split_word(args) {
+            ("", _) => Err(ParseError::Usage(USAGE_SWITCH)),
+            ("*", _) => Ok(Command::Switch { room: None }),
+            (w, _) if w.eq_ignore_ascii_case("all") || w.eq_ignore_ascii_case("everyone") => {
+                Ok(Command::Switch { room: None })
+            }
+            (room, _) => Ok(Command::Switch {
+                room: Some(room_arg(room)?),
+            }),
+        },
+        "rooms" => Ok(Command::Rooms),
+        // `/names` alone is the current room's members (as on IRC).
+        "names" if args.is_empty() => Ok(Command::Names { room: None }),
+        // A `#room` argument lists that room; other arguments are ignored:
+        // people type `/who bob`.
+        "list" | "users" | "who" | "names" => match split_word(args) {
+            (room, _) if room.starts_with('#') => Ok(Command::Names {
+                room: Some(room_arg(room)?),
+            }),
+            _ => Ok(Command::List),
+        },
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" => Ok(Command::Quit),
         _ => Err(ParseError::Unknown {
@@ -270,12 +387,27 @@ fn say(to: To, text: &str, usage: &'static str) -> Result<Command, ParseError> {
     })
 }
 
+/// A room argument: `#rust`, or `rust` taken as `#rust` (as IRC clients
+/// do for `/join`), checked against the room rules.
+fn room_arg(word: &str) -> Result<String, ParseError> {
+    let room = match word.starts_with('#') {
+        true => word.to_string(),
+        false => format!("#{word}"),
+    };
+    protocol::validate_room(&room).map_err(|why| ParseError::BadRoom {
+        room: word.to_string(),
+        why,
+    })?;
+    Ok(room)
+}
+
 /// Names from words that may hold comma lists and a trailing `:`. Empty
 /// pieces are dropped, repeats (any case) count once, `all`/`*` alone
-/// means everyone.
+/// means everyone, a `#room` alone means that room.
 fn targets(words: &[&str], usage: &'static str) -> Result<To, ParseError> {
     let mut names: Vec<String> = Vec::new();
     let mut everyone = false;
+    let mut room: Option<String> = None;
     for piece in words
         .iter()
         .flat_map(|w| w.split(','))
@@ -286,6 +418,17 @@ fn targets(words: &[&str], usage: &'static str) -> Result<To, ParseError> {
             everyone = true;
             continue;
         }
+        if piece.starts_with('#') {
+            protocol::validate_room(piece).map_err(|why| ParseError::BadRoom {
+                room: piece.to_string(),
+                why,
+            })?;
+            match &room {
+                Some(r) if !r.eq_ignore_ascii_case(piece) => return Err(ParseError::MixedRoom),
+                _ => room = Some(piece.to_string()),
+            }
+            continue;
+        }
         protocol::validate_name(piece).map_err(|why| ParseError::BadName {
             name: piece.to_string(),
             why,
@@ -293,6 +436,12 @@ fn targets(words: &[&str], usage: &'static str) -> Result<To, ParseError> {
         if !names.iter().any(|n| n.eq_ignore_ascii_case(piece)) {
             names.push(piece.to_string());
         }
+    }
+    if let Some(room) = room {
+        return match everyone || !names.is_empty() {
+            true => Err(ParseError::MixedRoom),
+            false => Ok(To::Room(room)),
+        };
     }
     match (everyone, names.is_empty()) {
         (true, true) => Ok(To::Everyone),
@@ -434,6 +583,20 @@ mod tests {
         })
     }
 
+    /// Plain text, for wherever the user is talking.
+    fn chat(text: &str) -> Result<Command, ParseError> {
+        Ok(Command::Say {
+            text: text.to_string(),
+        })
+    }
+
+    fn room(room: &str, text: &str) -> Result<Command, ParseError> {
+        Ok(Command::Send {
+            to: To::Room(room.to_string()),
+            text: text.to_string(),
+        })
+    }
+
     #[test]
     fn to_one_person_every_form() {
         for line in [
@@ -481,7 +644,6 @@ mod tests {
     #[test]
     fn to_everyone_every_form() {
         for line in [
-            "hi",
             "/all hi",
             "/bm hi",
             "send all hi",
@@ -491,11 +653,132 @@ mod tests {
             "SEND * :hi",
             "/msg all hi",
             "@all hi",
-            "  hi  ",
         ] {
             assert_eq!(parse(line), all("hi"), "{line}");
         }
-        assert_eq!(parse("hello there world"), all("hello there world"));
+    }
+
+    #[test]
+    fn plain_text_goes_to_the_current_target() {
+        assert_eq!(parse("hi"), chat("hi"));
+        assert_eq!(parse("  hi  "), chat("hi"));
+        assert_eq!(parse("hello there world"), chat("hello there world"));
+        assert_eq!(parse("#rust is great"), chat("#rust is great"));
+    }
+
+    #[test]
+    fn to_a_room_every_form() {
+        for line in [
+            "/msg #rust hi",
+            "/pm #rust: hi",
+            "/msg #rust:hi",
+            "send #rust: hi",
+            "SEND #rust :hi",
+            "send #rust hi",
+            "MSG #rust hi",
+            "/msg #rust,#rust hi",
+        ] {
+            assert_eq!(parse(line), room("#rust", "hi"), "{line}");
+        }
+        assert_eq!(parse("/msg #Rust a b"), room("#Rust", "a b"));
+        for line in [
+            "/msg #rust,bob hi",
+            "/msg bob,#rust hi",
+            "/msg #rust,all hi",
+            "/msg #a,#b hi",
+            "send #a bob : hi",
+        ] {
+            assert_eq!(parse(line), Err(ParseError::MixedRoom), "{line}");
+        }
+        assert!(matches!(
+            parse("/msg #a!b hi"),
+            Err(ParseError::BadRoom { room, .. }) if room == "#a!b"
+        ));
+        assert!(matches!(
+            parse("/msg #all hi"),
+            Err(ParseError::BadRoom { .. })
+        ));
+        assert_eq!(parse("/msg #rust"), Err(ParseError::Usage(USAGE_MSG)));
+    }
+
+    #[test]
+    fn room_commands() {
+        let join = |r: &str| {
+            Ok(Command::Join {
+                room: r.to_string(),
+            })
+        };
+        assert_eq!(parse("/join #rust"), join("#rust"));
+        assert_eq!(parse("/JOIN #Rust"), join("#Rust"));
+        assert_eq!(parse("/join rust"), join("#rust"));
+        assert_eq!(parse("/j #rust"), join("#rust"));
+        assert_eq!(parse("/join"), Err(ParseError::Usage(USAGE_JOIN)));
+        for bad in ["/join #", "/join #all", "/join #a!", "/join all"] {
+            assert!(
+                matches!(parse(bad), Err(ParseError::BadRoom { .. })),
+                "{bad}"
+            );
+        }
+        let part = |r: Option<&str>, why: Option<&str>| {
+            Ok(Command::Part {
+                room: r.map(String::from),
+                reason: why.map(String::from),
+            })
+        };
+        assert_eq!(parse("/part"), part(None, None));
+        assert_eq!(parse("/leave"), part(None, None));
+        assert_eq!(parse("/part #rust"), part(Some("#rust"), None));
+        assert_eq!(parse("/part rust"), part(Some("#rust"), None));
+        assert_eq!(
+            parse("/part #rust see  you"),
+            part(Some("#rust"), Some("see  you"))
+        );
+        let switch = |r: Option<&str>| {
+            Ok(Command::Switch {
+                room: r.map(String::from),
+            })
+        };
+        assert_eq!(parse("/switch #rust"), switch(Some("#rust")));
+        assert_eq!(parse("/switch rust"), switch(Some("#rust")));
+        for line in [
+            "/switch *",
+            "/switch all",
+            "/switch everyone",
+            "/all",
+            "/ALL  ",
+        ] {
+            assert_eq!(parse(line), switch(None), "{line}");
+        }
+        assert_eq!(parse("/switch"), Err(ParseError::Usage(USAGE_SWITCH)));
+        assert_eq!(parse("/rooms"), Ok(Command::Rooms));
+        let names = |r: Option<&str>| {
+            Ok(Command::Names {
+                room: r.map(String::from),
+            })
+        };
+        assert_eq!(parse("/names"), names(None));
+        assert_eq!(parse("/names #rust"), names(Some("#rust")));
+        assert_eq!(parse("/list #rust"), names(Some("#rust")));
+        assert_eq!(parse("/who #rust"), names(Some("#rust")));
+        assert!(matches!(
+            parse("/names #a!"),
+            Err(ParseError::BadRoom { .. })
+        ));
+        // A room command mistyped is a hint, never chat.
+        assert!(matches!(
+            parse("/jion #rust"),
+            Err(ParseError::Unknown {
+                suggestion: Some("/join"),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("/swtich #rust"),
+            Err(ParseError::Unknown {
+                suggestion: Some("/switch"),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -504,7 +787,6 @@ mod tests {
             "/list",
             "/users",
             "/who",
-            "/names",
             "get_list",
             "GET_NAMES",
             "GET_LIST",
@@ -524,8 +806,8 @@ mod tests {
             assert_eq!(parse(line), Ok(Command::Quit), "{line}");
         }
         // A sentence that starts with the word is chat.
-        assert_eq!(parse("quit smoking"), all("quit smoking"));
-        assert_eq!(parse("exit 3 is closed"), all("exit 3 is closed"));
+        assert_eq!(parse("quit smoking"), chat("quit smoking"));
+        assert_eq!(parse("exit 3 is closed"), chat("exit 3 is closed"));
     }
 
     #[test]
@@ -541,14 +823,14 @@ mod tests {
             parse("/dm bob \"hello there\""),
             send(&["bob"], "hello there")
         );
-        assert_eq!(parse("\"hello there\""), all("hello there"));
+        assert_eq!(parse("\"hello there\""), chat("hello there"));
         assert_eq!(parse("send bob: \"a b\""), send(&["bob"], "a b"));
         assert_eq!(parse("@bob \"x\""), send(&["bob"], "x"));
         // Only one pair, only around the whole text.
         assert_eq!(parse("/dm bob \"\"hi\"\""), send(&["bob"], "\"hi\""));
         assert_eq!(parse("/dm bob say \"hi\""), send(&["bob"], "say \"hi\""));
         assert_eq!(parse("/dm bob \"hi"), send(&["bob"], "\"hi"));
-        assert_eq!(parse("\""), all("\""));
+        assert_eq!(parse("\""), chat("\""));
         assert_eq!(parse("/dm bob \"\""), Err(ParseError::Usage(USAGE_MSG)));
     }
 
@@ -582,7 +864,7 @@ mod tests {
             ("send all", USAGE_SEND),
             ("MSG bob", USAGE_UPPER_MSG),
             ("MSG", USAGE_UPPER_MSG),
-            ("/all", USAGE_ALL),
+            ("/bm", USAGE_ALL),
             ("/bm   ", USAGE_ALL),
         ] {
             assert_eq!(parse(line), Err(ParseError::Usage(usage)), "{line}");
@@ -603,8 +885,8 @@ mod tests {
             assert_eq!(parse(line), Err(ParseError::Usage(usage)), "{line}");
         }
         // `@` not followed by a name is just chat.
-        assert_eq!(parse("@: hi"), all("@: hi"));
-        assert_eq!(parse("@ hi"), all("@ hi"));
+        assert_eq!(parse("@: hi"), chat("@: hi"));
+        assert_eq!(parse("@ hi"), chat("@ hi"));
     }
 
     #[test]
@@ -667,15 +949,15 @@ mod tests {
 
     #[test]
     fn double_slash_sends_a_literal_slash() {
-        assert_eq!(parse("//shrug"), all("/shrug"));
-        assert_eq!(parse("// hi"), all("/ hi"));
+        assert_eq!(parse("//shrug"), chat("/shrug"));
+        assert_eq!(parse("// hi"), chat("/ hi"));
     }
 
     #[test]
     fn mixed_case_words_are_chat_not_commands() {
-        assert_eq!(parse("Send me the file"), all("Send me the file"));
-        assert_eq!(parse("Msg received"), all("Msg received"));
-        assert_eq!(parse("sender: me"), all("sender: me"));
+        assert_eq!(parse("Send me the file"), chat("Send me the file"));
+        assert_eq!(parse("Msg received"), chat("Msg received"));
+        assert_eq!(parse("sender: me"), chat("sender: me"));
     }
 
     #[test]
@@ -710,6 +992,13 @@ mod tests {
             "quit",
             "EXIT",
             "Ctrl-D",
+            "/join #rust",
+            "/part [#rust]",
+            "/switch #rust",
+            "/switch *",
+            "/msg #rust hi",
+            "/rooms",
+            "/names [#rust]",
         ] {
             assert!(HELP.contains(form), "{form}");
         }

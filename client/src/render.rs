@@ -35,6 +35,10 @@ const DIM: &str = "\x1b[2m";
 const PRIVATE: &str = "\x1b[1;35m";
 const GROUP: &str = "\x1b[1;36m";
 const EVERYONE: &str = "\x1b[1;32m";
+/// Room messages: bold blue, apart from the three kinds above and from the
+/// yellow notices (a room's name is the label, so the colour only has to
+/// say "a room").
+const ROOM: &str = "\x1b[1;34m";
 const NOTICE: &str = "\x1b[33m";
 const ERROR: &str = "\x1b[1;31m";
 const RECEIPT: &str = "\x1b[32m";
@@ -55,16 +59,18 @@ fn kind_color(kind: Kind<'_>) -> &'static str {
     match kind {
         Kind::Direct => PRIVATE,
         Kind::Multi => GROUP,
-        Kind::All | Kind::Room(_) => EVERYONE,
+        Kind::All => EVERYONE,
+        Kind::Room(_) => ROOM,
     }
 }
 
 /// The kind a message to `to` will have, by the contract's rule.
-pub fn kind_of(to: &To) -> Kind<'static> {
+pub fn kind_of(to: &To) -> Kind<'_> {
     match to {
         To::Everyone => Kind::All,
         To::Names(names) if names.len() == 1 => Kind::Direct,
         To::Names(_) => Kind::Multi,
+        To::Room(room) => Kind::Room(room),
     }
 }
 
@@ -172,9 +178,13 @@ pub fn snippet(text: &str) -> String {
     out
 }
 
-/// A received message: `12:00:03 [private] bob: hi`.
+/// A received message: `12:00:03 [private] bob: hi`, `[#rust] bob: hi`.
 pub fn message(style: Style, unix_ms: u64, from: &str, kind: Kind, body: &[u8]) -> String {
-    let head = format!("[{}] {}:", kind_label(kind), escape(from, style));
+    let head = format!(
+        "[{}] {}:",
+        escape(kind_label(kind), style),
+        escape(from, style)
+    );
     format!(
         "{} {} {}",
         stamp(style, unix_ms),
@@ -190,25 +200,38 @@ pub fn ack_only(style: Style, now_ms: u64, id: u64, queued: u64, missing: Option
     format!(
         "{} {}",
         stamp(style, now_ms),
-        paint(style, DIM, &delivery(style, id, queued, missing))
+        paint(style, DIM, &delivery(style, None, id, queued, missing))
     )
 }
 
-fn delivery(style: Style, id: u64, queued: u64, missing: Option<&str>) -> String {
+fn delivery(
+    style: Style,
+    room: Option<&str>,
+    id: u64,
+    queued: u64,
+    missing: Option<&str>,
+) -> String {
     let mut s = format!("(#{id} sent to {queued}");
     if let Some(m) = missing.filter(|m| !m.is_empty()) {
         s.push_str("; not online: ");
         s.push_str(&escape(&m.replace(',', ", "), style));
     }
     if queued == 0 && missing.is_none() {
-        s.push_str(": nobody else is online");
+        match room {
+            Some(r) => {
+                s.push_str(": nobody else is in ");
+                s.push_str(&escape(r, style));
+            }
+            None => s.push_str(": nobody else is online"),
+        }
     }
     s.push(')');
     s
 }
 
 /// Our own message echoed with its delivery state:
-/// `12:00:03 [private] you -> bob: hi (#17 sent to 1)`.
+/// `12:00:03 [private] you -> bob: hi (#17 sent to 1)`,
+/// `12:00:03 [#rust] you: hi (#18 sent to 2)`.
 pub fn sent(
     style: Style,
     now_ms: u64,
@@ -218,16 +241,23 @@ pub fn sent(
 ) -> String {
     let (id, queued, missing) = ack;
     let kind = kind_of(to);
-    let head = match to {
-        To::Everyone => format!("[{}] you:", kind_label(kind)),
-        To::Names(names) => format!("[{}] you -> {}:", kind_label(kind), names.join(",")),
+    let (head, room) = match to {
+        To::Everyone => (format!("[{}] you:", kind_label(kind)), None),
+        To::Names(names) => (
+            format!("[{}] you -> {}:", kind_label(kind), names.join(",")),
+            None,
+        ),
+        To::Room(room) => (
+            format!("[{}] you:", escape(room, style)),
+            Some(room.as_str()),
+        ),
     };
     format!(
         "{} {} {} {}",
         stamp(style, now_ms),
         paint(style, kind_color(kind), &head),
         escape(text, style),
-        paint(style, DIM, &delivery(style, id, queued, missing))
+        paint(style, DIM, &delivery(style, room, id, queued, missing))
     )
 }
 
@@ -281,6 +311,82 @@ pub fn users(style: Style, now_ms: u64, count: usize, names: &str) -> String {
         now_ms,
         &format!("online ({count}): {}", escape(names, style)),
     )
+}
+
+/// `--> bob joined #rust`.
+pub fn room_joined(style: Style, now_ms: u64, name: &str, room: &str) -> String {
+    notice(
+        style,
+        now_ms,
+        &format!("--> {} joined {}", escape(name, style), escape(room, style)),
+    )
+}
+
+/// `<-- bob left #rust`.
+pub fn room_parted(style: Style, now_ms: u64, name: &str, room: &str) -> String {
+    notice(
+        style,
+        now_ms,
+        &format!("<-- {} left {}", escape(name, style), escape(room, style)),
+    )
+}
+
+/// Where plain text goes now: `talking in #rust`, `talking to everyone`.
+pub fn target(style: Style, room: Option<&str>) -> String {
+    match room {
+        Some(r) => format!("talking in {}", escape(r, style)),
+        None => "talking to everyone".to_string(),
+    }
+}
+
+/// `OK JOIN`: `--> you joined #rust (3 members); talking in #rust`.
+pub fn you_joined(style: Style, now_ms: u64, room: &str, members: usize) -> String {
+    let who = match members {
+        0 | 1 => "just you".to_string(),
+        n => format!("{n} members"),
+    };
+    notice(
+        style,
+        now_ms,
+        &format!(
+            "--> you joined {} ({who}); {}",
+            escape(room, style),
+            target(style, Some(room))
+        ),
+    )
+}
+
+/// `OK PART`: `<-- you left #rust`, and where plain text goes now if that
+/// changed.
+pub fn you_left(style: Style, now_ms: u64, room: &str, now: Option<Option<&str>>) -> String {
+    let mut s = format!("<-- you left {}", escape(room, style));
+    if let Some(now) = now {
+        s.push_str("; ");
+        s.push_str(&target(style, now));
+    }
+    notice(style, now_ms, &s)
+}
+
+/// A room's members: `#rust (2): alice bob`.
+pub fn room_users(style: Style, now_ms: u64, room: &str, count: usize, names: &str) -> String {
+    notice(
+        style,
+        now_ms,
+        &format!(
+            "{} ({count}): {}",
+            escape(room, style),
+            escape(names, style)
+        ),
+    )
+}
+
+/// The rooms that exist: `rooms (2): #go #rust`.
+pub fn rooms(style: Style, now_ms: u64, count: usize, rooms: &str) -> String {
+    let text = match count {
+        0 => "rooms (0): none yet; /join #name starts one".to_string(),
+        _ => format!("rooms ({count}): {}", escape(rooms, style)),
+    };
+    notice(style, now_ms, &text)
 }
 
 /// Text for people from the broker (`INFO`).
@@ -394,7 +500,7 @@ mod tests {
 
     #[test]
     fn each_kind_has_its_own_colour() {
-        let kinds = [Kind::Direct, Kind::Multi, Kind::All];
+        let kinds = [Kind::Direct, Kind::Multi, Kind::All, Kind::Room("#rust")];
         for k in kinds {
             let line = message(COLOR, 0, "bob", k, b"hi");
             let label = format!("{}[{}] bob:", kind_color(k), kind_label(k));
@@ -402,7 +508,67 @@ mod tests {
             for other in kinds.into_iter().filter(|&o| o != k) {
                 assert_ne!(kind_color(k), kind_color(other));
             }
+            assert_ne!(kind_color(k), NOTICE);
         }
+        // Every room shares the room colour; the label tells them apart.
+        assert_eq!(kind_color(Kind::Room("#a")), kind_color(Kind::Room("#b")));
+    }
+
+    #[test]
+    fn room_messages_and_notices() {
+        let s = Style::PLAIN;
+        assert_eq!(
+            body(&message(s, 0, "bob", Kind::Room("#rust"), b"hi")),
+            "[#rust] bob: hi"
+        );
+        // A hostile broker's room name can't reach the terminal raw.
+        assert_eq!(
+            body(&message(s, 0, "bob", Kind::Room("#a\u{1b}[2J"), b"hi")),
+            "[#a^[[2J] bob: hi"
+        );
+        let to = To::Room("#rust".into());
+        assert_eq!(
+            body(&sent(s, 0, &to, "hi", (5, 2, None))),
+            "[#rust] you: hi (#5 sent to 2)"
+        );
+        assert_eq!(
+            body(&sent(s, 0, &to, "hi", (6, 0, None))),
+            "[#rust] you: hi (#6 sent to 0: nobody else is in #rust)"
+        );
+        assert_eq!(
+            body(&room_joined(s, 0, "bob", "#rust")),
+            "--> bob joined #rust"
+        );
+        assert_eq!(
+            body(&room_parted(s, 0, "bob\u{7}", "#rust")),
+            "<-- bob^G left #rust"
+        );
+        assert_eq!(
+            body(&you_joined(s, 0, "#rust", 1)),
+            "--> you joined #rust (just you); talking in #rust"
+        );
+        assert_eq!(
+            body(&you_joined(s, 0, "#rust", 3)),
+            "--> you joined #rust (3 members); talking in #rust"
+        );
+        assert_eq!(body(&you_left(s, 0, "#go", None)), "<-- you left #go");
+        assert_eq!(
+            body(&you_left(s, 0, "#rust", Some(None))),
+            "<-- you left #rust; talking to everyone"
+        );
+        assert_eq!(
+            body(&you_left(s, 0, "#rust", Some(Some("#go")))),
+            "<-- you left #rust; talking in #go"
+        );
+        assert_eq!(
+            body(&room_users(s, 0, "#rust", 2, "alice bob")),
+            "#rust (2): alice bob"
+        );
+        assert_eq!(body(&rooms(s, 0, 2, "#go #rust")), "rooms (2): #go #rust");
+        assert_eq!(
+            body(&rooms(s, 0, 0, "")),
+            "rooms (0): none yet; /join #name starts one"
+        );
     }
 
     #[test]

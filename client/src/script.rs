@@ -1,15 +1,15 @@
 //! The scripted front end (stdin is not a terminal): the same commands, one
-//! per line; plain output, one line per event, no escape codes. At the end
-//! of input it says `QUIT`, shows what still arrives until `BYE` (bounded
-//! wait) and exits 0.
+//! per line; plain output, one line per event, no escape codes. `/join` and
+//! `/part` wait for their answer (see [`crate::app`]), so a line after
+//! `/join #room` goes to the room. At the end of input it says `QUIT`, shows
+//! what still arrives until `BYE` (bounded wait) and exits 0.
 
-use crate::app::{self, Exit, Ui};
+use crate::app::{self, Exit, Shared, Ui};
 use crate::command;
 use crate::net::{Reader, Writer};
 use crate::render::{self, Style};
-use crate::session::Session;
 use std::io::{BufRead, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Lines go to stdout; the end of the conversation ends the process.
 struct PlainUi;
@@ -75,7 +75,7 @@ pub fn run(mut reader: Reader, writer: Writer, addr: &str, name: Option<String>)
         }
     };
     ui.print(format!("signed in as {me}"));
-    let session = Arc::new(Mutex::new(Session::new(&me)));
+    let session = Arc::new(Shared::new(&me));
     let stopped = match app::spawn_reader(
         reader,
         writer.clone(),

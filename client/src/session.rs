@@ -1,10 +1,19 @@
 //! What the client remembers while it runs, and how each broker event
-//! changes it: who is online (for tab completion), which of our messages
-//! still wait for their `ACK`, and which were read by whom.
+//! changes it: who is online (for tab completion), the rooms we are in and
+//! the one we are talking in, which of our requests still wait for their
+//! answer, and which of our messages were read by whom.
 //!
 //! No sockets and no terminal here: [`Session::on_event`] takes an event and
 //! the time and answers with the lines to show and what to do next, so it is
 //! unit-tested frame by frame.
+//!
+//! **Where plain text goes.** The current target is the room we joined or
+//! switched to last, or everyone. It changes only on the broker's word
+//! (`OK JOIN`, `OK PART`, and the `ALREADY_IN_ROOM`/`NOT_IN_ROOM` errors
+//! that show we were wrong about a room) or a local `/switch`. Leaving the
+//! room we are talking in goes back to where we talked before it: the
+//! previous target if it was everyone or a room we are still in, else
+//! everyone.
 
 use crate::command::To;
 use crate::render::{self, Style};
@@ -13,13 +22,54 @@ use std::collections::{HashMap, VecDeque};
 
 /// How many of our own sent messages we remember for their receipts.
 const REMEMBER_SENT: usize = 4096;
+/// How many earlier targets we remember for going back after a part.
+const REMEMBER_TARGETS: usize = 64;
 
-/// A `SEND` of ours that has no `ACK` (or `ERR`) yet. The broker answers a
-/// connection's frames in order, so the oldest one is the next answered.
+/// A request of ours that the broker answers (with `ERR` or its own reply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// `SEND`: answered by `ACK`.
+    Send {
+        /// The recipients as typed.
+        to: To,
+        /// The text, for the echo and for "not sent" lines.
+        text: String,
+    },
+    /// `LIST`: answered by `USERS`.
+    List,
+    /// `LIST #room`: answered by `USERS <n> #room`.
+    Names(String),
+    /// `JOIN #room`: answered by `OK JOIN`.
+    Join(String),
+    /// `PART #room`: answered by `OK PART`.
+    Part(String),
+    /// `ROOMS`: answered by `ROOMS`.
+    Rooms,
+}
+
+impl Asked {
+    /// Whether this request named `room` (any case; `None`: any room).
+    fn about_room(&self, room: Option<&str>) -> bool {
+        let named = match self {
+            Asked::Send {
+                to: To::Room(r), ..
+            }
+            | Asked::Names(r)
+            | Asked::Join(r)
+            | Asked::Part(r) => r,
+            _ => return false,
+        };
+        room.is_none_or(|room| named.eq_ignore_ascii_case(room))
+    }
+}
+
+/// A request that has no answer yet. The broker answers a connection's
+/// frames in order, so the oldest one of a kind is the next of that kind
+/// answered, and an `ERR` answers the oldest request it can be about.
 #[derive(Debug)]
 struct Pending {
-    to: To,
-    text: String,
+    seq: u64,
+    asked: Asked,
 }
 
 /// A message of ours the broker accepted.
@@ -55,8 +105,17 @@ pub struct Reaction {
 pub struct Session {
     names: Vec<String>,
     pending: VecDeque<Pending>,
+    next_seq: u64,
     sent: HashMap<u64, Sent>,
     sent_order: VecDeque<u64>,
+    /// Rooms we are in, as the broker shows them, in the order we joined.
+    joined: Vec<String>,
+    /// The room plain text goes to; `None`: everyone.
+    current: Option<String>,
+    /// Earlier targets, the latest last (see the module docs).
+    trail: Vec<Option<String>>,
+    /// The rooms of the last `ROOMS` answer.
+    listed: Vec<String>,
     quitting: bool,
 }
 
@@ -66,8 +125,13 @@ impl Session {
         Session {
             names: vec![me.to_string()],
             pending: VecDeque::new(),
+            next_seq: 0,
             sent: HashMap::new(),
             sent_order: VecDeque::new(),
+            joined: Vec::new(),
+            current: None,
+            trail: Vec::new(),
+            listed: Vec::new(),
             quitting: false,
         }
     }
@@ -77,18 +141,131 @@ impl Session {
         &self.names
     }
 
-    /// Records a `SEND` about to be written, so its `ACK` finds it. Call
-    /// before writing the frame: the answer may come back at once.
-    pub fn queue_send(&mut self, to: &To, text: &str) {
-        self.pending.push_back(Pending {
-            to: to.clone(),
-            text: text.to_string(),
-        });
+    /// The room plain text goes to, as the broker shows it; `None`: everyone.
+    pub fn current_room(&self) -> Option<&str> {
+        self.current.as_deref()
     }
 
-    /// Forgets the last queued send (its frame could not be written).
-    pub fn unqueue_send(&mut self) {
-        self.pending.pop_back();
+    /// The rooms we are in, as the broker shows them, in the order joined.
+    pub fn joined(&self) -> &[String] {
+        &self.joined
+    }
+
+    /// Every room we know of (ours and the last `ROOMS` list), sorted
+    /// case-insensitively, each once.
+    pub fn known_rooms(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.joined.clone();
+        for r in &self.listed {
+            if !all.iter().any(|a| a.eq_ignore_ascii_case(r)) {
+                all.push(r.clone());
+            }
+        }
+        all.sort_by_key(|r| r.to_ascii_lowercase());
+        all
+    }
+
+    /// The room we are in that `room` names (any case), as shown.
+    pub fn find_room(&self, room: &str) -> Option<&str> {
+        self.joined
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(room))
+            .map(String::as_str)
+    }
+
+    /// `/switch`: talk in `room` (one we are in) or, for `None`, to
+    /// everyone. Returns the new target, or why it can't be.
+    pub fn switch(&mut self, room: Option<&str>) -> Result<Option<String>, String> {
+        let target = match room {
+            None => None,
+            Some(r) => match self.find_room(r) {
+                Some(shown) => Some(shown.to_string()),
+                None => return Err(format!("you are not in {r}; /join {r} first")),
+            },
+        };
+        self.set_target(target.clone());
+        Ok(target)
+    }
+
+    fn set_target(&mut self, target: Option<String>) {
+        if self.current == target {
+            return;
+        }
+        let old = std::mem::replace(&mut self.current, target);
+        if self.trail.len() >= REMEMBER_TARGETS {
+            self.trail.remove(0);
+        }
+        self.trail.push(old);
+    }
+
+    /// We are in the room shown as `shown` now: it becomes the target. A
+    /// name that breaks the room rules (only a broken broker sends one) is
+    /// not kept: we would write it back in `SEND` frames.
+    fn enter(&mut self, shown: &str) {
+        if protocol::validate_room(shown).is_err() {
+            return;
+        }
+        self.joined.retain(|r| !r.eq_ignore_ascii_case(shown));
+        self.joined.push(shown.to_string());
+        self.set_target(Some(shown.to_string()));
+    }
+
+    /// We are not in `room` (any case). If we were talking there, goes back
+    /// to where we talked before; returns the new target then.
+    fn leave(&mut self, room: &str) -> Option<Option<String>> {
+        self.joined.retain(|r| !r.eq_ignore_ascii_case(room));
+        let here = self
+            .current
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(room));
+        if !here {
+            return None;
+        }
+        let back = loop {
+            match self.trail.pop() {
+                None | Some(None) => break None,
+                Some(Some(r)) => {
+                    if let Some(shown) = self.find_room(&r) {
+                        break Some(shown.to_string());
+                    }
+                }
+            }
+        };
+        self.current = back.clone();
+        Some(back)
+    }
+
+    /// Records a request about to be written, so its answer finds it; call
+    /// before writing the frame (the answer may come back at once). Returns
+    /// its number for [`Session::answered`] and [`Session::unqueue`].
+    pub fn queue(&mut self, asked: Asked) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.pending.push_back(Pending { seq, asked });
+        seq
+    }
+
+    /// Forgets a queued request (its frame could not be written).
+    pub fn unqueue(&mut self, seq: u64) {
+        self.pending.retain(|p| p.seq != seq);
+    }
+
+    /// Whether the broker has answered request `seq`.
+    pub fn answered(&self, seq: u64) -> bool {
+        !self.pending.iter().any(|p| p.seq == seq)
+    }
+
+    /// Takes the oldest waiting request that `fits`.
+    fn take(&mut self, fits: impl Fn(&Asked) -> bool) -> Option<Asked> {
+        let i = self.pending.iter().position(|p| fits(&p.asked))?;
+        self.pending.remove(i).map(|p| p.asked)
+    }
+
+    /// Takes the request a room reply answers: the oldest of its `kind`
+    /// about `room`, else (the broker's name for it differs from ours) the
+    /// oldest of its kind.
+    fn take_reply(&mut self, kind: fn(&Asked) -> bool, room: &str) -> Option<Asked> {
+        self.take(|a| kind(a) && a.about_room(Some(room)))
+            .or_else(|| self.take(kind))
     }
 
     /// We sent `QUIT`: the connection closing is now expected.
@@ -139,16 +316,16 @@ impl Session {
                 id,
                 queued,
                 missing,
-            } => match self.pending.pop_front() {
-                Some(p) => {
+            } => match self.take(|a| matches!(a, Asked::Send { .. })) {
+                Some(Asked::Send { to, text }) => {
                     r.lines.push(render::sent(
                         style,
                         now_ms,
-                        &p.to,
-                        &p.text,
+                        &to,
+                        &text,
                         (id, queued, missing),
                     ));
-                    let snippet = render::snippet(&p.text);
+                    let snippet = render::snippet(&text);
                     self.remember(
                         id,
                         Sent {
@@ -158,7 +335,7 @@ impl Session {
                         },
                     );
                 }
-                None => r
+                _ => r
                     .lines
                     .push(render::ack_only(style, now_ms, id, queued, missing)),
             },
@@ -178,6 +355,7 @@ impl Session {
                 names,
                 room: None,
             } => {
+                self.take(|a| *a == Asked::List);
                 self.names = names
                     .split(' ')
                     .filter(|n| !n.is_empty())
@@ -214,39 +392,43 @@ impl Session {
                 count,
                 names,
                 room: Some(room),
-            } => r.lines.push(render::notice(
-                style,
-                now_ms,
-                &render::escape(&format!("*** {room}: {count} in the room: {names}"), style),
-            )),
+            } => {
+                self.take_reply(|a| matches!(a, Asked::Names(_)), room);
+                r.lines
+                    .push(render::room_users(style, now_ms, room, count, names));
+            }
             Event::Joined {
                 name,
                 room: Some(room),
-            } => r.lines.push(render::notice(
-                style,
-                now_ms,
-                &render::escape(&format!("*** {name} joined {room}"), style),
-            )),
-            Event::Parted { name, room } => r.lines.push(render::notice(
-                style,
-                now_ms,
-                &render::escape(&format!("*** {name} left {room}"), style),
-            )),
-            Event::JoinOk { room, members } => r.lines.push(render::notice(
-                style,
-                now_ms,
-                &render::escape(&format!("*** you joined {room} ({members} in it)"), style),
-            )),
-            Event::PartOk { room } => r.lines.push(render::notice(
-                style,
-                now_ms,
-                &render::escape(&format!("*** you left {room}"), style),
-            )),
-            Event::Rooms { count, rooms } => r.lines.push(render::notice(
-                style,
-                now_ms,
-                &render::escape(&format!("*** {count} rooms: {rooms}"), style),
-            )),
+            } => {
+                self.add_name(name);
+                r.lines.push(render::room_joined(style, now_ms, name, room));
+            }
+            Event::Parted { name, room } => {
+                r.lines.push(render::room_parted(style, now_ms, name, room));
+            }
+            Event::JoinOk { room, members } => {
+                self.take_reply(|a| matches!(a, Asked::Join(_)), room);
+                self.enter(room);
+                r.lines
+                    .push(render::you_joined(style, now_ms, room, members));
+            }
+            Event::PartOk { room } => {
+                self.take_reply(|a| matches!(a, Asked::Part(_)), room);
+                let now = self.leave(room);
+                let now = now.as_ref().map(|t| t.as_deref());
+                r.lines.push(render::you_left(style, now_ms, room, now));
+            }
+            Event::Rooms { count, rooms } => {
+                self.take(|a| *a == Asked::Rooms);
+                // For tab completion, which types them into the line.
+                self.listed = rooms
+                    .split(' ')
+                    .filter(|r| protocol::validate_room(r).is_ok())
+                    .map(String::from)
+                    .collect();
+                r.lines.push(render::rooms(style, now_ms, count, rooms));
+            }
             // Not expected once registered; nothing to show.
             Event::Hello { .. } | Event::NameOk { .. } | Event::Pong { .. } => {}
         }
@@ -261,40 +443,99 @@ impl Session {
         style: Style,
         now_ms: u64,
     ) -> String {
-        // Errors a SEND can get. RATE_LIMITED could also answer a RECV; we
-        // send those only for messages a person has read, far below any
-        // sane rate, so the oldest waiting SEND is the best guess.
-        let about_send = matches!(
-            code,
-            ErrorCode::NoSuchUser
-                | ErrorCode::TooManyTargets
-                | ErrorCode::BadFrame
-                | ErrorCode::RateLimited
-                | ErrorCode::TooLong
-        );
+        let answered = match code {
+            ErrorCode::NoSuchUser | ErrorCode::TooManyTargets => {
+                self.take(|a| matches!(a, Asked::Send { .. }))
+            }
+            ErrorCode::NotInRoom => {
+                self.take(|a| !matches!(a, Asked::Join(_)) && a.about_room(args))
+            }
+            ErrorCode::AlreadyInRoom | ErrorCode::TooManyRooms => {
+                self.take(|a| matches!(a, Asked::Join(_)) && a.about_room(args))
+            }
+            // Errors any request can get: they answer the oldest one. (A
+            // RATE_LIMITED could also answer a RECV, which waits for no
+            // answer; we send those only for messages a person has read,
+            // far below any sane rate.)
+            ErrorCode::BadFrame
+            | ErrorCode::RateLimited
+            | ErrorCode::TooLong
+            | ErrorCode::BadName
+            | ErrorCode::UnknownCommand => self.take(|_| true),
+            _ => None,
+        };
         let detail = match args {
             Some(a) => format!("{text} ({code} {a})"),
             None => format!("{text} ({code})"),
         };
-        match about_send.then(|| self.pending.pop_front()).flatten() {
-            Some(p) => {
-                let why = match code {
-                    ErrorCode::NoSuchUser => {
-                        format!(
-                            "not online: {}",
-                            args.unwrap_or_default().replace(',', ", ")
-                        )
-                    }
-                    _ => detail,
-                };
-                render::error(
-                    style,
-                    now_ms,
-                    &format!("not sent \"{}\": {why}", render::snippet(&p.text)),
-                )
-            }
-            None => render::error(style, now_ms, &detail),
+        // The room the error is about, as we know it.
+        let room = match &answered {
+            Some(
+                Asked::Send {
+                    to: To::Room(r), ..
+                }
+                | Asked::Names(r)
+                | Asked::Join(r)
+                | Asked::Part(r),
+            ) => Some(r.clone()),
+            _ => args.map(String::from),
+        };
+        let room = room.unwrap_or_else(|| "that room".to_string());
+        if code == ErrorCode::AlreadyInRoom {
+            // We are in it after all: do what the /join was for.
+            let shown = self.find_room(&room).unwrap_or(&room).to_string();
+            self.enter(&shown);
+            return render::notice(
+                style,
+                now_ms,
+                &format!(
+                    "you are already in {}; {}",
+                    render::escape(&shown, style),
+                    render::target(style, Some(&shown))
+                ),
+            );
         }
+        let mut why = match code {
+            ErrorCode::NoSuchUser => format!(
+                "not online: {}",
+                args.unwrap_or_default().replace(',', ", ")
+            ),
+            ErrorCode::NotInRoom => format!("you are not in {room}"),
+            ErrorCode::TooManyRooms => {
+                "you are in as many rooms as the server allows; /part one first".to_string()
+            }
+            ErrorCode::UnknownCommand
+                if answered
+                    .as_ref()
+                    .is_some_and(|a| a.about_room(None) || *a == Asked::Rooms) =>
+            {
+                format!("this server has no rooms ({code})")
+            }
+            _ => detail,
+        };
+        if code == ErrorCode::NotInRoom {
+            if matches!(answered, Some(Asked::Send { .. })) {
+                why.push_str(&format!(" (/join {room} first)"));
+            }
+            // The broker knows best: forget the room if we thought we were in.
+            if let Some(now) = self.leave(&room) {
+                why.push_str("; ");
+                why.push_str(&render::target(Style::PLAIN, now.as_deref()));
+            }
+        }
+        let line = match &answered {
+            Some(Asked::Send { text, .. }) => {
+                format!("not sent \"{}\": {why}", render::snippet(text))
+            }
+            Some(Asked::Join(r)) => format!("not joined {r}: {why}"),
+            Some(Asked::Part(_)) if code == ErrorCode::NotInRoom => why,
+            Some(Asked::Part(r)) => format!("not left {r}: {why}"),
+            Some(Asked::Names(_)) if code == ErrorCode::NotInRoom => {
+                format!("{why}; only its members can list it")
+            }
+            _ => why,
+        };
+        render::error(style, now_ms, &line)
     }
 }
 
@@ -315,6 +556,274 @@ mod tests {
 
     fn bob() -> To {
         To::Names(vec!["bob".into()])
+    }
+
+    fn send(s: &mut Session, to: To, text: &str) -> u64 {
+        s.queue(Asked::Send {
+            to,
+            text: text.to_string(),
+        })
+    }
+
+    fn room(r: &str) -> To {
+        To::Room(r.to_string())
+    }
+
+    fn err<'a>(code: ErrorCode, args: Option<&'a str>) -> Event<'a> {
+        Event::Err {
+            code,
+            args,
+            text: "from the broker",
+        }
+    }
+
+    /// `/join room`, answered with `OK JOIN shown members`.
+    fn join(s: &mut Session, room: &str, shown: &str, members: usize) -> Vec<String> {
+        let seq = s.queue(Asked::Join(room.to_string()));
+        let r = s.on_event(
+            &Event::JoinOk {
+                room: shown,
+                members,
+            },
+            S,
+            0,
+        );
+        assert!(s.answered(seq));
+        lines(&r).into_iter().map(String::from).collect()
+    }
+
+    /// `/part room`, answered with `OK PART shown`.
+    fn part(s: &mut Session, room: &str, shown: &str) -> Vec<String> {
+        let seq = s.queue(Asked::Part(room.to_string()));
+        let r = s.on_event(&Event::PartOk { room: shown }, S, 0);
+        assert!(s.answered(seq));
+        lines(&r).into_iter().map(String::from).collect()
+    }
+
+    #[test]
+    fn joining_makes_the_room_current_and_parting_goes_back() {
+        let mut s = Session::new("alice");
+        assert_eq!(s.current_room(), None);
+        assert_eq!(
+            join(&mut s, "#rust", "#Rust", 1),
+            ["--> you joined #Rust (just you); talking in #Rust"]
+        );
+        assert_eq!(s.current_room(), Some("#Rust"));
+        join(&mut s, "#go", "#go", 3);
+        assert_eq!(s.current_room(), Some("#go"));
+        assert_eq!(s.joined(), ["#Rust", "#go"]);
+        // Leaving a room we are not talking in keeps the target.
+        assert_eq!(part(&mut s, "#rust", "#Rust"), ["<-- you left #Rust"]);
+        assert_eq!(s.current_room(), Some("#go"));
+        // Leaving the current room goes back to where we talked before it
+        // (everyone here: #Rust is gone).
+        assert_eq!(
+            part(&mut s, "#go", "#go"),
+            ["<-- you left #go; talking to everyone"]
+        );
+        assert_eq!(s.current_room(), None);
+        assert!(s.joined().is_empty());
+    }
+
+    #[test]
+    fn parting_the_current_room_returns_to_the_previous_target() {
+        let mut s = Session::new("alice");
+        join(&mut s, "#a", "#a", 1);
+        join(&mut s, "#b", "#b", 1);
+        assert_eq!(part(&mut s, "#b", "#b"), ["<-- you left #b; talking in #a"]);
+        assert_eq!(s.current_room(), Some("#a"));
+        // Everyone counts as a place we talked.
+        join(&mut s, "#b", "#b", 1);
+        assert_eq!(s.switch(None), Ok(None));
+        assert_eq!(s.switch(Some("#B")), Ok(Some("#b".to_string())));
+        assert_eq!(
+            part(&mut s, "#b", "#b"),
+            ["<-- you left #b; talking to everyone"]
+        );
+        assert_eq!(s.current_room(), None);
+    }
+
+    #[test]
+    fn switching_needs_a_room_we_are_in() {
+        let mut s = Session::new("alice");
+        assert_eq!(
+            s.switch(Some("#rust")),
+            Err("you are not in #rust; /join #rust first".to_string())
+        );
+        assert_eq!(s.current_room(), None);
+        join(&mut s, "#rust", "#Rust", 2);
+        assert_eq!(s.switch(None), Ok(None));
+        assert_eq!(s.current_room(), None);
+        assert_eq!(s.switch(Some("#RUST")), Ok(Some("#Rust".to_string())));
+        assert_eq!(s.current_room(), Some("#Rust"));
+        assert_eq!(s.find_room("#rust"), Some("#Rust"));
+    }
+
+    #[test]
+    fn room_messages_show_their_room_and_get_receipts() {
+        let mut s = Session::new("alice");
+        join(&mut s, "#rust", "#rust", 2);
+        let ev = Event::Msg {
+            id: 9,
+            from: "bob",
+            kind: Kind::Room("#rust"),
+            ts_ms: 0,
+            body: b"hi",
+        };
+        let r = s.on_event(&ev, S, 0);
+        assert_eq!(lines(&r), ["[#rust] bob: hi"]);
+        assert_eq!(r.receipt, Some((9, "bob".to_string())));
+        send(&mut s, room("#rust"), "hello room");
+        let r = s.on_event(
+            &Event::Ack {
+                id: 10,
+                queued: 1,
+                missing: None,
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["[#rust] you: hello room (#10 sent to 1)"]);
+    }
+
+    #[test]
+    fn room_notices() {
+        let mut s = Session::new("alice");
+        let r = s.on_event(
+            &Event::Joined {
+                name: "bob",
+                room: Some("#rust"),
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["--> bob joined #rust"]);
+        let r = s.on_event(
+            &Event::Parted {
+                name: "bob\u{1b}[2J",
+                room: "#rust",
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["<-- bob^[[2J left #rust"]);
+        let seq = s.queue(Asked::Names("#rust".into()));
+        let r = s.on_event(
+            &Event::Users {
+                count: 2,
+                room: Some("#Rust"),
+                names: "alice bob",
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["#Rust (2): alice bob"]);
+        assert!(s.answered(seq));
+        // A room's list does not replace who is online.
+        assert_eq!(s.names(), ["alice", "bob"]);
+        let seq = s.queue(Asked::Rooms);
+        let r = s.on_event(
+            &Event::Rooms {
+                count: 2,
+                rooms: "#go #rust",
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["rooms (2): #go #rust"]);
+        assert!(s.answered(seq));
+        join(&mut s, "#zig", "#zig", 1);
+        assert_eq!(s.known_rooms(), ["#go", "#rust", "#zig"]);
+        // Names we could not write back are shown, never kept.
+        s.on_event(
+            &Event::Rooms {
+                count: 2,
+                rooms: "#ok #b\u{1b}d",
+            },
+            S,
+            0,
+        );
+        assert_eq!(s.known_rooms(), ["#ok", "#zig"]);
+        join(&mut s, "#x", "#x\u{7}", 1);
+        assert_eq!(s.current_room(), Some("#zig"));
+    }
+
+    #[test]
+    fn room_errors_are_friendly_and_answer_the_right_request() {
+        let mut s = Session::new("alice");
+        // In flight, in order: a PART of a room we are not in, then a
+        // message to it. Each ERR answers its own request.
+        let p = s.queue(Asked::Part("#go".into()));
+        let m = send(&mut s, room("#go"), "hi go");
+        let r = s.on_event(&err(ErrorCode::NotInRoom, Some("#go")), S, 0);
+        assert_eq!(lines(&r), ["! you are not in #go"]);
+        assert!(s.answered(p) && !s.answered(m));
+        let r = s.on_event(&err(ErrorCode::NotInRoom, Some("#go")), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! not sent \"hi go\": you are not in #go (/join #go first)"]
+        );
+        assert!(s.answered(m));
+        let n = s.queue(Asked::Names("#go".into()));
+        let r = s.on_event(&err(ErrorCode::NotInRoom, Some("#go")), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! you are not in #go; only its members can list it"]
+        );
+        assert!(s.answered(n));
+
+        // ALREADY_IN_ROOM: we are in it, so talk there.
+        let j = s.queue(Asked::Join("#rust".into()));
+        let r = s.on_event(&err(ErrorCode::AlreadyInRoom, Some("#rust")), S, 0);
+        assert_eq!(lines(&r), ["you are already in #rust; talking in #rust"]);
+        assert!(s.answered(j));
+        assert_eq!(s.current_room(), Some("#rust"));
+
+        // TOO_MANY_ROOMS has no room in it; the JOIN it answers does.
+        let j = s.queue(Asked::Join("#more".into()));
+        let r = s.on_event(&err(ErrorCode::TooManyRooms, None), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! not joined #more: you are in as many rooms as the server allows; /part one first"]
+        );
+        assert!(s.answered(j));
+        assert_eq!(s.current_room(), Some("#rust"));
+
+        // The broker says we are not in the room we talk in: believe it.
+        let m = send(&mut s, room("#rust"), "still here?");
+        let r = s.on_event(&err(ErrorCode::NotInRoom, Some("#rust")), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! not sent \"still here?\": you are not in #rust (/join #rust first); talking to everyone"]
+        );
+        assert!(s.answered(m));
+        assert_eq!(s.current_room(), None);
+        assert!(s.joined().is_empty());
+    }
+
+    #[test]
+    fn an_old_broker_without_rooms_is_recognised() {
+        let mut s = Session::new("alice");
+        let j = s.queue(Asked::Join("#rust".into()));
+        let r = s.on_event(&err(ErrorCode::UnknownCommand, None), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! not joined #rust: this server has no rooms (UNKNOWN_COMMAND)"]
+        );
+        assert!(s.answered(j));
+        assert_eq!(s.current_room(), None);
+    }
+
+    #[test]
+    fn generic_errors_answer_the_oldest_request_of_any_kind() {
+        let mut s = Session::new("alice");
+        let l = s.queue(Asked::List);
+        let m = send(&mut s, bob(), "hi");
+        let r = s.on_event(&err(ErrorCode::RateLimited, None), S, 0);
+        assert_eq!(lines(&r), ["! from the broker (RATE_LIMITED)"]);
+        assert!(s.answered(l) && !s.answered(m));
+        s.unqueue(m);
+        assert!(s.answered(m));
     }
 
     #[test]
@@ -346,8 +855,8 @@ mod tests {
     fn acks_match_sends_in_order_and_receipts_count_up() {
         let mut s = Session::new("alice");
         let two = To::Names(vec!["bob".into(), "carol".into(), "dan".into()]);
-        s.queue_send(&bob(), "first");
-        s.queue_send(&two, "second");
+        send(&mut s, bob(), "first");
+        send(&mut s, two, "second");
         let r = s.on_event(
             &Event::Ack {
                 id: 1,
@@ -389,8 +898,8 @@ mod tests {
     #[test]
     fn a_refused_send_is_reported_with_its_text() {
         let mut s = Session::new("alice");
-        s.queue_send(&bob(), "hello");
-        s.queue_send(&bob(), "again");
+        send(&mut s, bob(), "hello");
+        send(&mut s, bob(), "again");
         let r = s.on_event(
             &Event::Err {
                 code: ErrorCode::NoSuchUser,
@@ -491,7 +1000,7 @@ mod tests {
     fn remembers_a_bounded_number_of_sent_messages() {
         let mut s = Session::new("alice");
         for id in 0..(REMEMBER_SENT as u64 + 10) {
-            s.queue_send(&bob(), "x");
+            send(&mut s, bob(), "x");
             s.on_event(
                 &Event::Ack {
                     id,

@@ -23,11 +23,10 @@
 //! the request, as we did before, could end after an earlier queued line's
 //! redraw, with the last line still in the queue.)
 
-use crate::app::{self, Exit, Ui};
-use crate::command::{self, SLASH_COMMANDS};
+use crate::app::{self, Exit, Shared, Ui};
+use crate::command::{self, Command, MSG_COMMANDS, ROOM_COMMANDS, SLASH_COMMANDS};
 use crate::net::{Reader, Writer};
 use crate::render::{self, Style};
-use crate::session::Session;
 use crate::sys;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -76,10 +75,10 @@ impl ExitFlag {
     }
 }
 
-/// The editor's helper: completes names and commands, colours the prompt,
-/// and is the hook through which the reader thread ends the process.
+/// The editor's helper: completes names, rooms and commands, colours the
+/// prompt, and is the hook through which the reader thread ends the process.
 struct ChatHelper {
-    session: Option<Arc<Mutex<Session>>>,
+    session: Option<Arc<Shared>>,
     exit: Arc<ExitFlag>,
     style: Style,
 }
@@ -93,11 +92,18 @@ impl Completer for ChatHelper {
         pos: usize,
         _ctx: &rustyline::Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let names = match &self.session {
-            Some(s) => app::lock(s).names().to_vec(),
-            None => Vec::new(),
+        let known = match &self.session {
+            Some(s) => {
+                let s = s.lock();
+                Known {
+                    names: s.names().to_vec(),
+                    joined: s.joined().to_vec(),
+                    rooms: s.known_rooms(),
+                }
+            }
+            None => Known::default(),
         };
-        let (start, words) = completions(line, pos, &names);
+        let (start, words) = completions(line, pos, &known);
         let pairs = words
             .into_iter()
             .map(|w| Pair {
@@ -109,10 +115,24 @@ impl Completer for ChatHelper {
     }
 }
 
+/// What tab completion can offer.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Everyone online.
+    pub names: Vec<String>,
+    /// The rooms we are in.
+    pub joined: Vec<String>,
+    /// Every room we know of: ours and the last `/rooms` list.
+    pub rooms: Vec<String>,
+}
+
 /// Completions for the word ending at `pos`: a slash command at the start
-/// of the line, otherwise a name (after a space, a comma or `@`). Returns
-/// where the word starts and the replacements.
-pub fn completions(line: &str, pos: usize, names: &[String]) -> (usize, Vec<String>) {
+/// of the line; a room after `/join` (any room we know of), after `/part`,
+/// `/switch`, `/names` (a room we are in) or wherever the word starts with
+/// `#`; a name or a room we are in after `/msg`; otherwise a name (after a
+/// space, a comma or `@`). Returns where the word starts and the
+/// replacements.
+pub fn completions(line: &str, pos: usize, known: &Known) -> (usize, Vec<String>) {
     let before = line.get(..pos).unwrap_or(line);
     let start = before
         .rfind(|c: char| c.is_whitespace() || c == ',' || c == '@')
@@ -120,8 +140,8 @@ pub fn completions(line: &str, pos: usize, names: &[String]) -> (usize, Vec<Stri
     let word = before.get(start..).unwrap_or_default();
     let at_end = pos >= line.len();
     let space = if at_end { " " } else { "" };
+    let lower = word.to_ascii_lowercase();
     if start == 0 && word.starts_with('/') {
-        let lower = word.to_ascii_lowercase();
         let found = SLASH_COMMANDS
             .iter()
             .filter(|c| c.starts_with(&lower))
@@ -129,13 +149,41 @@ pub fn completions(line: &str, pos: usize, names: &[String]) -> (usize, Vec<Stri
             .collect();
         return (start, found);
     }
-    let lower = word.to_ascii_lowercase();
-    let found = names
-        .iter()
-        .filter(|n| n.to_ascii_lowercase().starts_with(&lower))
+    // The command, when the word is its first argument.
+    let command = before
+        .get(..start)
+        .map(str::trim_end)
+        .filter(|c| c.starts_with('/') && !c.contains(char::is_whitespace))
+        .map(str::to_ascii_lowercase);
+    let command = command.as_deref();
+    let names = || known.names.iter();
+    let joined = || known.joined.iter();
+    let candidates: Vec<&String> = match command {
+        Some("/join" | "/j") => known.rooms.iter().collect(),
+        Some(c) if ROOM_COMMANDS.contains(&c) => joined().collect(),
+        Some(c) if MSG_COMMANDS.contains(&c) => names().chain(joined()).collect(),
+        _ if word.starts_with('#') => known.rooms.iter().collect(),
+        _ => names().collect(),
+    };
+    let found = candidates
+        .into_iter()
+        .filter(|n| {
+            let n = n.to_ascii_lowercase();
+            // `/join ru` finds `#rust`.
+            n.starts_with(&lower) || n.strip_prefix('#').is_some_and(|r| r.starts_with(&lower))
+        })
         .map(|n| format!("{n}{space}"))
         .collect();
     (start, found)
+}
+
+/// The prompt: who you are and, when talking in a room, which one
+/// (`alice> `, `alice #rust> `).
+fn prompt(me: &str, room: Option<&str>) -> String {
+    match room {
+        Some(r) => format!("{me} {}> ", render::escape(r, Style::PLAIN)),
+        None => format!("{me}> "),
+    }
 }
 
 impl Highlighter for ChatHelper {
@@ -282,7 +330,7 @@ pub fn run(
             return code;
         }
     };
-    let session = Arc::new(Mutex::new(Session::new(&me)));
+    let session = Arc::new(Shared::new(&me));
     editor.set_helper(Some(ChatHelper {
         session: Some(Arc::clone(&session)),
         exit: Arc::clone(&exit),
@@ -298,7 +346,7 @@ pub fn run(
         clear_line: style.multiline && !std::env::var("TERM").is_ok_and(|t| t == "dumb"),
     });
     println!(
-        "Signed in as {}. Type a message to send it to everyone, /help for commands, /quit to leave.",
+        "Signed in as {}. Type a message to send it to everyone, /join #room to talk in a room, /help for commands, /quit to leave.",
         render::escape(&me, style)
     );
     let stopped = match app::spawn_reader(
@@ -314,12 +362,13 @@ pub fn run(
             return fail(&format!("cannot start: {e}"));
         }
     };
-    let _ = writer.send(&protocol::Request::List { room: None });
+    app::execute(Command::List, &writer, &session, ui.as_ref(), style);
 
-    let prompt = format!("{}> ", me);
     let mut interrupted = false;
     loop {
         exit.act();
+        // The target moves only on our own commands, so it is current here.
+        let prompt = prompt(&me, session.lock().current_room());
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
@@ -368,11 +417,60 @@ fn fail(message: &str) -> i32 {
 mod tests {
     use super::*;
 
-    fn names() -> Vec<String> {
-        ["alice", "Bob", "bobby", "carol"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn names() -> Known {
+        Known {
+            names: strings(&["alice", "Bob", "bobby", "carol"]),
+            joined: strings(&["#rust"]),
+            rooms: strings(&["#go", "#rust", "#ruby"]),
+        }
+    }
+
+    #[test]
+    fn completes_rooms_after_room_commands_and_hash() {
+        let k = names();
+        assert_eq!(
+            completions("/join #ru", 9, &k),
+            (6, strings(&["#rust ", "#ruby "]))
+        );
+        assert_eq!(
+            completions("/join ", 6, &k),
+            (6, strings(&["#go ", "#rust ", "#ruby "]))
+        );
+        assert_eq!(completions("/join g", 7, &k), (6, strings(&["#go "])));
+        // Only rooms we are in can be left, switched to or listed.
+        for cmd in ["/part ", "/switch ", "/names "] {
+            assert_eq!(
+                completions(cmd, cmd.len(), &k),
+                (cmd.len(), strings(&["#rust "])),
+                "{cmd}"
+            );
+        }
+        assert_eq!(
+            completions("/msg ", 5, &k),
+            (
+                5,
+                strings(&["alice ", "Bob ", "bobby ", "carol ", "#rust "])
+            )
+        );
+        assert_eq!(completions("/msg #", 6, &k), (5, strings(&["#rust "])));
+        // Only the first argument is a room; the text after it is names.
+        assert_eq!(
+            completions("/join #go b", 11, &k),
+            (10, strings(&["Bob ", "bobby "]))
+        );
+        // A `#` word anywhere is a room.
+        assert_eq!(completions("see #g", 6, &k), (4, strings(&["#go "])));
+    }
+
+    #[test]
+    fn the_prompt_shows_the_room() {
+        assert_eq!(prompt("alice", None), "alice> ");
+        assert_eq!(prompt("alice", Some("#rust")), "alice #rust> ");
+        assert_eq!(prompt("alice", Some("#a\u{1b}")), "alice #a^[> ");
     }
 
     #[test]

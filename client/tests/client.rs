@@ -191,7 +191,11 @@ fn mistyped_commands_and_missing_parts_are_never_sent() {
         ("/msg bob", "usage: /msg"),
         ("@bob", "usage: @<name>"),
         ("send bob:", "usage: send"),
-        ("/all", "usage: /all"),
+        ("/bm", "usage: /all"),
+        ("/join #a!", "not a valid room"),
+        ("/msg #room,bob hi", "one room, or to names"),
+        ("/switch #nowhere", "you are not in #nowhere"),
+        ("/part", "name it: /part #room"),
         ("/msg b!b hi", "not a valid name"),
         ("/xyzzy", "unknown command /xyzzy"),
     ] {
@@ -208,6 +212,85 @@ fn mistyped_commands_and_missing_parts_are_never_sent() {
     assert!(bob
         .try_next(Duration::from_millis(200))
         .is_some_and(|g| g.verb() == "LEFT"));
+}
+
+#[test]
+fn rooms_join_talk_switch_and_part() {
+    let b = broker();
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    bob.send("JOIN #room\n");
+    bob.expect("OK JOIN #room 1");
+    let mut alice = Client::signed_in(b.local_addr(), "alice");
+    // Typed back to back: the line after /join goes to the room, because
+    // /join waits for its answer.
+    alice.type_line("/join #ROOM");
+    alice.type_line("plain words");
+    let m = bob.next_msg();
+    assert_eq!((m.field(2), m.field(3)), ("alice", "#room"));
+    assert_eq!(m.body_str(), "plain words");
+    alice.expect_line("--> you joined #room (2 members); talking in #room");
+    alice.expect_line("[#room] you: plain words (#");
+    // A room message from someone else shows its room and is receipted.
+    bob.send("SEND #room :hi\n");
+    let id = bob.skip_until_verb("ACK").field(1).to_string();
+    alice.expect_line("[#room] bob: hi");
+    assert_eq!(bob.skip_until_verb("RCPT").line, format!("RCPT {id} alice"));
+
+    alice.type_line("/names");
+    alice.expect_line("#room (2): alice bob");
+    alice.type_line("/rooms");
+    alice.expect_line("rooms (1): #room");
+    // To everyone without leaving the room, then switching back and forth.
+    alice.type_line("/all to everyone");
+    assert_eq!(bob.next_msg().field(3), "all");
+    alice.type_line("/switch *");
+    alice.expect_line("now talking to everyone");
+    alice.type_line("after the switch");
+    let m = bob.next_msg();
+    assert_eq!(
+        (m.field(3), m.body_str().as_str()),
+        ("all", "after the switch")
+    );
+    alice.type_line("/switch #Room");
+    alice.expect_line("now talking in #room");
+    alice.type_line("/msg #elsewhere psst");
+    alice.expect_line("not sent \"psst\": you are not in #elsewhere (/join #elsewhere first)");
+    alice.type_line("/part");
+    alice.type_line("after the part");
+    assert_eq!(bob.skip_until_verb("PARTED").line, "PARTED alice #room");
+    let m = bob.next_msg();
+    assert_eq!(
+        (m.field(3), m.body_str().as_str()),
+        ("all", "after the part")
+    );
+    alice.expect_line("<-- you left #room; talking to everyone");
+    alice.type_line("/part #room");
+    alice.expect_line("! you are not in #room");
+    assert!(alice.finish().success());
+}
+
+#[test]
+fn room_presence_is_shown() {
+    let b = broker();
+    let mut alice = Client::signed_in(b.local_addr(), "alice");
+    alice.type_line("/join room");
+    alice.expect_line("--> you joined #room (just you); talking in #room");
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    bob.send("JOIN #room\n");
+    bob.expect("OK JOIN #room 2");
+    alice.expect_line("--> bob joined #room");
+    bob.send("SEND #room :\x1b[2Jhey\n");
+    alice.expect_line("[#room] bob: ^[[2Jhey");
+    bob.send("PART #room\n");
+    alice.expect_line("<-- bob left #room");
+    alice.type_line("alone now");
+    let line = alice.expect_line("[#room] you: alone now (#");
+    assert!(
+        line.ends_with("sent to 0: nobody else is in #room)"),
+        "{line}"
+    );
+    assert!(alice.finish().success());
+    assert!(!alice.raw.contains(&0x1b), "raw escape in output");
 }
 
 #[test]
@@ -390,6 +473,43 @@ mod pty {
         s.expect("hello world").unwrap();
         s.send("\x15\x04").unwrap();
         bob.skip_until_line("LEFT alice quit");
+        assert_eq!(exit_code(&s), 0);
+    }
+
+    #[test]
+    fn rooms_in_the_prompt_and_tab_completion() {
+        let b = broker();
+        let mut bob = Peer::named(b.local_addr(), "bob");
+        bob.send("JOIN #room\n");
+        bob.expect("OK JOIN #room 1");
+        let mut s = spawn(b.local_addr(), "alice");
+        s.expect("alice> ").unwrap();
+        // The room comes from the last /rooms list.
+        s.send("/rooms\r").unwrap();
+        s.expect("rooms (1): #room").unwrap();
+        s.send("/join #r\t").unwrap();
+        s.expect("#room").unwrap();
+        s.send("\r").unwrap();
+        s.expect("you joined #room (2 members); talking in #room")
+            .unwrap();
+        s.expect("alice #room> ").unwrap();
+        bob.skip_until_line("JOINED alice #room");
+
+        bob.send("SEND #room :hi\n");
+        s.expect("[#room] bob: hi").unwrap();
+        s.send("hello room\r").unwrap();
+        let m = bob.next_msg();
+        assert_eq!((m.field(2), m.field(3)), ("alice", "#room"));
+        assert_eq!(m.body_str(), "hello room");
+        s.expect("[#room] you: hello room (#").unwrap();
+
+        s.send("/part #\t").unwrap();
+        s.expect("#room").unwrap();
+        s.send("\r").unwrap();
+        s.expect("you left #room; talking to everyone").unwrap();
+        assert_eq!(bob.skip_until_verb("PARTED").line, "PARTED alice #room");
+        s.expect("alice> ").unwrap();
+        s.send("/quit\r").unwrap();
         assert_eq!(exit_code(&s), 0);
     }
 
