@@ -1,10 +1,11 @@
 //! Hooks for the criterion benchmarks (not a stable API): the routing core
 //! driven in memory, without sockets or threads.
 
-use crate::conn::{Conn, Door, Frame};
-use crate::handler::{self, Session};
-use crate::outbound::{Outbox, WriterHandle, WriterMsg};
-use crate::worker::{WorkerHandle, WorkerMsg};
+use crate::core::conn::{Conn, Door, Frame};
+use crate::core::outbound::Outbox;
+use crate::core::{self, Session};
+use crate::doors;
+use crate::msg::{WorkerHandle, WorkerMsg, WriterHandle, WriterMsg};
 use crate::{Config, Shared};
 use crossbeam_channel::Receiver;
 use mio::{Poll, Waker};
@@ -38,12 +39,12 @@ impl Fanout {
         let (ktx, worker_rx) = crossbeam_channel::unbounded();
         let writers = vec![WriterHandle {
             tx: wtx,
-            waker: Waker::new(writer_poll.registry(), crate::writer::WAKE)?,
+            waker: Waker::new(writer_poll.registry(), crate::net::writer::WAKE)?,
             sleeping: AtomicBool::new(false),
         }];
         let workers = vec![WorkerHandle {
             tx: ktx,
-            waker: Waker::new(worker_poll.registry(), crate::worker::WAKE)?,
+            waker: Waker::new(worker_poll.registry(), crate::net::worker::WAKE)?,
         }];
         let config = Config {
             rate_per_sec: 0,
@@ -68,7 +69,7 @@ impl Fanout {
         sender.set_name("sender");
         queues.push(Arc::clone(&sender));
         let session = Session::new(&shared, Instant::now());
-        out.flush(&shared);
+        crate::core::flush(&shared, &mut out);
         let mut f = Fanout {
             shared,
             sender,
@@ -91,7 +92,7 @@ impl Fanout {
             targets: Targets::All,
             body,
         };
-        handler::handle(
+        doors::native::handle(
             &self.shared,
             &mut self.out,
             &self.sender,
@@ -99,7 +100,7 @@ impl Fanout {
             req,
             Instant::now(),
         );
-        self.out.flush(&self.shared);
+        core::flush(&self.shared, &mut self.out);
     }
 
     /// Empties every queue, as writers would; returns the frames taken.

@@ -45,26 +45,19 @@ pub mod log;
 pub mod metrics;
 pub mod sys;
 
-mod acceptor;
 #[doc(hidden)]
 pub mod bench_support;
-mod conn;
-mod handler;
-mod irc;
-mod outbound;
-mod registry;
-mod rooms;
-mod route;
-mod worker;
-mod writer;
+mod core;
+mod doors;
+mod msg;
+mod net;
 
 pub use config::{Config, ConfigError};
 pub use metrics::{CloseReason, Stats};
 
-use crate::conn::{Door, Frame};
-use crate::outbound::{WriterHandle, WriterMsg};
-use crate::registry::Registry;
-use crate::worker::{WorkerHandle, WorkerMsg};
+use crate::core::conn::{Door, Frame};
+use crate::core::registry::Registry;
+use crate::msg::{WorkerHandle, WorkerMsg, WriterHandle, WriterMsg};
 use metrics::Metrics;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token, Waker};
@@ -102,7 +95,7 @@ pub(crate) struct Shared {
     pub config: Config,
     pub limits: Limits,
     pub registry: Registry,
-    pub rooms: rooms::Rooms,
+    pub rooms: crate::core::rooms::Rooms,
     pub metrics: Metrics,
     pub writers: Vec<WriterHandle>,
     pub workers: Vec<WorkerHandle>,
@@ -133,7 +126,7 @@ impl Shared {
         Shared {
             limits: config.limits(),
             registry: Registry::new(),
-            rooms: rooms::Rooms::new(),
+            rooms: crate::core::rooms::Rooms::new(),
             metrics: Metrics::default(),
             writers,
             workers,
@@ -253,7 +246,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
     let mut worker_rxs = Vec::new();
     for _ in 0..config.worker_threads() {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), worker::WAKE)?;
+        let waker = Waker::new(poll.registry(), net::worker::WAKE)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         workers.push(WorkerHandle { tx, waker });
         worker_polls.push(poll);
@@ -264,7 +257,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
     let mut writer_rxs = Vec::new();
     for _ in 0..config.writer_threads() {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), writer::WAKE)?;
+        let waker = Waker::new(poll.registry(), net::writer::WAKE)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         writers.push(WriterHandle {
             tx,
@@ -275,11 +268,11 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         writer_rxs.push(rx);
     }
     let acceptor_poll = Poll::new()?;
-    let acceptor_waker = Arc::new(Waker::new(acceptor_poll.registry(), acceptor::WAKE)?);
+    let acceptor_waker = Arc::new(Waker::new(acceptor_poll.registry(), net::acceptor::WAKE)?);
     for (i, (l, _)) in listeners.iter().enumerate() {
         acceptor_poll.registry().register(
             &mut SourceFd(&l.as_raw_fd()),
-            Token(acceptor::FIRST_LISTENER + i),
+            Token(net::acceptor::FIRST_LISTENER + i),
             Interest::READABLE,
         )?;
     }
@@ -288,7 +281,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
 
     let mut writer_threads = Vec::new();
     for (i, (poll, rx)) in writer_polls.into_iter().zip(writer_rxs).enumerate() {
-        let w = writer::Writer::new(Arc::clone(&shared), i, poll, rx);
+        let w = net::writer::Writer::new(Arc::clone(&shared), i, poll, rx);
         writer_threads.push(
             std::thread::Builder::new()
                 .name(format!("writer-{i}"))
@@ -301,7 +294,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
     let stopped = Arc::new(Barrier::new(shared.workers.len() + 1));
     let mut worker_threads = Vec::new();
     for (i, (poll, rx)) in worker_polls.into_iter().zip(worker_rxs).enumerate() {
-        let w = worker::Worker::new(Arc::clone(&shared), i, poll, rx);
+        let w = net::worker::Worker::new(Arc::clone(&shared), i, poll, rx);
         let stopped = Arc::clone(&stopped);
         worker_threads.push(
             std::thread::Builder::new()
@@ -314,7 +307,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         std::thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || {
-                acceptor::run(shared, listeners, acceptor_poll);
+                net::acceptor::run(shared, listeners, acceptor_poll);
                 stopped.wait();
             })?
     };

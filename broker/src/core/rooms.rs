@@ -12,7 +12,7 @@
 //! a room after it has left all of them. No map guard is held past the
 //! method that took it.
 
-use crate::conn::Conn;
+use crate::core::conn::Conn;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 use protocol::{ErrorCode, MAX_NAME_LEN};
@@ -245,7 +245,7 @@ mod tests {
             0,
             0,
             "127.0.0.1:1".parse().unwrap(),
-            crate::conn::Door::Native,
+            crate::core::conn::Door::Native,
             1 << 20,
         )
     }

@@ -10,10 +10,11 @@
 //! socket is full the connection is `blocked` and waits for its
 //! edge-triggered writable event; it is never polled in a loop.
 
-use crate::conn::{Conn, Frame, Sock, ABORTED, CLOSING, KEEP_FRAMES, OPEN};
-use crate::handler;
+use crate::core;
+use crate::core::conn::{Frame, ABORTED, CLOSING, KEEP_FRAMES, OPEN};
+use crate::core::outbound::Outbox;
 use crate::metrics::{CloseReason, Metrics};
-use crate::outbound::{Outbox, WriterMsg};
+use crate::msg::{Stream, WriterMsg};
 use crate::{log_debug, log_warn, Shared};
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
@@ -29,22 +30,6 @@ use std::time::Duration;
 
 /// The poll token of a writer's waker.
 pub(crate) const WAKE: Token = Token(usize::MAX);
-/// The sending side of one connection, handed from its worker to its writer.
-pub(crate) struct Stream {
-    /// The shared handle (with the outbound queue).
-    pub conn: Arc<Conn>,
-    /// Its socket.
-    pub sock: Arc<Sock>,
-}
-
-impl Drop for Stream {
-    /// However the writer lets go (done, failed, stopped, never added), the
-    /// queue stops taking frames that nobody would write.
-    fn drop(&mut self) {
-        self.conn.close_queue();
-    }
-}
-
 struct State {
     s: Stream,
     /// Frames taken off the queue, not yet fully written.
@@ -114,7 +99,7 @@ impl Writer {
                 // this outbox flushes. Under steady load the inbox may never
                 // run dry, so flush here (a flag test when nothing closed)
                 // rather than after the loop.
-                self.out.flush(&self.shared);
+                core::flush(&self.shared, &mut self.out);
             }
             if busy && self.blocked == 0 {
                 // Nothing waits for writable: skip the poll while work keeps
@@ -158,7 +143,7 @@ impl Writer {
                 }
                 self.service(id);
             }
-            self.out.flush(&self.shared);
+            core::flush(&self.shared, &mut self.out);
         }
     }
 
@@ -173,7 +158,7 @@ impl Writer {
             log_warn!("writer {}: cannot watch connection {id}: {e}", self.index);
             // Nothing could ever be written to it: close it rather than
             // leave a user who gets no output.
-            handler::close(
+            core::close(
                 &self.shared,
                 &mut self.out,
                 &s.conn,
@@ -245,7 +230,7 @@ impl Writer {
             // (whether it was flushed or the peer vanished mid-write).
             if let Some(conn) = conn.filter(|c| c.state() != OPEN) {
                 if let Some(w) = self.shared.workers.get(conn.worker) {
-                    let _ = w.tx.send(crate::worker::WorkerMsg::Flushed(conn.id));
+                    let _ = w.tx.send(crate::msg::WorkerMsg::Flushed(conn.id));
                     let _ = w.waker.wake();
                 }
             }
@@ -363,7 +348,7 @@ fn fail(shared: &Shared, out: &mut Outbox, st: &mut State, err: std::io::Error) 
     } else {
         CloseReason::Disconnect
     };
-    handler::close(shared, out, &st.s.conn, reason, None);
+    core::close(shared, out, &st.s.conn, reason, None);
     st.s.conn.abort();
     Done::Finished
 }

@@ -7,9 +7,10 @@
 //! recipient of that door turns up. Only an IRC message addressed to a
 //! person (whose target is that person's nick) is encoded per recipient.
 
-use crate::conn::{flag, Conn, Door, Frame};
-use crate::outbound::Outbox;
-use protocol::{encode_msg, irc, Event, Kind, LeftReason};
+use crate::core::conn::{flag, Conn, Door, Frame};
+use crate::core::outbound::Outbox;
+use crate::Shared;
+use protocol::{encode_msg, irc, ErrorCode, Event, Kind, LeftReason};
 use std::sync::Arc;
 
 /// A core event, as neutral as the doors need it.
@@ -258,4 +259,72 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+thread_local! {
+    /// Encoding space reused by every frame this thread builds.
+    static ENCODE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+}
+
+/// Encodes an event into its own shared frame (one allocation).
+pub(crate) fn frame(event: &Event<'_>) -> Frame {
+    ENCODE.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        event.encode(&mut buf);
+        Frame::from(&buf[..])
+    })
+}
+
+/// An error as the connection's door says it: `ERR …` on the native door;
+/// on IRC a `NOTICE`, or `ERROR :Closing link: …` before a close.
+pub(crate) fn error_frame(
+    shared: &Shared,
+    conn: &Conn,
+    code: ErrorCode,
+    args: Option<&str>,
+    text: &str,
+) -> Frame {
+    match conn.door {
+        Door::Native => frame(&Event::Err { code, args, text }),
+        Door::Irc => irc_error_frame(&shared.config.server_name, conn, code, text),
+    }
+}
+
+/// `ERROR :<text>`: the last line before the broker closes an IRC
+/// connection.
+pub(crate) fn irc_error_line(text: &str) -> Frame {
+    let mut b = Vec::with_capacity(32 + text.len());
+    irc::push_command(&mut b, None, None, "ERROR", &[], Some(text));
+    Frame::from(b)
+}
+
+/// The IRC form of an error raised on a shared path (rate limit, slow
+/// consumer, timeouts, fatal framing): a `NOTICE` if the connection goes
+/// on, `ERROR :Closing link: …` if it is being closed.
+fn irc_error_frame(server: &str, conn: &Conn, code: ErrorCode, text: &str) -> Frame {
+    let closing = matches!(
+        code,
+        ErrorCode::TooLong | ErrorCode::SlowConsumer | ErrorCode::Timeout | ErrorCode::ServerFull
+    ) || conn.is_closing();
+    if closing {
+        return irc_error_line(&format!("Closing link: {text}"));
+    }
+    let mut b = Vec::with_capacity(64);
+    let nick = conn.name().unwrap_or("*");
+    irc::push_command(&mut b, None, Some(server), "NOTICE", &[nick], Some(text));
+    Frame::from(b)
+}
+
+/// The last frame before the broker closes a connection for `code`: `ERR`
+/// on the native door, `ERROR :Closing link: …` on IRC.
+pub(crate) fn closing_frame(conn: &Conn, code: ErrorCode, text: &str) -> Frame {
+    match conn.door {
+        Door::Native => frame(&Event::Err {
+            code,
+            args: None,
+            text,
+        }),
+        Door::Irc => irc_error_line(&format!("Closing link: {text}")),
+    }
 }

@@ -5,8 +5,8 @@
 //! slots), sets the socket options, and passes each socket to a worker
 //! round-robin with "send, then wake". It never waits on a worker.
 
-use crate::conn::Door;
-use crate::worker::WorkerMsg;
+use crate::core::conn::Door;
+use crate::msg::WorkerMsg;
 use crate::{log_debug, log_warn, Shared};
 use mio::{Events, Poll, Token};
 use protocol::{ErrorCode, Event};

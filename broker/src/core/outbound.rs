@@ -8,43 +8,10 @@
 //! sends each writer its `Ready`s and wakes it once: the "send, then wake"
 //! hand-off.
 
-use crate::conn::{Conn, Frame, Pushed};
+use crate::core::conn::{Conn, Frame, Pushed};
+use crate::msg::WriterMsg;
 use crate::Shared;
-use crossbeam_channel::Sender;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// A message to a writer thread.
-pub(crate) enum WriterMsg {
-    /// Take over a new connection's socket and queue.
-    Add(Box<crate::writer::Stream>),
-    /// Connection `id` has frames queued (or changed state).
-    Ready(u64),
-    /// Stop now: cut off whatever is left.
-    Stop,
-}
-
-/// How other threads reach one writer.
-pub(crate) struct WriterHandle {
-    pub tx: Sender<WriterMsg>,
-    pub waker: mio::Waker,
-    /// Set by the writer just before it sleeps in `poll`.
-    pub sleeping: AtomicBool,
-}
-
-impl WriterHandle {
-    /// Wakes the writer if it is (about to be) asleep.
-    pub fn wake(&self) {
-        // Pairs with the fence in the writer between setting `sleeping` and
-        // re-checking its channel: either it sees our message, or we see it
-        // sleeping and wake it.
-        fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed) {
-            // A failed wake means the poller is gone: the writer has exited.
-            let _ = self.waker.wake();
-        }
-    }
-}
 
 /// Per-thread routing state: which writers to wake, which connections
 /// overflowed.
@@ -138,12 +105,10 @@ impl Outbox {
         }
     }
 
-    /// Ends a batch: closes slow consumers found in it (which may queue
-    /// `LEFT`s and find more), then wakes each writer that has work.
-    pub fn flush(&mut self, shared: &Shared) {
-        while let Some(conn) = self.slow.pop() {
-            crate::handler::close_slow(shared, self, &conn);
-        }
+    /// Ends a batch for the writers: sends each writer the `Ready`s noted
+    /// for it and wakes it once. `core::flush` closes the batch's slow
+    /// consumers first; call that.
+    pub fn wake_writers(&mut self, shared: &Shared) {
         if !self.any {
             return;
         }

@@ -8,13 +8,15 @@
 //! partial frame is copied into the connection's own buffer, so an idle
 //! connection holds no read buffer at all.
 
-use crate::conn::{Conn, Door, Sock, ABORTED, OPEN};
-use crate::handler::{self, Flow, Session};
+use crate::core::conn::{Conn, Door, Sock, ABORTED, OPEN};
+use crate::core::outbound::Outbox;
+use crate::core::route::{closing_frame, frame};
+use crate::core::{self, Flow, Session};
+use crate::doors;
 use crate::metrics::CloseReason;
-use crate::outbound::{Outbox, WriterMsg};
-use crate::writer::Stream;
+use crate::msg::{Stream, WorkerMsg, WriterMsg};
 use crate::{log_debug, log_info, log_warn, Shared};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use protocol::{Decoded, ErrorCode, Event, Request};
@@ -40,23 +42,6 @@ const PAUSE_CHECK: Duration = Duration::from_millis(5);
 /// room once the socket is drained.
 const KEEP_INBUF: usize = 4096;
 
-/// A message to a worker.
-pub(crate) enum WorkerMsg {
-    /// A freshly accepted socket to own, and the door it came in by.
-    NewConn(TcpStream, SocketAddr, Door),
-    /// Another thread closed connection `id`: let go of its socket.
-    Closed(u64),
-    /// The writer has let go of closing connection `id` (delivered
-    /// everything, or gave up on a peer that vanished).
-    Flushed(u64),
-}
-
-/// How other threads reach one worker.
-pub(crate) struct WorkerHandle {
-    pub tx: Sender<WorkerMsg>,
-    pub waker: mio::Waker,
-}
-
 /// One connection as its worker sees it.
 struct Entry {
     conn: Arc<Conn>,
@@ -81,7 +66,7 @@ struct Entry {
     /// Set while the sender is paused: its socket is not read.
     pause: Option<Pause>,
     /// An IRC connection's registration state (`None` on the native door).
-    irc: Option<Box<crate::irc::IrcSession>>,
+    irc: Option<Box<crate::doors::irc::IrcSession>>,
 }
 
 /// Why a sender is paused ("the sender pays"): its last message took
@@ -208,18 +193,18 @@ impl Worker {
                     next_pause_check = now + PAUSE_CHECK;
                 }
             }
-            self.out.flush(&self.shared);
+            core::flush(&self.shared, &mut self.out);
             if std::mem::take(&mut self.out.wake_self) {
                 self.drain_inbox();
-                self.out.flush(&self.shared);
+                core::flush(&self.shared, &mut self.out);
             }
             let now = Instant::now();
             if now >= next_tick {
                 self.tick(now);
-                self.out.flush(&self.shared);
+                core::flush(&self.shared, &mut self.out);
                 if std::mem::take(&mut self.out.wake_self) {
                     self.drain_inbox();
-                    self.out.flush(&self.shared);
+                    core::flush(&self.shared, &mut self.out);
                 }
                 next_tick = now + TICK;
             }
@@ -229,8 +214,8 @@ impl Worker {
         stopped.wait();
         self.drain_inbox();
         const BYE: &str = "server is shutting down";
-        let notice = handler::frame(&Event::Shutdown { text: BYE });
-        let irc_notice = crate::irc::error_line(&format!("Closing link: {BYE}"));
+        let notice = frame(&Event::Shutdown { text: BYE });
+        let irc_notice = crate::core::route::irc_error_line(&format!("Closing link: {BYE}"));
         let mut notified = 0;
         for e in self.conns.values() {
             let last = match e.conn.door {
@@ -238,7 +223,7 @@ impl Worker {
                 Door::Irc => &irc_notice,
             };
             if e.conn.state() == OPEN
-                && handler::close(
+                && core::close(
                     &self.shared,
                     &mut self.out,
                     &e.conn,
@@ -249,7 +234,7 @@ impl Worker {
                 notified += 1;
             }
         }
-        self.out.flush(&self.shared);
+        core::flush(&self.shared, &mut self.out);
         for (_, e) in self.conns.drain() {
             let _ = self
                 .poll
@@ -329,7 +314,7 @@ impl Worker {
                 flushed: false,
                 partial_since: None,
                 pause: None,
-                irc: (door == Door::Irc).then(|| Box::new(crate::irc::IrcSession::new(now))),
+                irc: (door == Door::Irc).then(|| Box::new(crate::doors::irc::IrcSession::new(now))),
             },
         );
     }
@@ -378,7 +363,7 @@ impl Worker {
                     // The socket is let go once the writer reports it
                     // flushed, or when the linger time is up if the peer
                     // never reads.
-                    handler::close(
+                    core::close(
                         shared,
                         &mut self.out,
                         &e.conn,
@@ -419,7 +404,7 @@ impl Worker {
                         CloseReason::Disconnect
                     };
                     log_debug!("read from {} failed: {err}", e.conn.peer);
-                    handler::close(shared, &mut self.out, &e.conn, reason, None);
+                    core::close(shared, &mut self.out, &e.conn, reason, None);
                     e.conn.abort();
                     self.out.schedule(&e.conn);
                     gone = true;
@@ -503,7 +488,7 @@ impl Worker {
                             w.conn.peer,
                             if stuck { "no progress" } else { "too little" }
                         );
-                        handler::close_slow(shared, out, &w.conn);
+                        core::close_slow(shared, out, &w.conn);
                         return false;
                     }
                     true
@@ -565,13 +550,13 @@ impl Worker {
                     .is_some_and(|t| now.saturating_duration_since(t) >= frame_timeout)
             {
                 shared.metrics.error(ErrorCode::Timeout);
-                let err = closing_error(
+                let err = closing_frame(
                     &e.conn,
                     ErrorCode::Timeout,
                     "frame not finished in time; closing",
                 );
                 log_info!("closing {}: frame not finished in time", e.conn.peer);
-                handler::close(
+                core::close(
                     shared,
                     &mut self.out,
                     &e.conn,
@@ -582,7 +567,7 @@ impl Worker {
                 e.partial_since = None;
                 e.linger_until = Some(now + LINGER);
             } else if let Some(irc) = e.irc.as_deref_mut().filter(|i| i.registered()) {
-                if crate::irc::tick(shared, &mut self.out, &e.conn, irc, now) {
+                if crate::doors::irc::tick(shared, &mut self.out, &e.conn, irc, now) {
                     e.linger_until = Some(now + LINGER);
                 }
             } else if let Some(t) = e.name_deadline {
@@ -590,12 +575,12 @@ impl Worker {
                     e.name_deadline = None;
                 } else if now >= t {
                     shared.metrics.error(ErrorCode::NotRegistered);
-                    let err = closing_error(
+                    let err = closing_frame(
                         &e.conn,
                         ErrorCode::NotRegistered,
                         "no name given in time; closing",
                     );
-                    handler::close(
+                    core::close(
                         shared,
                         &mut self.out,
                         &e.conn,
@@ -609,19 +594,6 @@ impl Worker {
         for id in expired {
             self.forget(id);
         }
-    }
-}
-
-/// The last frame before the broker closes a connection for `code`: `ERR`
-/// on the native door, `ERROR :Closing link: …` on IRC.
-fn closing_error(conn: &Conn, code: ErrorCode, text: &str) -> crate::conn::Frame {
-    match conn.door {
-        Door::Native => handler::frame(&Event::Err {
-            code,
-            args: None,
-            text,
-        }),
-        Door::Irc => crate::irc::error_line(&format!("Closing link: {text}")),
     }
 }
 
@@ -723,7 +695,7 @@ fn native_one(shared: &Shared, out: &mut Outbox, e: &mut Entry, rest: &[u8], now
     let blank = protocol::leading_blank_lines(rest);
     if blank > 0 {
         for _ in rest.iter().take(blank).filter(|&&b| b == b'\n') {
-            let flow = handler::charge_other(shared, out, &e.conn, &mut e.session, now, None);
+            let flow = core::charge_other(shared, out, &e.conn, &mut e.session, now, None);
             if flow == Flow::Closed {
                 return One::Fatal;
             }
@@ -737,17 +709,17 @@ fn native_one(shared: &Shared, out: &mut Outbox, e: &mut Entry, rest: &[u8], now
         Decoded::Incomplete => One::Need,
         Decoded::Frame { frame, consumed } => One::Done {
             consumed,
-            flow: handler::handle(shared, out, &e.conn, &mut e.session, frame, now),
+            flow: doors::native::handle(shared, out, &e.conn, &mut e.session, frame, now),
         },
         Decoded::Invalid { error, consumed } => One::Done {
             consumed,
-            flow: handler::charge_other(shared, out, &e.conn, &mut e.session, now, Some(error)),
+            flow: core::charge_other(shared, out, &e.conn, &mut e.session, now, Some(error)),
         },
         Decoded::Fatal(error) => {
             shared.metrics.error(error.code);
             log_info!("closing {}: {}", e.conn.peer, error);
-            let err = closing_error(&e.conn, error.code, error.reason);
-            handler::close(shared, out, &e.conn, CloseReason::Error, Some(&err));
+            let err = closing_frame(&e.conn, error.code, error.reason);
+            core::close(shared, out, &e.conn, CloseReason::Error, Some(&err));
             One::Fatal
         }
     }
@@ -764,24 +736,24 @@ fn irc_one(shared: &Shared, out: &mut Outbox, e: &mut Entry, rest: &[u8], now: I
         IrcDecoded::Incomplete => One::Need,
         IrcDecoded::Message { msg, consumed } => One::Done {
             consumed,
-            flow: crate::irc::handle(shared, out, &e.conn, &mut e.session, irc, &msg, now),
+            flow: doors::irc::handle(shared, out, &e.conn, &mut e.session, irc, &msg, now),
         },
         IrcDecoded::Empty { consumed } | IrcDecoded::Invalid { consumed } => One::Done {
             consumed,
-            flow: handler::charge_other(shared, out, &e.conn, &mut e.session, now, None),
+            flow: core::charge_other(shared, out, &e.conn, &mut e.session, now, None),
         },
         IrcDecoded::TooLong { consumed } => {
-            let flow = handler::charge_other(shared, out, &e.conn, &mut e.session, now, None);
+            let flow = core::charge_other(shared, out, &e.conn, &mut e.session, now, None);
             if flow == Flow::Continue {
-                crate::irc::too_long(shared, out, &e.conn);
+                crate::doors::irc::too_long(shared, out, &e.conn);
             }
             One::Done { consumed, flow }
         }
         IrcDecoded::Fatal => {
             shared.metrics.error(ErrorCode::TooLong);
             log_info!("closing {}: IRC line over the limit", e.conn.peer);
-            let err = closing_error(&e.conn, ErrorCode::TooLong, "Input line was too long");
-            handler::close(shared, out, &e.conn, CloseReason::Error, Some(&err));
+            let err = closing_frame(&e.conn, ErrorCode::TooLong, "Input line was too long");
+            core::close(shared, out, &e.conn, CloseReason::Error, Some(&err));
             One::Fatal
         }
     }

@@ -11,7 +11,7 @@
 //! only then made visible, all under it, so a new user's first frame is
 //! always its `OK NAME`, and everyone sees `JOINED`/`LEFT` in one order.
 
-use crate::conn::Conn;
+use crate::core::conn::Conn;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};

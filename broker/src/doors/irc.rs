@@ -2,20 +2,20 @@
 //!
 //! The codec is `protocol::irc` (pure, fuzzed); this module keeps each IRC
 //! connection's registration state and turns its commands into the same
-//! core operations the native door uses (`handler::take_name`,
-//! `handler::deliver`, `handler::join_room`, …), so names, rooms, presence
+//! core operations the native door uses (`core::take_name`,
+//! `core::deliver`, `core::join_room`, …), so names, rooms, presence
 //! and limits are shared. What comes back from the core is answered in IRC
 //! terms: numerics for replies and errors, `ERROR` before a close. Messages
 //! and presence from others reach IRC users through `route::Fan`, which
 //! encodes them as `PRIVMSG`/`JOIN`/`PART`/`QUIT`. docs/irc.md has the
 //! mapping.
 
-use crate::conn::{flag, Conn, Frame};
-use crate::handler::{self, Flow, NameError, SendError, Session};
+use crate::core::conn::{flag, Conn, Frame};
+use crate::core::outbound::Outbox;
+use crate::core::rooms::RoomError;
+use crate::core::route::{irc_error_line, irc_prefix, now_ms};
+use crate::core::{self as handler, Flow, NameError, SendError, Session};
 use crate::metrics::CloseReason;
-use crate::outbound::Outbox;
-use crate::rooms::RoomError;
-use crate::route::{irc_prefix, now_ms};
 use crate::{log_debug, Shared};
 use protocol::irc::{self as wire, IrcMessage};
 use protocol::{validate_name, validate_room, ErrorCode, Targets};
@@ -121,31 +121,6 @@ impl Ctx<'_> {
     fn my_prefix(&self) -> String {
         irc_prefix(&self.me(), self.server())
     }
-}
-
-/// `ERROR :<text>`: the last line before the broker closes an IRC
-/// connection.
-pub(crate) fn error_line(text: &str) -> Frame {
-    let mut b = Vec::with_capacity(32 + text.len());
-    wire::push_command(&mut b, None, None, "ERROR", &[], Some(text));
-    Frame::from(b)
-}
-
-/// The IRC form of an error the shared paths raise (rate limit, slow
-/// consumer, timeouts, fatal framing): a `NOTICE` if the connection goes
-/// on, `ERROR :Closing link: …` if it is being closed.
-pub(crate) fn error_frame(server: &str, conn: &Conn, code: ErrorCode, text: &str) -> Frame {
-    let closing = matches!(
-        code,
-        ErrorCode::TooLong | ErrorCode::SlowConsumer | ErrorCode::Timeout | ErrorCode::ServerFull
-    ) || conn.is_closing();
-    if closing {
-        return error_line(&format!("Closing link: {text}"));
-    }
-    let mut b = Vec::with_capacity(64);
-    let nick = conn.name().unwrap_or("*");
-    wire::push_command(&mut b, None, Some(server), "NOTICE", &[nick], Some(text));
-    Frame::from(b)
 }
 
 /// Applies one IRC message. `now` is when the batch was read.
@@ -410,7 +385,7 @@ fn quit(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) -> Flow {
         cx.out,
         cx.conn,
         CloseReason::Quit,
-        Some(&error_line(&text)),
+        Some(&irc_error_line(&text)),
     );
     Flow::Closed
 }
@@ -832,7 +807,7 @@ pub(crate) fn tick(
                 out,
                 conn,
                 CloseReason::Timeout,
-                Some(&error_line("Closing link: Ping timeout")),
+                Some(&irc_error_line("Closing link: Ping timeout")),
             );
             true
         }

@@ -1,17 +1,32 @@
-//! Commands against the registry: what each client frame does.
+//! The routing core: names, rooms, presence, message routing, limits and
+//! the slow-consumer policy, the same for every door.
 //!
-//! Nothing here touches a socket: frames go onto connection queues through
-//! an `Outbox`, so the handler works the same for every thread and can be
-//! driven without sockets.
+//! Nothing here knows a socket or a wire format's commands: a door decodes
+//! its protocol into the operations below (`take_name`, `deliver`,
+//! `join_room`, `part_room`, `close`, …) and answers their results in its
+//! own terms. Messages and presence go out as `route::Note`s, which
+//! `route::Fan` encodes once per door among the recipients. Frames go onto
+//! connection queues through an `Outbox`, so everything here can be driven
+//! without sockets (see the unit tests and `bench_support`).
+//!
+//! Later kinds of destination (a recipient on another node, an offline
+//! account's mailbox) are more arms of `deliver` and `Fan`, not changes to
+//! the doors.
 
-use crate::conn::{Conn, Door, Frame, Pushed};
-use crate::metrics::{CloseReason, Metrics};
-use crate::outbound::Outbox;
-use crate::rooms::{Room, RoomError};
-use crate::route::{Fan, Note};
-use crate::worker::WorkerMsg;
+pub(crate) mod conn;
+pub(crate) mod outbound;
+pub(crate) mod registry;
+pub(crate) mod rooms;
+pub(crate) mod route;
+
+use self::conn::{Conn, Door, Frame, Pushed};
+use self::outbound::Outbox;
+use self::rooms::{Room, RoomError};
+use self::route::{error_frame, frame, Fan, Note};
+use crate::metrics::CloseReason;
+use crate::msg::WorkerMsg;
 use crate::{log_debug, log_info, Shared};
-use protocol::{validate_name, validate_room, ErrorCode, Event, Kind, Request, Targets};
+use protocol::{validate_name, validate_room, ErrorCode, Event, Kind, Targets};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -100,26 +115,6 @@ pub(crate) enum Flow {
     Closed,
 }
 
-thread_local! {
-    /// Encoding space reused by every frame this thread builds.
-    static ENCODE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
-}
-
-/// Encodes an event into its own shared frame (one allocation).
-pub(crate) fn frame(event: &Event<'_>) -> Frame {
-    ENCODE.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        event.encode(&mut buf);
-        Frame::from(&buf[..])
-    })
-}
-
-/// Sends one event to one connection.
-pub(crate) fn reply(out: &mut Outbox, conn: &Arc<Conn>, event: &Event<'_>) {
-    out.push(conn, &frame(event));
-}
-
 /// Sends `ERR <code> [<args>] :<text>` (in the connection's door's form)
 /// and counts it.
 pub(crate) fn error(
@@ -132,21 +127,6 @@ pub(crate) fn error(
 ) {
     shared.metrics.error(code);
     out.push(conn, &error_frame(shared, conn, code, args, text));
-}
-
-/// An error as the connection's door says it: `ERR …` on the native door;
-/// on IRC a `NOTICE`, or `ERROR :Closing link: …` before a close.
-pub(crate) fn error_frame(
-    shared: &Shared,
-    conn: &Conn,
-    code: ErrorCode,
-    args: Option<&str>,
-    text: &str,
-) -> Frame {
-    match conn.door {
-        Door::Native => frame(&Event::Err { code, args, text }),
-        Door::Irc => crate::irc::error_frame(&shared.config.server_name, conn, code, text),
-    }
 }
 
 /// Closes a connection once, for one reason: queue the closing frame (if
@@ -301,82 +281,16 @@ pub(crate) fn charge_other(
     Flow::Continue
 }
 
-/// Applies one decoded frame. `now` is the time the batch was read.
-pub(crate) fn handle(
-    shared: &Shared,
-    out: &mut Outbox,
-    conn: &Arc<Conn>,
-    session: &mut Session,
-    req: Request<'_>,
-    now: Instant,
-) -> Flow {
-    // QUIT always works: leaving is never a flood.
-    if !matches!(req, Request::Quit { .. }) && !session.take_token(shared, now) {
-        return rate_limited(shared, out, conn, session, req, now);
-    }
-    let named = conn.name().is_some();
-    match req {
-        Request::Name { name } => register(shared, out, conn, name),
-        Request::Ping { token } => reply(out, conn, &Event::Pong { token }),
-        Request::Help => reply(out, conn, &Event::Info { text: &shared.help }),
-        Request::Quit { reason } => {
-            if let Some(text) = reason {
-                conn.set_quit_text(text);
-            }
-            close(
-                shared,
-                out,
-                conn,
-                CloseReason::Quit,
-                Some(&frame(&Event::Bye)),
-            );
-            return Flow::Closed;
-        }
-        _ if !named => error(
-            shared,
-            out,
-            conn,
-            ErrorCode::NotRegistered,
-            None,
-            "choose a name first: NAME <name>",
-        ),
-        Request::List { room: None } => {
-            let names = shared.registry.names_sorted();
-            let joined = names.join(" ");
-            let users = Event::Users {
-                count: names.len(),
-                room: None,
-                names: &joined,
-            };
-            reply(out, conn, &users);
-        }
-        Request::List { room: Some(room) } => list_room(shared, out, conn, room),
-        Request::Join { room } => join(shared, out, conn, room),
-        Request::Part { room, .. } => part(shared, out, conn, room),
-        Request::Rooms => {
-            let rooms = shared.rooms.names_sorted();
-            let joined = rooms.join(" ");
-            let rooms = Event::Rooms {
-                count: rooms.len(),
-                rooms: &joined,
-            };
-            reply(out, conn, &rooms);
-        }
-        Request::Send { targets, body } => {
-            let cost = send(shared, out, conn, targets, body);
-            session.spend(shared, cost, now);
-        }
-        Request::Recv { id, from } => {
-            receipt(shared, out, conn, id, from);
-        }
-    }
-    Flow::Continue
-}
-
 /// `RECV <id> <from>`: forwards `RCPT <id> <by>` to the sender, only for a
 /// message that was really queued to this connection, and only once.
 /// Returns true if it was forwarded.
-fn receipt(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, id: u64, from: &str) -> bool {
+pub(crate) fn receipt(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    id: u64,
+    from: &str,
+) -> bool {
     let (Some(to), Some(by)) = (shared.registry.get(from), conn.name()) else {
         return false;
     };
@@ -386,29 +300,9 @@ fn receipt(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, id: u64, from: &
     }
     // IRC has no receipts: the receipt is used up, nothing is sent.
     if to.door == Door::Native {
-        reply(out, &to, &Event::Rcpt { id, by });
+        out.push(&to, &frame(&Event::Rcpt { id, by }));
     }
     true
-}
-
-fn rate_limited(
-    shared: &Shared,
-    out: &mut Outbox,
-    conn: &Arc<Conn>,
-    session: &mut Session,
-    req: Request<'_>,
-    now: Instant,
-) -> Flow {
-    // A receipt for a message this reader really got is still honoured
-    // over the limit: there is at most one per message delivered, so a
-    // reader showing a flood of messages isn't punished for it. Forged or
-    // repeated receipts are strikes like any other frame.
-    if let Request::Recv { id, from } = req {
-        if conn.name().is_some() && receipt(shared, out, conn, id, from) {
-            return Flow::Continue;
-        }
-    }
-    strike(shared, out, conn, session, now)
 }
 
 /// A frame over the rate: dropped with `ERR RATE_LIMITED`, and after
@@ -435,7 +329,7 @@ pub(crate) fn strike(
                 args: None,
                 text: "too many frames: disconnected for flooding",
             }),
-            Door::Irc => crate::irc::error_line("Closing link: Excess flood"),
+            Door::Irc => route::irc_error_line("Closing link: Excess flood"),
         };
         close(shared, out, conn, CloseReason::Kicked, Some(&err));
         return Flow::Closed;
@@ -501,33 +395,6 @@ pub(crate) fn take_name(
         &mut Fan::new(note, &shared.config.server_name),
     );
     Ok(())
-}
-
-/// `NAME <name>` on the native door.
-fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
-    let taken = take_name(shared, out, conn, name, |out| {
-        reply(out, conn, &Event::NameOk { name });
-    });
-    match taken {
-        Ok(()) => {}
-        Err(NameError::Already) => error(
-            shared,
-            out,
-            conn,
-            ErrorCode::AlreadyNamed,
-            None,
-            "this connection already has a name",
-        ),
-        Err(NameError::Bad(why)) => error(shared, out, conn, ErrorCode::BadName, None, why),
-        Err(NameError::Taken) => error(
-            shared,
-            out,
-            conn,
-            ErrorCode::NameTaken,
-            None,
-            "that name is in use",
-        ),
-    }
 }
 
 /// A message the core accepted.
@@ -682,43 +549,6 @@ fn deliver_multi(
     Ok(sent(id, queued, missing, msg_size(from, kind, body)))
 }
 
-/// `SEND` on the native door: `ACK`, or the error. Returns the bytes
-/// queued, for the byte budget.
-fn send(
-    shared: &Shared,
-    out: &mut Outbox,
-    conn: &Arc<Conn>,
-    targets: Targets<'_>,
-    body: &[u8],
-) -> u64 {
-    match deliver(shared, out, conn, targets, body) {
-        Ok(s) => {
-            let missing = (!s.missing.is_empty()).then_some(s.missing.as_str());
-            accepted(shared, out, conn, s.id, s.queued, missing);
-            s.bytes
-        }
-        Err(SendError::NoSuchUser(names)) => {
-            error(
-                shared,
-                out,
-                conn,
-                ErrorCode::NoSuchUser,
-                Some(&names),
-                "no such user online",
-            );
-            0
-        }
-        Err(SendError::BadRoom(why)) => {
-            error(shared, out, conn, ErrorCode::BadName, None, why);
-            0
-        }
-        Err(SendError::NotInRoom) => {
-            not_in_room(shared, out, conn, targets.as_str());
-            0
-        }
-    }
-}
-
 /// A message from `conn` as a core note.
 fn msg_note<'a>(
     id: u64,
@@ -742,49 +572,6 @@ fn msg_note<'a>(
 /// size), for the byte budget.
 fn msg_size(from: &str, kind: Kind<'_>, body: &[u8]) -> u64 {
     (48 + from.len() + kind.as_str().len() + body.len()) as u64
-}
-
-fn accepted(
-    shared: &Shared,
-    out: &mut Outbox,
-    conn: &Arc<Conn>,
-    id: u64,
-    queued: u64,
-    missing: Option<&str>,
-) {
-    Metrics::add(&shared.metrics.messages, 1);
-    Metrics::add(&shared.metrics.deliveries, queued);
-    reply(
-        out,
-        conn,
-        &Event::Ack {
-            id,
-            queued,
-            missing,
-        },
-    );
-}
-
-/// Checks a room name from the wire; on a bad one, replies `BAD_NAME`.
-fn room_ok(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) -> bool {
-    match validate_room(room) {
-        Ok(()) => true,
-        Err(why) => {
-            error(shared, out, conn, ErrorCode::BadName, None, why);
-            false
-        }
-    }
-}
-
-fn not_in_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
-    error(
-        shared,
-        out,
-        conn,
-        ErrorCode::NotInRoom,
-        Some(room),
-        "you are not in that room",
-    );
 }
 
 /// Puts `conn` in `room` (a valid room name) for every door: `ok` queues
@@ -844,67 +631,12 @@ pub(crate) fn member_names(r: &Room) -> Vec<String> {
     names.into_iter().map(|(_, n)| n).collect()
 }
 
-/// `JOIN #room`: `OK JOIN #room <members>` to the joiner (before any of the
-/// room's messages), `JOINED <name> #room` to the others.
-fn join(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
-    if !room_ok(shared, out, conn, room) {
-        return;
+/// Ends a batch: closes the slow consumers found in it (which may queue
+/// `LEFT`s and find more), then wakes each writer that has work. Every
+/// thread that routes calls this, not `Outbox::wake_writers` alone.
+pub(crate) fn flush(shared: &Shared, out: &mut Outbox) {
+    while let Some(conn) = out.slow.pop() {
+        close_slow(shared, out, &conn);
     }
-    let joined = join_room(shared, out, conn, room, |out, r, members| {
-        reply(
-            out,
-            conn,
-            &Event::JoinOk {
-                room: &r.name,
-                members,
-            },
-        );
-    });
-    if let Err(e) = joined {
-        room_error(shared, out, conn, room, e);
-    }
-}
-
-fn room_error(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str, e: RoomError) {
-    let text = match e {
-        RoomError::AlreadyIn => "you are already in that room",
-        RoomError::NotIn => "you are not in that room",
-        RoomError::TooMany => "you are in as many rooms as allowed; PART one first",
-        RoomError::Closing => return,
-    };
-    if let Some(code) = e.code() {
-        let args = (code != ErrorCode::TooManyRooms).then_some(room);
-        error(shared, out, conn, code, args, text);
-    }
-}
-
-/// `PART #room`: `OK PART #room`, and `PARTED <name> #room` to the others.
-fn part(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
-    if !room_ok(shared, out, conn, room) {
-        return;
-    }
-    match part_room(shared, out, conn, room, None) {
-        Ok(r) => reply(out, conn, &Event::PartOk { room: &r.name }),
-        Err(e) => room_error(shared, out, conn, room, e),
-    }
-}
-
-/// `LIST #room`: `USERS <count> #room :<names>`, for members only.
-fn list_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
-    if !room_ok(shared, out, conn, room) {
-        return;
-    }
-    let Some(r) = shared.rooms.member_of(room, conn) else {
-        return not_in_room(shared, out, conn, room);
-    };
-    let names = member_names(&r);
-    reply(
-        out,
-        conn,
-        &Event::Users {
-            count: names.len(),
-            room: Some(&r.name),
-            names: &names.join(" "),
-        },
-    );
+    out.wake_writers(shared);
 }

@@ -1,0 +1,285 @@
+//! The native door's adapter: decoded native frames (docs/protocol.md) into
+//! core operations, and their results into native frames.
+
+use crate::core::conn::Conn;
+use crate::core::outbound::Outbox;
+use crate::core::rooms::RoomError;
+use crate::core::route::frame;
+use crate::core::{
+    close, deliver, error, join_room, member_names, part_room, receipt, strike, take_name, Flow,
+    NameError, SendError, Session,
+};
+use crate::metrics::{CloseReason, Metrics};
+use crate::Shared;
+use protocol::{validate_room, ErrorCode, Event, Request, Targets};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Sends one event to one connection.
+pub(crate) fn reply(out: &mut Outbox, conn: &Arc<Conn>, event: &Event<'_>) {
+    out.push(conn, &frame(event));
+}
+
+/// Applies one decoded frame. `now` is the time the batch was read.
+pub(crate) fn handle(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    req: Request<'_>,
+    now: Instant,
+) -> Flow {
+    // QUIT always works: leaving is never a flood.
+    if !matches!(req, Request::Quit { .. }) && !session.take_token(shared, now) {
+        return rate_limited(shared, out, conn, session, req, now);
+    }
+    let named = conn.name().is_some();
+    match req {
+        Request::Name { name } => register(shared, out, conn, name),
+        Request::Ping { token } => reply(out, conn, &Event::Pong { token }),
+        Request::Help => reply(out, conn, &Event::Info { text: &shared.help }),
+        Request::Quit { reason } => {
+            if let Some(text) = reason {
+                conn.set_quit_text(text);
+            }
+            close(
+                shared,
+                out,
+                conn,
+                CloseReason::Quit,
+                Some(&frame(&Event::Bye)),
+            );
+            return Flow::Closed;
+        }
+        _ if !named => error(
+            shared,
+            out,
+            conn,
+            ErrorCode::NotRegistered,
+            None,
+            "choose a name first: NAME <name>",
+        ),
+        Request::List { room: None } => {
+            let names = shared.registry.names_sorted();
+            let joined = names.join(" ");
+            let users = Event::Users {
+                count: names.len(),
+                room: None,
+                names: &joined,
+            };
+            reply(out, conn, &users);
+        }
+        Request::List { room: Some(room) } => list_room(shared, out, conn, room),
+        Request::Join { room } => join(shared, out, conn, room),
+        Request::Part { room, .. } => part(shared, out, conn, room),
+        Request::Rooms => {
+            let rooms = shared.rooms.names_sorted();
+            let joined = rooms.join(" ");
+            let rooms = Event::Rooms {
+                count: rooms.len(),
+                rooms: &joined,
+            };
+            reply(out, conn, &rooms);
+        }
+        Request::Send { targets, body } => {
+            let cost = send(shared, out, conn, targets, body);
+            session.spend(shared, cost, now);
+        }
+        Request::Recv { id, from } => {
+            receipt(shared, out, conn, id, from);
+        }
+    }
+    Flow::Continue
+}
+
+fn rate_limited(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    req: Request<'_>,
+    now: Instant,
+) -> Flow {
+    // A receipt for a message this reader really got is still honoured
+    // over the limit: there is at most one per message delivered, so a
+    // reader showing a flood of messages isn't punished for it. Forged or
+    // repeated receipts are strikes like any other frame.
+    if let Request::Recv { id, from } = req {
+        if conn.name().is_some() && receipt(shared, out, conn, id, from) {
+            return Flow::Continue;
+        }
+    }
+    strike(shared, out, conn, session, now)
+}
+
+/// `NAME <name>` on the native door.
+fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
+    let taken = take_name(shared, out, conn, name, |out| {
+        reply(out, conn, &Event::NameOk { name });
+    });
+    match taken {
+        Ok(()) => {}
+        Err(NameError::Already) => error(
+            shared,
+            out,
+            conn,
+            ErrorCode::AlreadyNamed,
+            None,
+            "this connection already has a name",
+        ),
+        Err(NameError::Bad(why)) => error(shared, out, conn, ErrorCode::BadName, None, why),
+        Err(NameError::Taken) => error(
+            shared,
+            out,
+            conn,
+            ErrorCode::NameTaken,
+            None,
+            "that name is in use",
+        ),
+    }
+}
+
+/// `SEND` on the native door: `ACK`, or the error. Returns the bytes
+/// queued, for the byte budget.
+fn send(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    targets: Targets<'_>,
+    body: &[u8],
+) -> u64 {
+    match deliver(shared, out, conn, targets, body) {
+        Ok(s) => {
+            let missing = (!s.missing.is_empty()).then_some(s.missing.as_str());
+            accepted(shared, out, conn, s.id, s.queued, missing);
+            s.bytes
+        }
+        Err(SendError::NoSuchUser(names)) => {
+            error(
+                shared,
+                out,
+                conn,
+                ErrorCode::NoSuchUser,
+                Some(&names),
+                "no such user online",
+            );
+            0
+        }
+        Err(SendError::BadRoom(why)) => {
+            error(shared, out, conn, ErrorCode::BadName, None, why);
+            0
+        }
+        Err(SendError::NotInRoom) => {
+            not_in_room(shared, out, conn, targets.as_str());
+            0
+        }
+    }
+}
+
+fn accepted(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    id: u64,
+    queued: u64,
+    missing: Option<&str>,
+) {
+    Metrics::add(&shared.metrics.messages, 1);
+    Metrics::add(&shared.metrics.deliveries, queued);
+    reply(
+        out,
+        conn,
+        &Event::Ack {
+            id,
+            queued,
+            missing,
+        },
+    );
+}
+
+/// Checks a room name from the wire; on a bad one, replies `BAD_NAME`.
+fn room_ok(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) -> bool {
+    match validate_room(room) {
+        Ok(()) => true,
+        Err(why) => {
+            error(shared, out, conn, ErrorCode::BadName, None, why);
+            false
+        }
+    }
+}
+
+fn not_in_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    error(
+        shared,
+        out,
+        conn,
+        ErrorCode::NotInRoom,
+        Some(room),
+        "you are not in that room",
+    );
+}
+
+/// `JOIN #room`: `OK JOIN #room <members>` to the joiner (before any of the
+/// room's messages), `JOINED <name> #room` to the others.
+fn join(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    if !room_ok(shared, out, conn, room) {
+        return;
+    }
+    let joined = join_room(shared, out, conn, room, |out, r, members| {
+        reply(
+            out,
+            conn,
+            &Event::JoinOk {
+                room: &r.name,
+                members,
+            },
+        );
+    });
+    if let Err(e) = joined {
+        room_error(shared, out, conn, room, e);
+    }
+}
+
+fn room_error(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str, e: RoomError) {
+    let text = match e {
+        RoomError::AlreadyIn => "you are already in that room",
+        RoomError::NotIn => "you are not in that room",
+        RoomError::TooMany => "you are in as many rooms as allowed; PART one first",
+        RoomError::Closing => return,
+    };
+    if let Some(code) = e.code() {
+        let args = (code != ErrorCode::TooManyRooms).then_some(room);
+        error(shared, out, conn, code, args, text);
+    }
+}
+
+/// `PART #room`: `OK PART #room`, and `PARTED <name> #room` to the others.
+fn part(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    if !room_ok(shared, out, conn, room) {
+        return;
+    }
+    match part_room(shared, out, conn, room, None) {
+        Ok(r) => reply(out, conn, &Event::PartOk { room: &r.name }),
+        Err(e) => room_error(shared, out, conn, room, e),
+    }
+}
+
+/// `LIST #room`: `USERS <count> #room :<names>`, for members only.
+fn list_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    if !room_ok(shared, out, conn, room) {
+        return;
+    }
+    let Some(r) = shared.rooms.member_of(room, conn) else {
+        return not_in_room(shared, out, conn, room);
+    };
+    let names = member_names(&r);
+    reply(
+        out,
+        conn,
+        &Event::Users {
+            count: names.len(),
+            room: Some(&r.name),
+            names: &names.join(" "),
+        },
+    );
+}
