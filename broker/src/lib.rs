@@ -1,22 +1,28 @@
-//! The chat broker: a multi-client TCP chat service speaking the v1 wire
-//! contract (`docs/protocol.md`).
+//! The chat broker: one chat with several doors. The native line protocol
+//! (`docs/protocol.md`) and IRC (`docs/irc.md`) lead into one routing core.
 //!
 //! # Thread model
 //!
 //! ```text
-//!                    +-----------+   NewConn + wake (round robin)
-//!   listen socket -->| acceptor  |------------------------------+
-//!                    +-----------+                              |
-//!                                                               v
-//!  sockets (read) ==> +----------+  decode + handle  +------------------+
-//!                     | worker 0 |------------------>|  registry        |
-//!                     | worker 1 |  (DashMap by      |  name -> Conn    |
-//!                     |   ...    |   folded name,    |  + snapshot of   |
-//!                     +----------+   snapshot for *) |    everyone      |
-//!                          |                         +------------------+
-//!                          | push frame onto each recipient's bounded
-//!                          | queue (a locked Vec, bounded in bytes),
-//!                          | Ready(id) to its writer, one wake per batch
+//!  native :7878 --+   +-----------+  NewConn(socket, door) + wake
+//!  IRC    :6667 --+-->| acceptor  |--------------------------------+
+//!                     +-----------+  (conn rate, slots; round robin)|
+//!                                                                   v
+//!  sockets (read) ==> +----------+ decode with the conn's door codec,
+//!                     | worker 0 | then the door adapter calls the core
+//!                     | worker 1 |------------------+
+//!                     +----------+                  v
+//!                          |      +----------------------------------+
+//!                          |      | core: registry (DashMap by name, |
+//!                          |      | snapshot of everyone), rooms     |
+//!                          |      | (copy-on-write members), route:  |
+//!                          |      | a Fan encodes each note once per |
+//!                          |      | door among its recipients        |
+//!                          |      +----------------------------------+
+//!                          | push the door's frame onto each recipient's
+//!                          | bounded queue; Ready(id) to its writer, one
+//!                          | wake per batch; a sender whose push passed a
+//!                          | reader's bound is paused (not read) for a while
 //!                          v
 //!                     +----------+  sendmsg of up to 64 shared frames
 //!                     | writer 0 |=====================> sockets (write)
@@ -25,17 +31,24 @@
 //! ```
 //!
 //! The number of threads is fixed at start (`1 + workers + writers`, plus
-//! the optional stats thread), whatever the number of connections.
+//! the optional stats thread), whatever the number of connections and
+//! doors.
 //!
 //! # Modules
 //! - [`config`]: settings, defaults and the TOML file.
-//! - `acceptor`: accepts, applies connection limits, hands sockets over.
-//! - `worker`: reads and decodes; owns the read side of its connections.
-//! - `handler`: what each frame does, against the registry (no sockets).
-//! - `registry`: who is online; the routing core.
-//! - `conn`: the shared handle of one connection and its queue.
-//! - `outbound`: queueing frames and waking writers.
-//! - `writer`: drains queues onto sockets in batches.
+//! - `net`: sockets and readiness. `acceptor` (one thread, every door's
+//!   listener, connection limits), `worker` (reads, decodes with the
+//!   connection's door, pauses senders, deadlines), `writer` (drains queues
+//!   onto sockets in batches).
+//! - `doors`: one adapter per protocol, from its codec (in the `protocol`
+//!   crate) to core calls and back: `native`, `irc`. A door never imports
+//!   another door.
+//! - `core`: names, rooms, presence, routing, limits and the slow-consumer
+//!   policy, with no sockets and no door: `conn` (a connection's shared
+//!   handle and queue), `outbound` (queueing, waking writers), `registry`,
+//!   `rooms`, `route` (notes and their bytes per door).
+//! - `msg`: what threads send each other (a leaf, so nothing above imports
+//!   another thread's module for its inbox).
 //! - [`metrics`]: counters and the stats line.
 //! - [`log`]: the logger.
 //! - [`sys`]: the open-file limit.
