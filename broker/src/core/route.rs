@@ -328,3 +328,109 @@ pub(crate) fn closing_frame(conn: &Conn, code: ErrorCode, text: &str) -> Frame {
         Door::Irc => irc_error_line(&format!("Closing link: {text}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn conn(id: u64, door: Door, name: &str, flags: u8) -> Arc<Conn> {
+        let c = Conn::new(id, 0, 0, "127.0.0.1:1".parse().unwrap(), door, 1 << 20);
+        c.set_name(name);
+        c.set_flag(flags, flags != 0);
+        c
+    }
+
+    fn taken(c: &Conn) -> Vec<Frame> {
+        let mut spare = Vec::new();
+        c.take(&mut spare);
+        spare
+    }
+
+    fn msg(kind: Kind<'_>) -> Note<'_> {
+        Note::Msg {
+            id: 7,
+            from: "alice",
+            from_conn: 99,
+            kind,
+            ts: 0,
+            body: b"hi",
+        }
+    }
+
+    #[test]
+    fn one_encoding_per_door_and_variant() {
+        let n1 = conn(1, Door::Native, "n1", 0);
+        let n2 = conn(2, Door::Native, "n2", 0);
+        let i1 = conn(3, Door::Irc, "i1", flag::IN_ALL);
+        let i2 = conn(4, Door::Irc, "i2", flag::IN_ALL);
+        let t1 = conn(5, Door::Irc, "t1", flag::IN_ALL | flag::SERVER_TIME);
+        let outside = conn(6, Door::Irc, "o", 0);
+        let mut out = Outbox::new(1, Some(0));
+        let mut fan = Fan::new(msg(Kind::All), "chat");
+        for c in [&n1, &n2, &i1, &i2, &t1] {
+            assert!(fan.push(&mut out, c));
+        }
+        // Not in #all: everyone's messages are not for it.
+        assert!(!fan.push(&mut out, &outside));
+        let (a, b) = (taken(&n1), taken(&n2));
+        assert!(Arc::ptr_eq(&a[0], &b[0]), "native encoded once");
+        assert_eq!(&*a[0], b"MSG 7 alice all 0 2\nhi\n");
+        let (c, d, t) = (taken(&i1), taken(&i2), taken(&t1));
+        assert!(Arc::ptr_eq(&c[0], &d[0]), "IRC encoded once per variant");
+        assert_eq!(&*c[0], b":alice!alice@chat PRIVMSG #all :hi\r\n");
+        assert!(t[0].starts_with(b"@time=1970-01-01T00:00:00.000Z :alice!alice@chat PRIVMSG"));
+        assert!(taken(&outside).is_empty());
+        // Receipts: a native recipient may answer with RECV.
+        assert!(n1.take_receipt(7, 99));
+    }
+
+    #[test]
+    fn a_message_to_people_reaches_irc_addressed_to_each() {
+        let i1 = conn(3, Door::Irc, "bob", 0);
+        let i2 = conn(4, Door::Irc, "carol", 0);
+        let mut out = Outbox::new(1, Some(0));
+        let mut fan = Fan::new(msg(Kind::Multi), "chat");
+        assert!(fan.push(&mut out, &i1));
+        assert!(fan.push(&mut out, &i2));
+        assert_eq!(&*taken(&i1)[0], b":alice!alice@chat PRIVMSG bob :hi\r\n");
+        assert_eq!(&*taken(&i2)[0], b":alice!alice@chat PRIVMSG carol :hi\r\n");
+    }
+
+    #[test]
+    fn presence_in_each_door() {
+        let n = conn(1, Door::Native, "n", 0);
+        let all = conn(2, Door::Irc, "a", flag::IN_ALL);
+        let mate = conn(3, Door::Irc, "m", 0);
+        let stranger = conn(4, Door::Irc, "s", 0);
+        let mut out = Outbox::new(1, Some(0));
+        let note = Note::Left {
+            name: "carol",
+            reason: LeftReason::Quit,
+            text: Some(b"lunch"),
+        };
+        let mates = [3u64];
+        let mut fan = Fan::new(note, "chat").also(&mates);
+        assert!(fan.push(&mut out, &n));
+        assert!(fan.push(&mut out, &all));
+        assert!(fan.push(&mut out, &mate));
+        assert!(!fan.push(&mut out, &stranger));
+        assert_eq!(&*taken(&n)[0], b"LEFT carol quit\n");
+        assert_eq!(&*taken(&all)[0], b":carol!carol@chat QUIT :Quit: lunch\r\n");
+        assert_eq!(
+            &*taken(&mate)[0],
+            b":carol!carol@chat QUIT :Quit: lunch\r\n"
+        );
+        let mut fan = Fan::new(
+            Note::Joined {
+                name: "dave",
+                room: Some("#r"),
+            },
+            "chat",
+        );
+        assert!(fan.push(&mut out, &n));
+        assert!(fan.push(&mut out, &stranger));
+        assert_eq!(&*taken(&n)[0], b"JOINED dave #r\n");
+        assert_eq!(&*taken(&stranger)[0], b":dave!dave@chat JOIN #r\r\n");
+    }
+}
