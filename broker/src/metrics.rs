@@ -26,13 +26,15 @@ pub enum CloseReason {
     NameTimeout,
     /// Left a frame unfinished for `frame_timeout_secs` (told `ERR TIMEOUT`).
     FrameTimeout,
+    /// An IRC client that didn't answer the broker's PING (told `ERROR`).
+    PingTimeout,
     /// The broker is shutting down.
     Shutdown,
 }
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::Quit,
         CloseReason::Disconnect,
         CloseReason::Timeout,
@@ -41,6 +43,7 @@ impl CloseReason {
         CloseReason::Kicked,
         CloseReason::NameTimeout,
         CloseReason::FrameTimeout,
+        CloseReason::PingTimeout,
         CloseReason::Shutdown,
     ];
 
@@ -49,6 +52,7 @@ impl CloseReason {
         match self {
             CloseReason::NameTimeout => "name_timeout",
             CloseReason::FrameTimeout => "frame_timeout",
+            CloseReason::PingTimeout => "ping_timeout",
             CloseReason::Shutdown => "shutdown",
             other => other.left().map_or("?", LeftReason::as_str),
         }
@@ -59,7 +63,9 @@ impl CloseReason {
         match self {
             CloseReason::Quit => Some(LeftReason::Quit),
             CloseReason::Disconnect => Some(LeftReason::Disconnect),
-            CloseReason::Timeout | CloseReason::FrameTimeout => Some(LeftReason::Timeout),
+            CloseReason::Timeout | CloseReason::FrameTimeout | CloseReason::PingTimeout => {
+                Some(LeftReason::Timeout)
+            }
             CloseReason::Slow => Some(LeftReason::Slow),
             CloseReason::Error => Some(LeftReason::Error),
             CloseReason::Kicked => Some(LeftReason::Kicked),

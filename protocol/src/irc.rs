@@ -1,5 +1,5 @@
 //! The IRC door's codec: RFC 1459/2812 client protocol lines, with the
-//! IRCv3 message-tags framing in front (docs/doors.md, "IRC door").
+//! IRCv3 message-tags framing in front (docs/irc.md).
 //!
 //! Like the native codec it is pure: [`decode`] takes bytes that start at a
 //! line boundary and answers with an [`IrcDecoded`] (a message and the bytes

@@ -5,8 +5,8 @@
     clippy::indexing_slicing,
     missing_docs
 )]
-//! Tests of the IRC codec (`protocol::irc`) against docs/doors.md, "IRC
-//! door", and RFC 1459/2812 + IRCv3 message tags.
+//! Tests of the IRC codec (`protocol::irc`) against docs/irc.md and RFC
+//! 1459/2812 + IRCv3 message tags.
 //!
 //! Decoding: real client lines as irssi, WeeChat and HexChat send them; every
 //! limit at and just over its edge; invalid lines and their `consumed`; a

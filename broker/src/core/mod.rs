@@ -23,7 +23,7 @@ use self::conn::{Conn, Door, Frame, Pushed};
 use self::outbound::Outbox;
 use self::rooms::{Room, RoomError};
 use self::route::{error_frame, frame, Fan, Note};
-use crate::metrics::CloseReason;
+use crate::metrics::{CloseReason, Metrics};
 use crate::msg::WorkerMsg;
 use crate::{log_debug, log_info, Shared};
 use protocol::{validate_name, validate_room, ErrorCode, Event, Kind, Targets};
@@ -144,7 +144,7 @@ pub(crate) fn close(
     if !conn.begin_close(reason) {
         return false;
     }
-    // Pairs with the fence in `register`: either it sees this close, or
+    // Pairs with the fence in `take_name`: either it sees this close, or
     // this sees its name (and takes it out of the registry).
     fence(Ordering::SeqCst);
     shared.metrics.closed(reason);
@@ -161,7 +161,8 @@ pub(crate) fn close(
     }
     conn.publish_close(reason);
     if !queued {
-        // Not even the closing frame fits: it is a slow consumer by now.
+        // The writer has let go (or the close is abortive): nothing more
+        // can be written.
         conn.abort();
     }
     out.schedule(conn);
@@ -429,6 +430,21 @@ pub(crate) fn deliver(
     conn: &Arc<Conn>,
     targets: Targets<'_>,
     body: &[u8],
+    notice: bool,
+) -> Result<Sent, SendError> {
+    let sent = route_message(shared, out, conn, targets, body, notice)?;
+    Metrics::add(&shared.metrics.messages, 1);
+    Metrics::add(&shared.metrics.deliveries, sent.queued);
+    Ok(sent)
+}
+
+fn route_message(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    targets: Targets<'_>,
+    body: &[u8],
+    notice: bool,
 ) -> Result<Sent, SendError> {
     let from = conn.name().unwrap_or_default();
     let ts = SystemTime::now()
@@ -444,13 +460,16 @@ pub(crate) fn deliver(
                 .ok_or(SendError::NotInRoom)?;
             let id = shared.next_message_id();
             let kind = Kind::Room(&r.name);
-            let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body), server);
+            let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body, notice), server);
             let queued = fan_out(&r.members(), conn.id, out, &mut fan);
             return Ok(sent(id, queued, String::new(), msg_size(from, kind, body)));
         }
         Targets::All => {
             let id = shared.next_message_id();
-            let mut fan = Fan::new(msg_note(id, from, conn, Kind::All, ts, body), server);
+            let mut fan = Fan::new(
+                msg_note(id, from, conn, Kind::All, ts, body, notice),
+                server,
+            );
             let queued = broadcast(shared, out, conn.id, &mut fan);
             (id, Kind::All, queued, String::new())
         }
@@ -461,11 +480,11 @@ pub(crate) fn deliver(
                 .get(one)
                 .ok_or_else(|| SendError::NoSuchUser(one.to_string()))?;
             let id = shared.next_message_id();
-            let note = msg_note(id, from, conn, Kind::Direct, ts, body);
+            let note = msg_note(id, from, conn, Kind::Direct, ts, body, notice);
             let queued = u64::from(Fan::new(note, server).push(out, &target));
             (id, Kind::Direct, queued, String::new())
         }
-        Targets::Names(_) => return deliver_multi(shared, out, conn, targets, body, ts),
+        Targets::Names(_) => return deliver_multi(shared, out, conn, targets, body, ts, notice),
     };
     Ok(sent(id, queued, missing, msg_size(from, kind, body)))
 }
@@ -487,6 +506,7 @@ fn deliver_multi(
     targets: Targets<'_>,
     body: &[u8],
     ts: u64,
+    notice: bool,
 ) -> Result<Sent, SendError> {
     let from = conn.name().unwrap_or_default();
     // Distinct names (any case), in the order given. A user has one name,
@@ -534,7 +554,7 @@ fn deliver_multi(
     };
     let id = shared.next_message_id();
     let mut fan = Fan::new(
-        msg_note(id, from, conn, kind, ts, body),
+        msg_note(id, from, conn, kind, ts, body, notice),
         &shared.config.server_name,
     );
     let mut queued = 0;
@@ -557,6 +577,7 @@ fn msg_note<'a>(
     kind: Kind<'a>,
     ts: u64,
     body: &'a [u8],
+    notice: bool,
 ) -> Note<'a> {
     Note::Msg {
         id,
@@ -565,6 +586,7 @@ fn msg_note<'a>(
         kind,
         ts,
         body,
+        notice,
     }
 }
 

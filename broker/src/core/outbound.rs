@@ -4,7 +4,7 @@
 //! A thread that routes frames (a worker, or a writer announcing a `LEFT`)
 //! owns an `Outbox`. Pushing a frame queues it on the recipient's queue
 //! and, if the recipient's writer has no wake-up pending for it, notes the
-//! connection for that writer. At the end of the batch `Outbox::flush`
+//! connection for that writer. At the end of the batch `core::flush`
 //! sends each writer its `Ready`s and wakes it once: the "send, then wake"
 //! hand-off.
 

@@ -25,6 +25,10 @@ pub(crate) type Members = Arc<Vec<Arc<Conn>>>;
 pub(crate) struct Room {
     /// The name as first created (`#Rust`), shown in every frame.
     pub name: Box<str>,
+    /// The connection that created it: its operator (`@` on IRC) while it
+    /// stays. Nobody else becomes one (there is nothing an operator can do
+    /// yet, and a mark that moved silently would confuse IRC clients).
+    pub creator: u64,
     members: RwLock<Members>,
 }
 
@@ -125,6 +129,7 @@ impl Rooms {
             .or_insert_with(|| {
                 Arc::new(Room {
                     name: room.into(),
+                    creator: conn.id,
                     members: RwLock::new(Arc::new(Vec::new())),
                 })
             });

@@ -30,6 +30,9 @@ pub(crate) enum Note<'a> {
         ts: u64,
         /// The bytes.
         body: &'a [u8],
+        /// Sent as an IRC `NOTICE` (IRC recipients get a `NOTICE`, which
+        /// clients never answer automatically; natives see a plain `MSG`).
+        notice: bool,
     },
     /// Someone registered (`room: None`) or entered a room.
     Joined {
@@ -69,7 +72,6 @@ pub(crate) struct Fan<'a> {
     /// Connections outside `#all` that still hear of a `Left` (they shared
     /// a room with the leaver), sorted.
     also: &'a [u64],
-    scratch: Vec<u8>,
 }
 
 impl<'a> Fan<'a> {
@@ -81,7 +83,6 @@ impl<'a> Fan<'a> {
             native: None,
             irc: [None, None],
             also: &[],
-            scratch: Vec::new(),
         }
     }
 
@@ -100,7 +101,7 @@ impl<'a> Fan<'a> {
             Door::Native => {
                 let f = match &self.native {
                     Some(f) => f,
-                    None => self.native.insert(native(&self.note, &mut self.scratch)),
+                    None => self.native.insert(native(&self.note)),
                 };
                 match self.note {
                     Note::Msg { id, from_conn, .. } => out.push_msg(to, f, id, from_conn),
@@ -141,20 +142,14 @@ impl<'a> Fan<'a> {
             match slot {
                 Some(Some(f)) => Frame::clone(f),
                 Some(slot) => {
-                    let f = irc_bytes(&self.note, self.server, timed == 1, None, &mut self.scratch);
+                    let f = irc_bytes(&self.note, self.server, timed == 1, None);
                     Frame::clone(slot.insert(f))
                 }
                 None => return false,
             }
         } else {
             let nick = to.name().unwrap_or("*");
-            irc_bytes(
-                &self.note,
-                self.server,
-                timed == 1,
-                Some(nick),
-                &mut self.scratch,
-            )
+            irc_bytes(&self.note, self.server, timed == 1, Some(nick))
         };
         match self.note {
             Note::Msg { id, from_conn, .. } => out.push_msg(to, &frame, id, from_conn),
@@ -164,8 +159,16 @@ impl<'a> Fan<'a> {
 }
 
 /// The native frame of a note.
-fn native(note: &Note<'_>, scratch: &mut Vec<u8>) -> Frame {
-    scratch.clear();
+fn native(note: &Note<'_>) -> Frame {
+    ENCODE.with(|buf| {
+        let scratch = &mut *buf.borrow_mut();
+        scratch.clear();
+        native_into(note, scratch);
+        Frame::from(&scratch[..])
+    })
+}
+
+fn native_into(note: &Note<'_>, scratch: &mut Vec<u8>) {
     match *note {
         Note::Msg {
             id,
@@ -179,34 +182,43 @@ fn native(note: &Note<'_>, scratch: &mut Vec<u8>) -> Frame {
         Note::Left { name, reason, .. } => Event::Left { name, reason }.encode(scratch),
         Note::Parted { name, room, .. } => Event::Parted { name, room }.encode(scratch),
     }
-    Frame::from(&scratch[..])
 }
 
 /// The IRC lines of a note; `to_nick` is the target of a message addressed
 /// to people (the recipient's own nick).
-fn irc_bytes(
+fn irc_bytes(note: &Note<'_>, server: &str, timed: bool, to_nick: Option<&str>) -> Frame {
+    ENCODE.with(|buf| {
+        let scratch = &mut *buf.borrow_mut();
+        scratch.clear();
+        irc_into(note, server, timed, to_nick, scratch);
+        Frame::from(&scratch[..])
+    })
+}
+
+fn irc_into(
     note: &Note<'_>,
     server: &str,
     timed: bool,
     to_nick: Option<&str>,
     scratch: &mut Vec<u8>,
-) -> Frame {
-    scratch.clear();
+) {
     match *note {
         Note::Msg {
             from,
             kind,
             ts,
             body,
+            notice,
             ..
         } => {
+            let command = if notice { "NOTICE" } else { "PRIVMSG" };
             let target = match kind {
                 Kind::All => "#all",
                 Kind::Room(room) => room,
                 Kind::Direct | Kind::Multi => to_nick.unwrap_or("*"),
             };
             let time = timed.then_some(ts);
-            irc::push_message(scratch, time, from, server, "PRIVMSG", target, body);
+            irc::push_message(scratch, time, from, server, command, target, body);
         }
         Note::Joined { name, room } => {
             let prefix = irc_prefix(name, server);
@@ -246,7 +258,6 @@ fn irc_bytes(
             );
         }
     }
-    Frame::from(&scratch[..])
 }
 
 /// `nick!nick@server`: everyone's IRC prefix.
@@ -355,6 +366,7 @@ mod tests {
             kind,
             ts: 0,
             body: b"hi",
+            notice: false,
         }
     }
 

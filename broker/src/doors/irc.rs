@@ -30,9 +30,6 @@ const CAPS: [(&str, u8); 4] = [
     ("multi-prefix", flag::MULTI_PREFIX),
 ];
 
-/// Most targets in one `PRIVMSG`/`NOTICE` (`TARGMAX`).
-const MAX_TARGETS: usize = 100;
-
 /// One IRC connection's state, owned by its worker.
 #[derive(Debug)]
 pub(crate) struct IrcSession {
@@ -189,6 +186,13 @@ pub(crate) fn handle(
             _ => cx.numeric(305, &[], Some("You are no longer marked as being away")),
         },
         "MOTD" => cx.numeric(422, &[], Some("MOTD File is missing")),
+        // Client-only tags (typing notices and the like) are not relayed.
+        "TAGMSG" => {}
+        "WHOWAS" => {
+            let nick = msg.param_str(0).unwrap_or("*").to_string();
+            cx.numeric(406, &[&nick], Some("There was no such nickname"));
+            cx.numeric(369, &[&nick], Some("End of WHOWAS"));
+        }
         "LUSERS" => lusers(&mut cx),
         "VERSION" => {
             let server = cx.server().to_string();
@@ -302,23 +306,29 @@ fn try_register(cx: &mut Ctx<'_>) {
     let server = cx.server().to_string();
     let join_all = cx.shared.config.irc_join_all;
     let conn = Arc::clone(cx.conn);
+    let max_targets = cx.shared.config.max_targets;
+    let registry = &cx.shared.registry;
+    let time = conn.has(flag::SERVER_TIME).then(now_ms);
     let taken = handler::take_name(cx.shared, cx.out, cx.conn, &nick, |out| {
-        if join_all {
-            conn.set_flag(flag::IN_ALL, true);
-        }
         let mut b = Vec::with_capacity(1024);
-        welcome(&mut b, &server, &nick);
+        welcome(&mut b, &server, &nick, max_targets);
+        if join_all {
+            // In #all before anyone can see us, and our own JOIN and NAMES
+            // queued before any of #all's traffic: clients want their JOIN
+            // first.
+            conn.set_flag(flag::IN_ALL, true);
+            let prefix = irc_prefix(&nick, &server);
+            wire::push_command(&mut b, time, Some(&prefix), "JOIN", &["#all"], None);
+            let mut everyone = registry.names_sorted();
+            let folded = nick.to_ascii_lowercase();
+            let at = everyone.partition_point(|n| n.to_ascii_lowercase() < folded);
+            everyone.insert(at, nick.clone());
+            names_lines(&mut b, &server, &nick, "#all", &everyone);
+        }
         out.push(&conn, &Frame::from(b));
     });
     match taken {
-        Ok(()) => {
-            cx.irc.registered = true;
-            if join_all {
-                let prefix = cx.my_prefix();
-                cx.command(Some(&prefix), "JOIN", &["#all"], None);
-                names(cx, "#all");
-            }
-        }
+        Ok(()) => cx.irc.registered = true,
         Err(NameError::Taken) => {
             cx.irc.nick = None;
             cx.numeric(433, &[&nick], Some("Nickname is already in use"));
@@ -332,8 +342,9 @@ fn try_register(cx: &mut Ctx<'_>) {
 }
 
 /// 001–005 and 422: what every IRC client waits for after registering.
-fn welcome(b: &mut Vec<u8>, server: &str, nick: &str) {
-    let welcome = format!("Welcome to the {server} chat, {nick}!{nick}@{server}");
+fn welcome(b: &mut Vec<u8>, server: &str, nick: &str, max_targets: usize) {
+    let welcome = format!("Welcome to {server}, {nick}!{nick}@{server}");
+    let targmax = format!("TARGMAX=PRIVMSG:{max_targets},NOTICE:{max_targets}");
     wire::push_numeric(b, server, 1, nick, &[], Some(&welcome));
     let host = format!("Your host is {server}, running version {}", version());
     wire::push_numeric(b, server, 2, nick, &[], Some(&host));
@@ -357,7 +368,7 @@ fn welcome(b: &mut Vec<u8>, server: &str, nick: &str) {
             "CHANTYPES=#",
             "NICKLEN=32",
             "CHANNELLEN=33",
-            "TARGMAX=PRIVMSG:100,NOTICE:100",
+            &targmax,
             "PREFIX=(o)@",
             "CHANMODES=,,,",
             &network,
@@ -410,7 +421,7 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
     let list: Vec<&str> = wire::split_targets(targets)
         .filter(|t| !t.is_empty())
         .collect();
-    if list.len() > MAX_TARGETS {
+    if list.len() > cx.shared.config.max_targets {
         if !notice {
             cx.numeric(407, &[targets], Some("Too many recipients"));
         }
@@ -428,7 +439,7 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
         } else {
             Targets::Room(t)
         };
-        match handler::deliver(cx.shared, cx.out, cx.conn, target, text) {
+        match handler::deliver(cx.shared, cx.out, cx.conn, target, text, notice) {
             Ok(s) => {
                 cost += s.bytes;
                 echo(cx, cmd, t, text);
@@ -453,12 +464,21 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
         return cost;
     }
     let joined = nicks.join(",");
-    let missing = match handler::deliver(cx.shared, cx.out, cx.conn, Targets::Names(&joined), text)
-    {
+    let missing = match handler::deliver(
+        cx.shared,
+        cx.out,
+        cx.conn,
+        Targets::Names(&joined),
+        text,
+        notice,
+    ) {
         Ok(s) => {
             cost += s.bytes;
+            let mut echoed: Vec<&str> = Vec::new();
             for n in &nicks {
-                if !s.missing.split(',').any(|m| m.eq_ignore_ascii_case(n)) {
+                let missing = s.missing.split(',').any(|m| m.eq_ignore_ascii_case(n));
+                if !missing && !echoed.iter().any(|e| e.eq_ignore_ascii_case(n)) {
+                    echoed.push(n);
                     echo(cx, cmd, n, text);
                 }
             }
@@ -568,8 +588,9 @@ fn part(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     }
 }
 
-/// Names in a channel, operator first-marked: `#all` is everyone; a room's
-/// first member is its operator (`@`). `None` if there is no such channel.
+/// Names in a channel, the operator marked: `#all` is everyone; a room's
+/// creator is its operator (`@`) while it stays. `None` if there is no such
+/// channel.
 fn channel_names(cx: &Ctx<'_>, chan: &str) -> Option<(String, Vec<String>)> {
     if chan.eq_ignore_ascii_case("#all") {
         return Some(("#all".to_string(), cx.shared.registry.names_sorted()));
@@ -577,7 +598,8 @@ fn channel_names(cx: &Ctx<'_>, chan: &str) -> Option<(String, Vec<String>)> {
     let room = cx.shared.rooms.get(chan)?;
     let op = room
         .members()
-        .first()
+        .iter()
+        .find(|c| c.id == room.creator)
         .and_then(|c| c.name().map(str::to_string));
     let names = handler::member_names(&room)
         .into_iter()
@@ -594,27 +616,40 @@ fn channel_names(cx: &Ctx<'_>, chan: &str) -> Option<(String, Vec<String>)> {
 
 /// `353` lines (each within 512 bytes) and `366`.
 fn names(cx: &mut Ctx<'_>, chan: &str) {
-    if let Some((shown, names)) = channel_names(cx, chan) {
-        let me = cx.me();
-        let room_budget = 400usize.saturating_sub(me.len() + shown.len() + cx.server().len());
-        let mut line = String::new();
-        for n in names {
-            if !line.is_empty() && line.len() + n.len() + 1 > room_budget {
-                cx.numeric(353, &["=", &shown], Some(&line));
-                line.clear();
-            }
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(&n);
+    let me = cx.me();
+    let mut b = Vec::with_capacity(256);
+    match channel_names(cx, chan) {
+        Some((shown, names)) => names_lines(&mut b, cx.server(), &me, &shown, &names),
+        None => wire::push_numeric(
+            &mut b,
+            cx.server(),
+            366,
+            &me,
+            &[chan],
+            Some("End of /NAMES list"),
+        ),
+    }
+    cx.send(b);
+}
+
+/// The `353` lines of a channel's names, each within 512 bytes, then `366`.
+fn names_lines(b: &mut Vec<u8>, server: &str, me: &str, shown: &str, names: &[String]) {
+    let budget = 400usize.saturating_sub(me.len() + shown.len() + server.len());
+    let mut line = String::new();
+    for n in names {
+        if !line.is_empty() && line.len() + n.len() + 1 > budget {
+            wire::push_numeric(b, server, 353, me, &["=", shown], Some(&line));
+            line.clear();
         }
         if !line.is_empty() {
-            cx.numeric(353, &["=", &shown], Some(&line));
+            line.push(' ');
         }
-        cx.numeric(366, &[&shown], Some("End of /NAMES list"));
-    } else {
-        cx.numeric(366, &[chan], Some("End of /NAMES list"));
+        line.push_str(n);
     }
+    if !line.is_empty() {
+        wire::push_numeric(b, server, 353, me, &["=", shown], Some(&line));
+    }
+    wire::push_numeric(b, server, 366, me, &[shown], Some("End of /NAMES list"));
 }
 
 fn list(cx: &mut Ctx<'_>) {
@@ -806,7 +841,7 @@ pub(crate) fn tick(
                 shared,
                 out,
                 conn,
-                CloseReason::Timeout,
+                CloseReason::PingTimeout,
                 Some(&irc_error_line("Closing link: Ping timeout")),
             );
             true

@@ -9,7 +9,7 @@ use crate::core::{
     close, deliver, error, join_room, member_names, part_room, receipt, strike, take_name, Flow,
     NameError, SendError, Session,
 };
-use crate::metrics::{CloseReason, Metrics};
+use crate::metrics::CloseReason;
 use crate::Shared;
 use protocol::{validate_room, ErrorCode, Event, Request, Targets};
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub(crate) fn handle(
         }
         Request::List { room: Some(room) } => list_room(shared, out, conn, room),
         Request::Join { room } => join(shared, out, conn, room),
-        Request::Part { room, .. } => part(shared, out, conn, room),
+        Request::Part { room, reason } => part(shared, out, conn, room, reason),
         Request::Rooms => {
             let rooms = shared.rooms.names_sorted();
             let joined = rooms.join(" ");
@@ -148,7 +148,7 @@ fn send(
     targets: Targets<'_>,
     body: &[u8],
 ) -> u64 {
-    match deliver(shared, out, conn, targets, body) {
+    match deliver(shared, out, conn, targets, body, false) {
         Ok(s) => {
             let missing = (!s.missing.is_empty()).then_some(s.missing.as_str());
             accepted(shared, out, conn, s.id, s.queued, missing);
@@ -177,15 +177,13 @@ fn send(
 }
 
 fn accepted(
-    shared: &Shared,
+    _shared: &Shared,
     out: &mut Outbox,
     conn: &Arc<Conn>,
     id: u64,
     queued: u64,
     missing: Option<&str>,
 ) {
-    Metrics::add(&shared.metrics.messages, 1);
-    Metrics::add(&shared.metrics.deliveries, queued);
     reply(
         out,
         conn,
@@ -254,11 +252,12 @@ fn room_error(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str, e
 }
 
 /// `PART #room`: `OK PART #room`, and `PARTED <name> #room` to the others.
-fn part(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+fn part(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str, reason: Option<&[u8]>) {
     if !room_ok(shared, out, conn, room) {
         return;
     }
-    match part_room(shared, out, conn, room, None) {
+    // The reason reaches IRC members (PART #room :reason); PARTED has none.
+    match part_room(shared, out, conn, room, reason) {
         Ok(r) => reply(out, conn, &Event::PartOk { room: &r.name }),
         Err(e) => room_error(shared, out, conn, room, e),
     }

@@ -385,3 +385,56 @@ fn shutdown_delivers_then_error_then_close() {
     bob.expect_eof();
     alice.expect_prefix("SHUTDOWN :");
 }
+
+#[test]
+fn limits_and_quiet_commands_hold_on_irc_too() {
+    let b = start_with(|c| {
+        c.rate_per_sec = 0;
+        c.max_targets = 2;
+        c.keepalive_secs = 1;
+    });
+    let native = b.local_addr();
+    let addr = b.irc_addr().unwrap();
+    let _n1 = Peer::named(native, "n1");
+    let mut n2 = Peer::named(native, "n2");
+    let mut bob = Irc::registered(addr, "bob", "");
+    // TARGMAX is max_targets, and enforced.
+    bob.send("PRIVMSG n1,n2,bob :three");
+    assert!(bob.line().starts_with(":chat 407 bob "));
+    // A NOTICE stays a NOTICE for IRC users, a MSG for natives.
+    let mut carol = Irc::registered(addr, "carol", "");
+    bob.until(":carol!carol@chat JOIN #all");
+    bob.send("NOTICE carol,n2 :psst");
+    assert_eq!(carol.line(), ":bob!bob@chat NOTICE carol :psst");
+    n2.skip_until("JOINED carol");
+    assert_eq!(n2.next_msg().body_str(), "psst");
+    // Tags-only messages and WHOWAS get no 421.
+    bob.send("@+typing=active TAGMSG #all");
+    bob.send("WHOWAS nobody");
+    assert!(bob.line().starts_with(":chat 406 bob nobody "));
+    assert!(bob.line().starts_with(":chat 369 bob nobody "));
+    // Messages from IRC are counted like any other.
+    assert!(b.stats().messages >= 1);
+    // The broker pings a silent client, then closes it with a reason.
+    let mut quiet = Irc::registered(addr, "quiet", "");
+    quiet.until("PING :chat");
+    assert!(quiet
+        .until("ERROR")
+        .starts_with("ERROR :Closing link: Ping timeout"));
+    quiet.expect_eof();
+}
+
+#[test]
+fn a_room_operator_is_its_creator_only() {
+    let (_b, native, addr) = broker();
+    let mut alice = Peer::named(native, "alice");
+    alice.send("JOIN #r\n");
+    alice.expect("OK JOIN #r 1");
+    let mut bob = Irc::registered(addr, "bob", "");
+    bob.send("JOIN #r");
+    bob.until(":chat 353 bob = #r :@alice bob");
+    alice.send("PART #r :bye\n");
+    assert_eq!(bob.until("PART"), ":alice!alice@chat PART #r :bye");
+    bob.send("NAMES #r");
+    assert_eq!(bob.line(), ":chat 353 bob = #r :bob");
+}
