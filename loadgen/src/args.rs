@@ -1,5 +1,6 @@
 //! The command line and the checked settings a run uses.
 
+use crate::irc::MAX_SIZE as IRC_MAX_SIZE;
 use crate::payload::{MAX_CLIENTS, MIN_SIZE};
 use clap::{Parser, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -14,6 +15,9 @@ pub enum Mode {
     Direct,
     /// `SEND <a>,<b>,...`: `--targets` random other clients.
     Multi,
+    /// Every client joins [`ROOM`]; `SEND #load`: every other member gets
+    /// every message.
+    Room,
 }
 
 impl Mode {
@@ -23,6 +27,31 @@ impl Mode {
             Mode::All => "all",
             Mode::Direct => "direct",
             Mode::Multi => "multi",
+            Mode::Room => "room",
+        }
+    }
+}
+
+/// The room every client joins in `room` mode (a channel over IRC).
+pub const ROOM: &str = "#load";
+
+/// Which door of the server the clients come through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Door {
+    /// The broker's own protocol: `NAME`, `SEND`, `MSG`, `ACK`.
+    Native,
+    /// Plain RFC 2812 IRC: `NICK`/`USER`, `PRIVMSG`; no `ACK`, so every
+    /// message written is taken to be owed to its whole fan-out. Works
+    /// against the broker's IRC door and against other IRC servers.
+    Irc,
+}
+
+impl Door {
+    /// The door as written on the command line and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Native => "native",
+            Door::Irc => "irc",
         }
     }
 }
@@ -41,19 +70,31 @@ pub struct Args {
     /// Broker to load (HOST:PORT, loopback only). Default: start one in-process.
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
+    /// native: the broker's protocol; irc: IRC clients (NICK/USER, PRIVMSG)
+    /// for the broker's IRC door or any RFC 2812 server.
+    #[arg(long, value_enum, default_value_t = Door::Native)]
+    pub door: Door,
+    /// IRC server to load with --door irc (HOST:PORT, loopback only; the
+    /// broker's IRC door listens on 127.0.0.1:6667 unless configured
+    /// otherwise). Default: the IRC door of an in-process broker.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub irc_addr: Option<String>,
     /// Clients to connect (named lg-0, lg-1, ...).
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub clients: usize,
     /// How many of the clients send (the first K) [default: 10, at most --clients].
     #[arg(long, value_name = "K")]
     pub senders: Option<usize>,
-    /// all: SEND *; direct: one random other client; multi: --targets random others.
+    /// all: SEND * (IRC: PRIVMSG #all, the broker's everyone channel);
+    /// direct: one random other client; multi: --targets random others
+    /// (native door only); room: all clients join #load and send to it.
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
     /// Targets per message in multi mode.
     #[arg(long, default_value_t = 3, value_name = "T")]
     pub targets: usize,
-    /// Message body size in bytes.
+    /// Message body size in bytes (at most 400 with --door irc, so that a
+    /// relayed line stays within IRC's 512 bytes).
     #[arg(long, default_value_t = 100, value_name = "BYTES")]
     pub size: usize,
     /// Measured seconds of sending.
@@ -89,13 +130,21 @@ pub struct Args {
     /// Most seconds to wait for outstanding deliveries after sending stops.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub drain: f64,
+    /// Clients each network thread connects and registers at once. Lower it
+    /// for a server with a short accept backlog (ngIRCd listens with 10):
+    /// an overflowing backlog costs retransmits of a second and more.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub handshakes: usize,
 }
 
 /// Checked, ready-to-use settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Broker address, or `None` to start one in-process.
+    /// Address of the door to load, or `None` to start a broker in-process
+    /// and use its door.
     pub addr: Option<SocketAddr>,
+    /// The door the clients use.
+    pub door: Door,
     /// Clients to connect.
     pub clients: usize,
     /// Senders among them.
@@ -124,13 +173,15 @@ pub struct Settings {
     pub threads: usize,
     /// Bound on the final wait for outstanding deliveries.
     pub drain: Duration,
+    /// Clients per thread connecting or registering at once.
+    pub handshakes: usize,
 }
 
 impl Settings {
     /// Recipients one message is meant for, with every client online.
     pub fn fanout(&self) -> u64 {
         match self.mode {
-            Mode::All => self.clients.saturating_sub(1) as u64,
+            Mode::All | Mode::Room => self.clients.saturating_sub(1) as u64,
             Mode::Direct => 1,
             Mode::Multi => self.targets as u64,
         }
@@ -153,7 +204,20 @@ fn secs(name: &str, v: f64, min: f64, max: f64) -> Result<Duration, String> {
 impl Args {
     /// Checks the arguments and resolves `--addr`.
     pub fn settings(&self) -> Result<Settings, String> {
-        let addr = self.addr.as_deref().map(resolve_loopback).transpose()?;
+        let addr = match self.door {
+            Door::Native if self.irc_addr.is_some() => {
+                return Err("--irc-addr needs --door irc".into());
+            }
+            Door::Native => self.addr.as_deref(),
+            Door::Irc if self.addr.is_some() => {
+                return Err(
+                    "--addr is the native door; with --door irc give the server as --irc-addr"
+                        .into(),
+                );
+            }
+            Door::Irc => self.irc_addr.as_deref(),
+        };
+        let addr = addr.map(resolve_loopback).transpose()?;
         if self.clients < 2 || self.clients > MAX_CLIENTS {
             return Err(format!("--clients must be 2 to {MAX_CLIENTS}"));
         }
@@ -173,6 +237,19 @@ impl Args {
         if self.size < MIN_SIZE || self.size > MAX_SIZE {
             return Err(format!("--size must be {MIN_SIZE} to {MAX_SIZE} bytes"));
         }
+        if self.door == Door::Irc {
+            if self.mode == Mode::Multi {
+                return Err("--mode multi is for the native door; with --door irc use \
+                            all, direct or room"
+                    .into());
+            }
+            if self.size > IRC_MAX_SIZE {
+                return Err(format!(
+                    "--size must be at most {IRC_MAX_SIZE} bytes with --door irc (one \
+                     IRC line, prefix included, is at most 512 bytes)"
+                ));
+            }
+        }
         let duration = secs("duration", self.duration, 0.001, 3600.0)?;
         let warmup = secs("warmup", self.warmup, 0.0, 600.0)?;
         let drain = secs("drain", self.drain, 0.0, 600.0)?;
@@ -191,8 +268,12 @@ impl Args {
         if self.threads < 1 || self.threads > 16 {
             return Err("--threads must be 1 to 16".into());
         }
+        if self.handshakes < 1 || self.handshakes > 10_000 {
+            return Err("--handshakes must be 1 to 10000".into());
+        }
         Ok(Settings {
             addr,
+            door: self.door,
             clients: self.clients,
             senders,
             mode: self.mode,
@@ -207,21 +288,22 @@ impl Args {
             json: self.json,
             threads: self.threads.min(self.clients),
             drain,
+            handshakes: self.handshakes,
         })
     }
 }
 
-/// Resolves HOST:PORT and insists that it is a loopback address: this tool
+/// Resolves HOST:PORT (of `--addr` or `--irc-addr`) and insists that it is a loopback address: this tool
 /// floods whatever it points at, so it never leaves the machine.
 pub fn resolve_loopback(s: &str) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = s
         .to_socket_addrs()
-        .map_err(|e| format!("--addr {s}: {e}"))?
+        .map_err(|e| format!("{s}: {e}"))?
         .collect();
     match addrs.iter().find(|a| a.ip().is_loopback()) {
         Some(a) if addrs.iter().all(|a| a.ip().is_loopback()) => Ok(*a),
         _ => Err(format!(
-            "--addr {s}: refusing a non-loopback address (loadgen only targets this machine)"
+            "{s}: refusing a non-loopback address (loadgen only targets this machine)"
         )),
     }
 }
@@ -281,6 +363,8 @@ mod tests {
         assert!(parse(&["--mode", "multi", "--clients", "3", "--targets", "2"]).is_ok());
         assert!(parse(&["--mode", "multi", "--targets", "101", "--clients", "500"]).is_err());
         assert!(parse(&["--mode", "bogus"]).is_err());
+        assert!(parse(&["--handshakes", "0"]).is_err());
+        assert_eq!(parse(&["--handshakes", "4"]).unwrap().handshakes, 4);
     }
 
     #[test]
@@ -289,6 +373,35 @@ mod tests {
         assert_eq!(s.fanout(), 1);
         let s = parse(&["--mode", "multi", "--targets", "4"]).unwrap();
         assert_eq!(s.fanout(), 4);
+    }
+
+    #[test]
+    fn room_mode_reaches_every_other_member() {
+        let s = parse(&["--mode", "room", "--clients", "30"]).unwrap();
+        assert_eq!((s.mode, s.door), (Mode::Room, Door::Native));
+        assert_eq!(s.fanout(), 29);
+        assert_eq!(s.mode.as_str(), "room");
+    }
+
+    #[test]
+    fn irc_door_addresses_and_limits() {
+        // No address: the in-process broker's IRC door.
+        let s = parse(&["--door", "irc"]).unwrap();
+        assert_eq!((s.door, s.addr), (Door::Irc, None));
+        let s = parse(&["--door", "irc", "--irc-addr", "127.0.0.1:6667"]).unwrap();
+        assert_eq!(s.addr.unwrap().port(), 6667);
+        assert!(parse(&["--door", "irc", "--irc-addr", "10.1.1.1:6667"]).is_err());
+        // Each door has its own address flag.
+        assert!(parse(&["--door", "irc", "--addr", "127.0.0.1:7878"]).is_err());
+        assert!(parse(&["--irc-addr", "127.0.0.1:6667"]).is_err());
+        // No multi over IRC, and a message fits in one IRC line.
+        assert!(parse(&["--door", "irc", "--mode", "multi"]).is_err());
+        for mode in ["all", "direct", "room"] {
+            assert!(parse(&["--door", "irc", "--mode", mode]).is_ok(), "{mode}");
+        }
+        assert!(parse(&["--door", "irc", "--size", "400"]).is_ok());
+        assert!(parse(&["--door", "irc", "--size", "401"]).is_err());
+        assert!(parse(&["--size", "401"]).is_ok());
     }
 
     #[test]

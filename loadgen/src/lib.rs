@@ -9,15 +9,18 @@
 //!   lg-net-0: mio Poll                lg-net-1: mio Poll   (client i on thread i % T)
 //!    clients 0,2,4,...                 clients 1,3,5,...
 //!    connect → NAME → OK NAME          (same)
+//!    [room: JOIN #load → OK JOIN]      (--door irc: NICK/USER → 001 →
+//!                                        [JOIN #load] PING → PONG)
 //!    senders write SEND into reused buffers
 //!    receivers decode MSG in place, check order, record latency
 //!        └──── per-sender delivery credit (atomics) ────┘
 //! ```
 //!
 //! Phases, driven by the monitor: connect and register all N clients (at
-//! most 128 handshakes in flight per thread) → warm-up (sending, not
-//! measured) → measured window → drain (senders stop; wait, bounded by
-//! `--drain`, for every SEND's reply and every promised delivery) → stop.
+//! most `--handshakes`, 128 by default, in flight per thread) → warm-up
+//! (sending, not measured) → measured window → drain (senders stop; wait,
+//! bounded by `--drain`, for every SEND's reply and every promised
+//! delivery) → stop.
 //!
 //! Accounting: the sum of the ACKs' `<queued>` is the number of deliveries
 //! expected; each receiver counts loadgen MSGs and tracks, per sender, the
@@ -25,7 +28,11 @@
 //! (the broker keeps each sender's order per recipient).
 //! `lost = expected - (received - duplicates)`.
 //!
+//! Over IRC (`--door irc`) there is no ACK: each message written is owed to
+//! its whole fan-out, and an error numeric takes that back ([`irc`]).
+//!
 //! Modules: [`args`] (command line), [`payload`] (message body format),
+//! [`irc`] (the IRC client's lines),
 //! [`worker`] (a network thread), [`shared`] (what threads share),
 //! [`mod@run`] (the monitor), [`report`] (summary, JSON, verdict), [`procfs`]
 //! (CPU/RSS from `/proc`), [`rlimit`] (open-file limit), [`rng`] (target
@@ -33,6 +40,7 @@
 
 pub mod args;
 pub mod error;
+pub mod irc;
 pub mod payload;
 pub mod procfs;
 pub mod report;
@@ -42,7 +50,7 @@ pub mod run;
 pub mod shared;
 pub mod worker;
 
-pub use args::{Args, Mode, Settings};
+pub use args::{Args, Door, Mode, Settings};
 pub use error::Error;
 pub use report::Report;
 pub use run::run;

@@ -39,8 +39,10 @@ pub struct Report {
     pub clients: usize,
     /// Senders asked for.
     pub senders: usize,
-    /// `all`, `direct` or `multi`.
+    /// `all`, `direct`, `multi` or `room`.
     pub mode: &'static str,
+    /// `native` or `irc`.
+    pub door: &'static str,
     /// Targets per message (multi mode).
     pub targets: usize,
     /// Body size.
@@ -103,6 +105,9 @@ pub struct Report {
     pub broker_cpu_s: Option<f64>,
     /// Broker peak RSS sampled over the measured window.
     pub broker_rss_mib: Option<f64>,
+    /// Broker RSS once every client had registered, before sending
+    /// (compare with its RSS before the run for the cost of a connection).
+    pub broker_rss_connected_mib: Option<f64>,
     /// Where the broker figures come from.
     pub broker_source: BrokerSource,
     /// The in-process broker's own counters at the end, if it was ours:
@@ -197,6 +202,8 @@ impl Report {
         int!("senders", self.senders);
         key(&mut j, "mode");
         push_str(&mut j, self.mode);
+        key(&mut j, "door");
+        push_str(&mut j, self.door);
         int!("targets", self.targets);
         int!("size", self.size);
         num!("duration_s", self.duration_s);
@@ -249,6 +256,7 @@ impl Report {
         opt!("loadgen_cpu_s", self.loadgen_cpu_s);
         opt!("broker_cpu_s", self.broker_cpu_s);
         opt!("broker_rss_mib", self.broker_rss_mib);
+        opt!("broker_rss_connected_mib", self.broker_rss_connected_mib);
         opt!(
             "deliveries_per_broker_cpu_s",
             self.deliveries_per_broker_cpu_s()
@@ -287,11 +295,14 @@ impl Report {
             }
             None => format!("closed loop, window {}", self.window),
         };
-        let targets = if self.mode == "multi" {
+        let mut targets = if self.mode == "multi" {
             format!(" (targets {})", self.targets)
         } else {
             String::new()
         };
+        if self.door != "native" {
+            let _ = write!(targets, " over the {} door", self.door);
+        }
         let _ = writeln!(
             s,
             "loadgen: {} clients, {} senders, mode {}{}, {} B bodies, {} s measured after {} s warm-up, {}, {} thread(s)",
@@ -370,7 +381,14 @@ impl Report {
         }
         s.push('\n');
         if let Some(rss) = self.broker_rss_mib {
-            let _ = writeln!(s, "  broker peak RSS   {rss:.1} MiB");
+            let _ = write!(s, "  broker peak RSS   {rss:.1} MiB");
+            if let Some(c) = self.broker_rss_connected_mib {
+                let _ = write!(
+                    s,
+                    " ({c:.1} MiB with all clients registered, before sending)"
+                );
+            }
+            s.push('\n');
         }
         if let Some(d) = self.deliveries_per_broker_cpu_s() {
             let _ = writeln!(
@@ -440,6 +458,7 @@ mod tests {
             clients: 20,
             senders: 2,
             mode: "all",
+            door: "native",
             targets: 3,
             size: 100,
             duration_s: 1.0,
@@ -476,6 +495,7 @@ mod tests {
             loadgen_cpu_s: Some(0.2),
             broker_cpu_s: Some(0.5),
             broker_rss_mib: None,
+            broker_rss_connected_mib: None,
             broker_source: BrokerSource::InProcess,
             broker_counters: Some((100, 1900, 0)),
             failure: None,
@@ -511,6 +531,8 @@ mod tests {
             "loadgen_cpu_s",
             "broker_cpu_s",
             "broker_rss_mib",
+            "broker_rss_connected_mib",
+            "door",
             "deliveries_per_broker_cpu_s",
         ] {
             assert_eq!(j.matches(&format!("\"{k}\":")).count(), 1, "{k} in {j}");
@@ -565,6 +587,21 @@ mod tests {
         r.foreign = 2;
         assert!(r.ok());
         assert!(r.summary().contains("mismatches 3"));
+    }
+
+    #[test]
+    fn the_irc_door_is_named() {
+        let mut r = sample();
+        r.door = "irc";
+        r.mode = "room";
+        r.broker_rss_mib = Some(20.0);
+        r.broker_rss_connected_mib = Some(18.5);
+        assert!(r.summary().contains("mode room over the irc door"));
+        assert!(r.summary().contains("18.5 MiB with all clients registered"));
+        let j = r.to_json();
+        assert!(j.contains("\"door\": \"irc\""), "{j}");
+        assert!(j.contains("\"broker_rss_connected_mib\": 18.5"), "{j}");
+        assert!(sample().to_json().contains("\"door\": \"native\""));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! drives the phases (register → warm-up → measure → drain), samples CPU and
 //! memory, shows progress and assembles the report.
 
-use crate::args::Settings;
+use crate::args::{Door, Settings};
 use crate::error::Error;
 use crate::procfs;
 use crate::report::{BrokerSource, Latency, Report};
@@ -37,10 +37,13 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     } else {
         None
     };
-    let addr = match (&broker, settings.addr) {
-        (Some(b), _) => b.local_addr(),
-        (None, Some(a)) => a,
-        (None, None) => return Err(Error::Usage("no broker address".into())),
+    let addr = match (&broker, settings.addr, settings.door) {
+        (Some(b), _, Door::Native) => b.local_addr(),
+        (Some(b), _, Door::Irc) => b
+            .irc_addr()
+            .ok_or_else(|| Error::Usage("the in-process broker has no IRC door".into()))?,
+        (None, Some(a), _) => a,
+        (None, None, _) => return Err(Error::Usage("no broker address".into())),
     };
     let source = match (settings.broker_pid, in_process) {
         (Some(pid), _) => BrokerSource::Pid(pid),
@@ -172,6 +175,7 @@ fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
 /// What the monitor measured over the measured window.
 #[derive(Debug, Clone, Copy)]
 struct Window {
+    broker_rss_connected_mib: Option<f64>,
     loadgen_cpu_s: Option<f64>,
     broker_cpu_s: Option<f64>,
     broker_rss_mib: Option<f64>,
@@ -219,6 +223,10 @@ impl Monitor<'_> {
     /// drain; returns the window's CPU and memory figures.
     fn measure(&mut self) -> Window {
         let s = self.settings;
+        // Every client is connected and registered, nothing sent yet: the
+        // broker's memory now, against its memory before the run, is what
+        // the connections cost.
+        let broker_rss_connected_mib = self.rss_kib().map(|k| k as f64 / 1024.0);
         let start = self.shared.now_ns();
         let warm_end = start + dur_ns(s.warmup);
         let send_end = warm_end + dur_ns(s.duration);
@@ -249,6 +257,7 @@ impl Monitor<'_> {
             _ => None,
         };
         Window {
+            broker_rss_connected_mib,
             loadgen_cpu_s: loadgen,
             broker_cpu_s,
             broker_rss_mib,
@@ -286,11 +295,18 @@ impl Monitor<'_> {
     }
 
     fn sample_rss(&mut self) {
-        if let BrokerSource::Pid(pid) = self.source {
-            let path: PathBuf = format!("/proc/{pid}/status").into();
-            if let Some(kib) = procfs::rss_kib(&path) {
-                self.peak_rss_kib = Some(self.peak_rss_kib.map_or(kib, |p| p.max(kib)));
+        if let Some(kib) = self.rss_kib() {
+            self.peak_rss_kib = Some(self.peak_rss_kib.map_or(kib, |p| p.max(kib)));
+        }
+    }
+
+    /// The broker's resident memory now, if it is a process of its own.
+    fn rss_kib(&self) -> Option<u64> {
+        match self.source {
+            BrokerSource::Pid(pid) => {
+                procfs::rss_kib(&PathBuf::from(format!("/proc/{pid}/status")))
             }
+            _ => None,
         }
     }
 
@@ -419,6 +435,7 @@ fn build_report(
         clients: s.clients,
         senders: s.senders,
         mode: s.mode.as_str(),
+        door: s.door.as_str(),
         targets: s.targets,
         size: s.size,
         duration_s: secs,
@@ -448,6 +465,7 @@ fn build_report(
         loadgen_cpu_s: window.and_then(|w| w.loadgen_cpu_s),
         broker_cpu_s: window.and_then(|w| w.broker_cpu_s),
         broker_rss_mib: window.and_then(|w| w.broker_rss_mib),
+        broker_rss_connected_mib: window.and_then(|w| w.broker_rss_connected_mib),
         broker_source: source,
         broker_counters,
         failure,

@@ -17,14 +17,21 @@
 //! window). Receivers add to a per-sender atomic once per round; if the
 //! sender lives on another thread that is asleep waiting for room, they
 //! wake it.
+//!
+//! Doors: a native client registers with `NAME` (and in room mode then
+//! `JOIN #load`) and reads frames with [`Event::decode`]; an IRC client
+//! (`--door irc`) registers as [`crate::irc`] describes and reads lines
+//! with `protocol::irc::decode`. Both stamp and check the same payload.
 
-use crate::args::{Mode, Settings};
+use crate::args::{Door, Mode, Settings, ROOM};
+use crate::irc::{self, Line};
 use crate::payload::{self, Stamp};
 use crate::rng::{pick_distinct, Rng};
 use crate::shared::{Shared, NOT_STARTED};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use protocol::irc::{decode as irc_decode, IrcDecoded};
 use protocol::{push_u64, Decoded, ErrorCode, Event, Limits};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -35,19 +42,14 @@ use std::time::Duration;
 /// Token of the thread's waker.
 pub const WAKE: Token = Token(usize::MAX);
 
-/// Connections of one thread that may be connecting or registering at once:
-/// keeps the broker's accept backlog from overflowing (which would cost a
-/// one-second SYN retransmit) when thousands of clients start together.
-const MAX_HANDSHAKES: usize = 128;
-
 /// Open loop: stop generating for a sender whose unwritten output exceeds
 /// this; its intended send times keep running, so the backlog shows up as
 /// latency instead of as unbounded memory.
 const MAX_PENDING_OUT: usize = 256 * 1024;
 
-/// `ERR NAME_TAKEN` is retried this often, this many times: right after a
-/// previous run against the same broker, its `lg-<n>` may still be on the
-/// way out.
+/// `ERR NAME_TAKEN` (IRC: 433) is retried this often, this many times: right
+/// after a previous run against the same broker, its `lg-<n>` may still be
+/// on the way out.
 const NAME_RETRY_NS: u64 = 50_000_000;
 const NAME_RETRIES: u32 = 60;
 
@@ -62,8 +64,12 @@ const HIST_MAX_NS: u64 = 3_600_000_000_000;
 enum State {
     /// TCP connect in progress.
     Connecting,
-    /// `NAME` sent, waiting for `OK NAME`.
+    /// `NAME` sent, waiting for `OK NAME` (IRC: `NICK`/`USER` sent,
+    /// waiting for 001).
     Registering,
+    /// Room mode: `JOIN #load` sent, waiting for `OK JOIN` (IRC, every
+    /// mode: `[JOIN #load +] PING :lg-ready` sent, waiting for its PONG).
+    Joining,
     /// Registered.
     Ready,
     /// Gone; events are ignored.
@@ -133,6 +139,10 @@ struct Rx {
     name_retries: Vec<(u64, usize)>,
     /// Sending has started (LEFT frames before that are old news).
     started: bool,
+    /// The clients' door.
+    door: Door,
+    /// Room mode: clients join [`ROOM`] before they count as ready.
+    room: bool,
 }
 
 /// What one network thread counted, handed to the monitor at the end.
@@ -236,6 +246,8 @@ impl Worker {
             handshakes_done: 0,
             name_retries: Vec::new(),
             started: false,
+            door: settings.door,
+            room: settings.mode == Mode::Room,
         };
         Worker {
             id,
@@ -325,7 +337,11 @@ impl Worker {
 
     /// Opens connections up to the handshake limit.
     fn connect_more(&mut self) {
-        while self.handshaking < MAX_HANDSHAKES {
+        // At most `--handshakes` connecting or registering at once: keeps
+        // the server's accept backlog from overflowing (which costs
+        // SYN / SYN-ACK retransmits of a second and more) when thousands of
+        // clients start together.
+        while self.handshaking < self.settings.handshakes {
             let Some(idx) = self.to_connect.next() else {
                 return;
             };
@@ -387,7 +403,10 @@ impl Worker {
             self.rx.name_retries.swap_remove(i);
             if let Some(conn) = self.conns.get_mut(token) {
                 if conn.state == State::Registering {
-                    push_name(conn);
+                    match self.settings.door {
+                        Door::Native => push_name(conn),
+                        Door::Irc => irc::push_nick(&mut conn.out, conn.idx),
+                    }
                     flush(conn);
                 }
             }
@@ -538,7 +557,10 @@ impl Worker {
                 Ok(false) => return,
                 Ok(true) => {
                     let _ = conn.stream.set_nodelay(true);
-                    push_name(conn);
+                    match self.settings.door {
+                        Door::Native => push_name(conn),
+                        Door::Irc => irc::push_register(&mut conn.out, conn.idx),
+                    }
                     conn.state = State::Registering;
                 }
                 Err(e) => {
@@ -547,7 +569,7 @@ impl Worker {
                     return;
                 }
             },
-            State::Registering | State::Ready => {}
+            State::Registering | State::Joining | State::Ready => {}
         }
         self.read(token, peer_closed);
         if let Some(conn) = self.conns.get_mut(token) {
@@ -619,7 +641,10 @@ impl Worker {
                     len += n;
                     let now = shared.now_ns();
                     let data = scratch.get(..len).unwrap_or_default();
-                    let (used, stop) = handle_frames(data, limits, conn, senders, rx, shared, now);
+                    let (used, stop) = match rx.door {
+                        Door::Native => handle_frames(data, limits, conn, senders, rx, shared, now),
+                        Door::Irc => handle_lines(data, conn, senders, rx, shared, now),
+                    };
                     scratch.copy_within(used..len, 0);
                     len -= used;
                     if let Some(why) = stop {
@@ -659,7 +684,7 @@ impl Worker {
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         let why = why.unwrap_or_else(|| format!("lg-{} closed", conn.idx));
         match was {
-            State::Connecting | State::Registering => {
+            State::Connecting | State::Registering | State::Joining => {
                 self.handshaking = self.handshaking.saturating_sub(1);
                 self.shared.fail(why);
             }
@@ -772,6 +797,22 @@ fn push_name(conn: &mut Conn) {
     conn.out.push(b'\n');
 }
 
+/// Queues the native `JOIN #load`.
+fn push_join(conn: &mut Conn) {
+    conn.out.extend_from_slice(b"JOIN ");
+    conn.out.extend_from_slice(ROOM.as_bytes());
+    conn.out.push(b'\n');
+}
+
+/// Counts `conn` as registered (and in the room, in room mode): sending
+/// starts once every client is.
+fn ready(conn: &mut Conn, rx: &mut Rx, shared: &Shared, now: u64) {
+    conn.state = State::Ready;
+    rx.handshakes_done += 1;
+    shared.registered.fetch_add(1, Ordering::AcqRel);
+    shared.last_registered_ns.fetch_max(now, Ordering::AcqRel);
+}
+
 /// Whether a non-blocking connect has finished (`Ok(false)`: not yet).
 fn connected(stream: &TcpStream) -> io::Result<bool> {
     if let Some(e) = stream.take_error()? {
@@ -798,10 +839,13 @@ fn write_send(
         conn.out_pos = 0;
     }
     let out = &mut conn.out;
-    out.extend_from_slice(b"SEND ");
+    let irc = settings.door == Door::Irc;
+    out.extend_from_slice(if irc { b"PRIVMSG " } else { b"SEND " });
     let me = sender.idx;
     match settings.mode {
+        Mode::All if irc => out.extend_from_slice(b"#all"),
         Mode::All => out.push(b'*'),
+        Mode::Room => out.extend_from_slice(ROOM.as_bytes()),
         Mode::Direct => {
             let others = settings.clients as u64 - 1;
             let mut t = rng.below(others) as u32;
@@ -823,19 +867,27 @@ fn write_send(
             });
         }
     }
-    out.push(b' ');
-    push_u64(out, settings.size as u64);
-    out.push(b'\n');
-    payload::write(
-        out,
-        Stamp {
-            sender: me,
-            seq: sender.seq,
-            send_ns,
-        },
-        settings.size,
-    );
-    out.push(b'\n');
+    let stamp = Stamp {
+        sender: me,
+        seq: sender.seq,
+        send_ns,
+    };
+    if irc {
+        // The payload is printable ASCII and at most `irc::MAX_SIZE`
+        // bytes: it goes into the trailing param as it is.
+        out.extend_from_slice(b" :");
+        payload::write(out, stamp, settings.size);
+        out.extend_from_slice(b"\r\n");
+        // No ACK will come: the message is owed to its whole fan-out now.
+        sender.replies += 1;
+        sender.queued += settings.fanout();
+    } else {
+        out.push(b' ');
+        push_u64(out, settings.size as u64);
+        out.push(b'\n');
+        payload::write(out, stamp, settings.size);
+        out.push(b'\n');
+    }
     sender.seq += 1;
 }
 
@@ -902,6 +954,108 @@ fn handle_frames(
     (pos, None)
 }
 
+/// The IRC door's [`handle_frames`]: decodes and handles every complete
+/// line in `data`; returns the bytes used and, if the connection must close,
+/// why.
+fn handle_lines(
+    data: &[u8],
+    conn: &mut Conn,
+    senders: &mut [Sender],
+    rx: &mut Rx,
+    shared: &Shared,
+    now: u64,
+) -> (usize, Option<String>) {
+    let mut pos = 0;
+    while let Some(rest) = data.get(pos..) {
+        match irc_decode(rest) {
+            IrcDecoded::Incomplete => break,
+            IrcDecoded::Message { msg, consumed } => {
+                pos += consumed;
+                if let Some(why) = on_line(irc::classify(&msg), conn, senders, rx, shared, now) {
+                    return (pos, Some(why));
+                }
+            }
+            IrcDecoded::Empty { consumed } => pos += consumed,
+            IrcDecoded::TooLong { consumed } | IrcDecoded::Invalid { consumed } => {
+                pos += consumed;
+                rx.protocol_errors += 1;
+            }
+            IrcDecoded::Fatal => {
+                rx.protocol_errors += 1;
+                return (
+                    pos,
+                    Some(format!(
+                        "lg-{}: unreadable IRC stream (no line end)",
+                        conn.idx
+                    )),
+                );
+            }
+        }
+    }
+    (pos, None)
+}
+
+/// Handles one IRC line for `conn`.
+fn on_line(
+    line: Line<'_>,
+    conn: &mut Conn,
+    senders: &mut [Sender],
+    rx: &mut Rx,
+    shared: &Shared,
+    now: u64,
+) -> Option<String> {
+    match line {
+        Line::Privmsg(text) => on_msg(text, conn, rx, now),
+        Line::Ping(token) => irc::push_pong(&mut conn.out, token),
+        Line::Welcome if conn.state == State::Registering => {
+            irc::push_ready(&mut conn.out, rx.room.then_some(ROOM));
+            conn.state = State::Joining;
+        }
+        Line::Pong(token)
+            if conn.state == State::Joining && token == irc::READY_TOKEN.as_bytes() =>
+        {
+            ready(conn, rx, shared, now);
+        }
+        Line::NickInUse if conn.state == State::Registering => {
+            if conn.name_tries >= NAME_RETRIES {
+                return Some(format!("lg-{}: NICK refused: nickname in use", conn.idx));
+            }
+            conn.name_tries += 1;
+            rx.name_retries.push((now + NAME_RETRY_NS, conn.token));
+        }
+        Line::Error(text) => {
+            return Some(format!(
+                "lg-{}: the server closed the link: {}",
+                conn.idx,
+                String::from_utf8_lossy(text)
+            ));
+        }
+        Line::Refused { code, text } => match conn.state {
+            State::Ready => match conn.sender.and_then(|s| senders.get_mut(s)) {
+                // An error answers one of our PRIVMSGs: that message is
+                // owed to nobody after all.
+                Some(s) => {
+                    rx.send_errors += 1;
+                    s.queued = s.queued.saturating_sub(rx.fanout);
+                }
+                None => rx.protocol_errors += 1,
+            },
+            _ => {
+                return Some(format!(
+                    "lg-{}: refused while registering: {code} {}",
+                    conn.idx,
+                    String::from_utf8_lossy(text)
+                ));
+            }
+        },
+        Line::Departed(nick) if rx.started && !rx.stopping && nick.starts_with("lg-") => {
+            rx.left += 1;
+        }
+        _ => {}
+    }
+    None
+}
+
 /// Handles one broker frame for `conn`.
 fn on_frame(
     frame: Event<'_>,
@@ -931,13 +1085,26 @@ fn on_frame(
             None
         }
         Event::NameOk { .. } if conn.state == State::Registering => {
-            conn.state = State::Ready;
-            rx.handshakes_done += 1;
-            shared.registered.fetch_add(1, Ordering::AcqRel);
-            shared.last_registered_ns.fetch_max(now, Ordering::AcqRel);
+            if rx.room {
+                push_join(conn);
+                conn.state = State::Joining;
+            } else {
+                ready(conn, rx, shared, now);
+            }
+            None
+        }
+        Event::JoinOk { room, .. } if conn.state == State::Joining && room == ROOM => {
+            ready(conn, rx, shared, now);
             None
         }
         Event::Err { code, args, text } => {
+            if conn.state == State::Joining {
+                let args = args.unwrap_or_default();
+                return Some(format!(
+                    "lg-{}: JOIN {ROOM} refused: {code} {args} {text}",
+                    conn.idx
+                ));
+            }
             if conn.state == State::Registering {
                 if code == ErrorCode::NameTaken && conn.name_tries < NAME_RETRIES {
                     conn.name_tries += 1;
@@ -960,7 +1127,7 @@ fn on_frame(
             }
             None
         }
-        Event::Left { name, .. } => {
+        Event::Left { name, .. } | Event::Parted { name, .. } => {
             if rx.started && !rx.stopping && name.starts_with("lg-") {
                 rx.left += 1;
             }

@@ -13,6 +13,7 @@
 mod util;
 
 use std::process::Command;
+use util::irc::{FakeIrc, IrcFault};
 use util::{json, FakeBroker, Fault, Json};
 
 /// Runs loadgen with `args`; returns the exit code, stdout and stderr.
@@ -132,6 +133,44 @@ fn direct_mode_in_process() {
 fn multi_mode_in_process() {
     let v = assert_clean(&small(&["--mode", "multi", "--targets", "3"]));
     assert_eq!(u(&v, "expected"), u(&v, "sent") * 3);
+}
+
+#[test]
+fn room_mode_in_process() {
+    let v = assert_clean(&small(&["--mode", "room"]));
+    assert_eq!(v.get("mode").and_then(Json::as_str), Some("room"));
+    assert_eq!(v.get("door").and_then(Json::as_str), Some("native"));
+    // Every message reaches the 19 other members of #load.
+    assert_eq!(u(&v, "expected"), u(&v, "sent") * 19);
+    assert_eq!(u(&v, "ack_mismatches"), 0);
+}
+
+#[test]
+fn irc_door_in_every_irc_mode() {
+    // IRC clients against the in-process broker's IRC door: #all, a
+    // channel, and nick to nick. No ACKs over IRC: every PRIVMSG is owed
+    // to its whole fan-out, and all of it must arrive.
+    for (mode, fanout) in [("all", 19), ("room", 19), ("direct", 1)] {
+        let v = assert_clean(&small(&["--door", "irc", "--mode", mode]));
+        assert_eq!(v.get("door").and_then(Json::as_str), Some("irc"));
+        assert_eq!(u(&v, "expected"), u(&v, "sent") * fanout, "{mode}");
+        assert_eq!(u(&v, "registered"), 20);
+        assert_eq!(u(&v, "foreign"), 0, "{mode}");
+        assert_eq!(u(&v, "protocol_errors"), 0, "{mode}");
+    }
+}
+
+#[test]
+fn irc_door_refuses_multi_and_long_bodies() {
+    for args in [
+        &["--door", "irc", "--mode", "multi"][..],
+        &["--door", "irc", "--size", "401"],
+        &["--door", "irc", "--addr", "127.0.0.1:7878"],
+    ] {
+        let (code, stdout, stderr) = loadgen(args);
+        assert_eq!(code, 2, "{args:?}: {stdout} {stderr}");
+        assert!(stdout.is_empty());
+    }
 }
 
 #[test]
@@ -273,4 +312,82 @@ fn a_taken_name_is_retried() {
     let (code, v) = against_fake(Fault::TakenTwice);
     assert_eq!(code, 0, "{v:?}");
     assert_eq!(u(&v, "registered"), 6);
+}
+
+/// Runs IRC clients against a fake IRC server that is not our broker.
+fn against_fake_irc(fault: IrcFault, mode: &str) -> (i32, Json, FakeIrc) {
+    let fake = FakeIrc::start(fault);
+    let addr = fake.addr().to_string();
+    let (code, stdout, stderr) = loadgen(&[
+        "--door",
+        "irc",
+        "--irc-addr",
+        &addr,
+        "--mode",
+        mode,
+        "--clients",
+        "6",
+        "--senders",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--drain",
+        "0.5",
+        "--json",
+    ]);
+    let v = report(&stdout);
+    assert!(
+        u(&v, "sent") > 0 || fault == IrcFault::BadNick,
+        "{stdout}\n{stderr}"
+    );
+    (code, v, fake)
+}
+
+#[test]
+fn fake_irc_server_room_and_direct_are_clean() {
+    for (mode, fanout) in [("room", 5), ("direct", 1)] {
+        let (code, v, fake) = against_fake_irc(IrcFault::None, mode);
+        assert_eq!(code, 0, "{mode}: {v:?}");
+        assert_eq!(u(&v, "expected"), u(&v, "sent") * fanout, "{mode}");
+        assert_eq!(u(&v, "received"), u(&v, "expected"), "{mode}");
+        // Every client answered the server's own PING, and its NOTICE, 422
+        // and channel numerics were taken in stride.
+        assert_eq!(fake.pongs(), 6, "{mode}");
+        assert_eq!(u(&v, "protocol_errors"), 0, "{mode}");
+        assert_eq!(u(&v, "foreign"), 0, "{mode}");
+    }
+}
+
+#[test]
+fn fake_irc_server_dropping_a_delivery_is_caught() {
+    let (code, v, _) = against_fake_irc(IrcFault::Drop, "room");
+    assert_eq!(code, 1);
+    assert_eq!(u(&v, "lost"), 1, "{v:?}");
+    assert_eq!(u(&v, "duplicates") + u(&v, "reordered"), 0);
+}
+
+#[test]
+fn an_irc_error_reply_takes_the_message_back() {
+    // A 401 answers some PRIVMSGs: they are send errors (a failed run), and
+    // owed to nobody, so they are not counted as lost too.
+    let (code, v, _) = against_fake_irc(IrcFault::NoSuchNick, "direct");
+    assert_eq!(code, 1);
+    assert!(u(&v, "send_errors") > 0, "{v:?}");
+    assert_eq!(u(&v, "lost"), 0, "{v:?}");
+    assert_eq!(u(&v, "received"), u(&v, "expected"));
+    assert_eq!(u(&v, "expected"), u(&v, "sent") - u(&v, "send_errors"));
+}
+
+#[test]
+fn an_irc_nick_in_use_is_retried_and_a_bad_one_fails() {
+    let (code, v, _) = against_fake_irc(IrcFault::NickTakenTwice, "direct");
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(u(&v, "registered"), 6);
+    let (code, v, _) = against_fake_irc(IrcFault::BadNick, "direct");
+    assert_eq!(code, 1);
+    assert!(u(&v, "registered") < 6);
+    let problems = format!("{:?}", v.get("problems").unwrap());
+    assert!(problems.contains("432"), "{problems}");
 }

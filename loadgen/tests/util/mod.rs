@@ -7,9 +7,10 @@
     dead_code
 )]
 //! Test helpers: a minimal JSON parser (so the tests check that the output
-//! really is one valid JSON object, without a JSON dependency) and a fake
-//! broker that can misbehave once.
+//! really is one valid JSON object, without a JSON dependency), a fake
+//! broker that can misbehave once, and a fake IRC server ([`irc`]).
 
+pub mod irc;
 pub mod json;
 
 use protocol::{encode_msg, Decoded, Kind, Limits, Request, Targets};
