@@ -151,10 +151,9 @@ impl<'a> Fan<'a> {
             let nick = to.name().unwrap_or("*");
             irc_bytes(&self.note, self.server, timed == 1, Some(nick))
         };
-        match self.note {
-            Note::Msg { id, from_conn, .. } => out.push_msg(to, &frame, id, from_conn),
-            _ => out.push(to, &frame),
-        }
+        // IRC has no receipts: nothing to remember for a RECV, which also
+        // spares each IRC connection the receipt ring.
+        out.push(to, &frame)
     }
 }
 
