@@ -163,7 +163,14 @@ impl Shared {
 
     /// The next broker-wide message id (increasing, from 1).
     pub fn next_message_id(&self) -> u64 {
-        self.next_message.fetch_add(1, Ordering::Relaxed)
+        // SeqCst (the same locked add on x86): receipts compare ids with
+        // `peek_message_id` readings taken after a join became visible.
+        self.next_message.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// The id the next message will get (nothing is taken).
+    pub fn peek_message_id(&self) -> u64 {
+        self.next_message.load(Ordering::SeqCst)
     }
 
     /// The next connection id.

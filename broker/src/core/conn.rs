@@ -9,7 +9,7 @@
 use crate::metrics::CloseReason;
 use parking_lot::Mutex;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// One encoded frame, shared by every connection it is queued to.
@@ -88,12 +88,61 @@ struct Queue {
     /// Set by a slow-consumer close: the writer drops what it has taken,
     /// except the rest of a frame it has begun writing.
     discard: bool,
-    /// `(message id, sender's connection id)` of recent messages queued
-    /// here, so a `RECV` is honoured only for a message this reader got.
-    /// Allocated at the first message; a ring of `RECEIPT_RING`.
-    receipts: Vec<(u64, u64)>,
-    /// Next slot of `receipts` to overwrite once it is full.
-    next_receipt: usize,
+    /// `(message id, sender's connection id)` of recent messages addressed
+    /// to this reader by name (direct and multi), so a `RECV` is honoured
+    /// only for a message this reader got.
+    receipts: Ring,
+}
+
+/// A ring of the last `RECEIPT_RING` pairs, allocated at the first one.
+#[derive(Default)]
+pub(crate) struct Ring {
+    items: Vec<(u64, u64)>,
+    next: usize,
+}
+
+impl Ring {
+    /// Adds a pair, overwriting the oldest once full.
+    #[inline]
+    pub fn remember(&mut self, r: (u64, u64)) {
+        if self.items.len() < RECEIPT_RING {
+            if self.items.capacity() == 0 {
+                self.items.reserve_exact(RECEIPT_RING);
+            }
+            self.items.push(r);
+        } else if let Some(slot) = self.items.get_mut(self.next) {
+            *slot = r;
+            self.next = (self.next + 1) % RECEIPT_RING;
+        }
+    }
+
+    /// The second half of the pair whose first is `key`, if remembered.
+    pub fn find(&self, key: u64) -> Option<u64> {
+        self.items.iter().find(|r| r.0 == key).map(|r| r.1)
+    }
+
+    /// Removes `r` if remembered; true if it was.
+    pub fn take(&mut self, r: (u64, u64)) -> bool {
+        match self.items.iter_mut().find(|x| **x == r) {
+            Some(slot) => {
+                // Ids start at 1: nobody's receipt matches this.
+                *slot = (0, 0);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One room a connection is in.
+pub(crate) struct Membership {
+    /// The room's folded name.
+    pub folded: Box<str>,
+    /// The room's id (`Room::id`).
+    pub room: u64,
+    /// The message-id counter once the join was visible: the room's
+    /// messages from here on reached this member.
+    pub since: u64,
 }
 
 /// The shared handle of one connection.
@@ -119,9 +168,17 @@ pub(crate) struct Conn {
     name: OnceLock<Box<str>>,
     /// What it said when it quit (`QUIT :<reason>`), for IRC's `QUIT`.
     quit_text: OnceLock<Box<[u8]>>,
-    /// Folded names of the rooms this connection is in (changed only under
-    /// `Rooms`' lock; read by its worker to check membership).
-    pub rooms: Mutex<Vec<Box<str>>>,
+    /// The rooms this connection is in (changed only under `Rooms`' lock;
+    /// read by its worker to check membership).
+    pub rooms: Mutex<Vec<Membership>>,
+    /// The message-id counter once its name was visible: every message to
+    /// everyone from here on reached it. `u64::MAX` until registered.
+    registered_at: AtomicU64,
+    /// `(message id, scope)` of its recent messages to everyone (scope 0)
+    /// and to rooms (scope = the room's id): a receipt for one of those is
+    /// checked against the reader's registration or membership, so a
+    /// broadcast costs one entry here, not one per recipient.
+    sent: Mutex<Ring>,
 }
 
 impl Conn {
@@ -148,8 +205,7 @@ impl Conn {
                 open: true,
                 drained: 0,
                 discard: false,
-                receipts: Vec::new(),
-                next_receipt: 0,
+                receipts: Ring::default(),
             }),
             limit,
             scheduled: AtomicBool::new(false),
@@ -157,6 +213,8 @@ impl Conn {
             reason: OnceLock::new(),
             name: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
+            registered_at: AtomicU64::new(u64::MAX),
+            sent: Mutex::new(Ring::default()),
             quit_text: OnceLock::new(),
         };
         Arc::new(conn)
@@ -294,7 +352,7 @@ impl Conn {
         q.bytes = bytes;
         q.frames.push(Frame::clone(frame));
         if let Some(r) = receipt {
-            q.remember(r);
+            q.receipts.remember(r);
         }
         if bytes > self.limit {
             Pushed::Over
@@ -318,15 +376,41 @@ impl Conn {
     /// Consumes the receipt for message `id` from connection `from`: true
     /// (once) if that message was queued to this connection recently.
     pub fn take_receipt(&self, id: u64, from: u64) -> bool {
-        let mut q = self.queue.lock();
-        match q.receipts.iter_mut().find(|r| **r == (id, from)) {
-            Some(slot) => {
-                // Connection ids start at 1: nobody's receipt matches this.
-                *slot = (0, 0);
-                true
-            }
-            None => false,
-        }
+        self.queue.lock().receipts.take((id, from))
+    }
+
+    /// Records that its name became visible when the message-id counter
+    /// read `at`.
+    pub fn set_registered_at(&self, at: u64) {
+        self.registered_at.store(at, Ordering::Release);
+    }
+
+    /// True if this connection was registered before message `id` got its
+    /// id (so a message to everyone with that id reached it).
+    pub fn registered_before(&self, id: u64) -> bool {
+        self.registered_at.load(Ordering::Acquire) <= id
+    }
+
+    /// Records a message this connection sent to everyone (`scope` 0) or
+    /// to a room (`scope` = its id).
+    pub fn remember_sent(&self, id: u64, scope: u64) {
+        self.sent.lock().remember((id, scope));
+    }
+
+    /// The scope of message `id` if this connection sent it to everyone or
+    /// to a room recently.
+    pub fn sent_scope(&self, id: u64) -> Option<u64> {
+        self.sent.lock().find(id)
+    }
+
+    /// The message-id counter when this connection joined room `room`, if
+    /// it is in it.
+    pub fn member_since(&self, room: u64) -> Option<u64> {
+        self.rooms
+            .lock()
+            .iter()
+            .find(|m| m.room == room)
+            .map(|m| m.since)
     }
 
     /// For the writer: swaps everything queued into `spare`, which must be
@@ -380,22 +464,6 @@ impl Conn {
     /// Called by the writer before it drains, so later pushes schedule again.
     pub fn unschedule(&self) {
         self.scheduled.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Queue {
-    /// Records a message queued here in the receipt ring.
-    #[inline]
-    fn remember(&mut self, r: (u64, u64)) {
-        if self.receipts.len() < RECEIPT_RING {
-            if self.receipts.capacity() == 0 {
-                self.receipts.reserve_exact(RECEIPT_RING);
-            }
-            self.receipts.push(r);
-        } else if let Some(slot) = self.receipts.get_mut(self.next_receipt) {
-            *slot = r;
-            self.next_receipt = (self.next_receipt + 1) % RECEIPT_RING;
-        }
     }
 }
 

@@ -41,6 +41,9 @@ pub(crate) struct Session {
     /// in debt and its socket is not read until the debt is paid.
     budget: f64,
     budget_at: Instant,
+    /// Receipts already sent for messages to everyone or to rooms (those
+    /// have no per-reader record to use up).
+    receipted: conn::Ring,
 }
 
 impl Session {
@@ -53,6 +56,7 @@ impl Session {
             last_strike: now,
             budget: shared.config.rate_bytes_burst as f64,
             budget_at: now,
+            receipted: conn::Ring::default(),
         }
     }
 
@@ -74,6 +78,16 @@ impl Session {
         } else {
             false
         }
+    }
+
+    /// True the first time (within the last `RECEIPT_RING`) this reader
+    /// receipts message `id` from connection `from`.
+    fn first_receipt(&mut self, id: u64, from: u64) -> bool {
+        if self.receipted.find(id) == Some(from) {
+            return false;
+        }
+        self.receipted.remember((id, from));
+        true
     }
 
     /// Charges `bytes` of fan-out to the byte budget (it may go below zero:
@@ -289,13 +303,23 @@ pub(crate) fn receipt(
     shared: &Shared,
     out: &mut Outbox,
     conn: &Arc<Conn>,
+    session: &mut Session,
     id: u64,
     from: &str,
 ) -> bool {
     let (Some(to), Some(by)) = (shared.registry.get(from), conn.name()) else {
         return false;
     };
-    if !conn.take_receipt(id, to.id) {
+    // Addressed to it by name: its own ring says so (and forgets, so once).
+    // To everyone or a room: the sender's ring has the id and its scope,
+    // and this reader was registered (or in the room) before the id was
+    // given; the session remembers what it already receipted.
+    let delivered = conn.take_receipt(id, to.id)
+        || (to.sent_scope(id).is_some_and(|scope| match scope {
+            0 => conn.registered_before(id),
+            room => conn.member_since(room).is_some_and(|since| since <= id),
+        }) && session.first_receipt(id, to.id));
+    if !delivered {
         log_debug!("{by}: RECV {id} {from} ignored: no such message was delivered to it");
         return false;
     }
@@ -380,6 +404,8 @@ pub(crate) fn take_name(
     ok(out);
     // Every insert happens under `membership`, so this can't fail.
     shared.registry.insert(name, conn);
+    // Messages to everyone with an id from here on see this user.
+    conn.set_registered_at(shared.peek_message_id());
     // Pairs with the fence in `close`: a close that raced this and saw no
     // name is caught here, so no ghost stays in the registry.
     fence(Ordering::SeqCst);
@@ -459,6 +485,7 @@ fn route_message(
                 .member_of(room, conn)
                 .ok_or(SendError::NotInRoom)?;
             let id = shared.next_message_id();
+            conn.remember_sent(id, r.id);
             let kind = Kind::Room(&r.name);
             let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body, notice), server);
             let queued = fan_out(&r.members(), conn.id, out, &mut fan);
@@ -466,6 +493,7 @@ fn route_message(
         }
         Targets::All => {
             let id = shared.next_message_id();
+            conn.remember_sent(id, 0);
             let mut fan = Fan::new(
                 msg_note(id, from, conn, Kind::All, ts, body, notice),
                 server,
@@ -608,9 +636,13 @@ pub(crate) fn join_room(
     ok: impl FnOnce(&mut Outbox, &Room, usize),
 ) -> Result<Arc<Room>, RoomError> {
     let max = shared.config.max_rooms_per_user;
-    let j = shared
-        .rooms
-        .join(room, conn, max, |r, members| ok(out, r, members))?;
+    let j = shared.rooms.join(
+        room,
+        conn,
+        max,
+        || shared.peek_message_id(),
+        |r, members| ok(out, r, members),
+    )?;
     let name = conn.name().unwrap_or_default();
     let note = Note::Joined {
         name,

@@ -12,7 +12,7 @@
 //! a room after it has left all of them. No map guard is held past the
 //! method that took it.
 
-use crate::core::conn::Conn;
+use crate::core::conn::{Conn, Membership};
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 use protocol::{ErrorCode, MAX_NAME_LEN};
@@ -23,6 +23,10 @@ pub(crate) type Members = Arc<Vec<Arc<Conn>>>;
 
 /// One room.
 pub(crate) struct Room {
+    /// Unique for the broker's lifetime (a room recreated later is
+    /// another room): what a member's `Membership` and a sender's
+    /// receipt scope name.
+    pub id: u64,
     /// The name as first created (`#Rust`), shown in every frame.
     pub name: Box<str>,
     /// The connection that created it: its operator (`@` on IRC) while it
@@ -76,6 +80,7 @@ pub(crate) struct Joined {
 pub(crate) struct Rooms {
     by_name: DashMap<Box<str>, Arc<Room>>,
     changes: Mutex<()>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 /// Folds a room name into a stack buffer for lookups without allocating;
@@ -95,6 +100,7 @@ impl Rooms {
         Rooms {
             by_name: DashMap::new(),
             changes: Mutex::new(()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -102,11 +108,14 @@ impl Rooms {
     /// `before_publish` runs with the joiner counted but not yet visible to
     /// senders, given the room and the new member count: the caller queues
     /// `OK JOIN` there, so it comes before any message of the room.
+    /// `clock` reads the message-id counter; it is read once the joiner is
+    /// visible, for the receipts of the room's messages.
     pub fn join(
         &self,
         room: &str,
         conn: &Arc<Conn>,
         max_rooms: usize,
+        clock: impl Fn() -> u64,
         before_publish: impl FnOnce(&Room, usize),
     ) -> Result<Joined, RoomError> {
         let folded = room.to_ascii_lowercase();
@@ -116,7 +125,7 @@ impl Rooms {
         }
         {
             let mine = conn.rooms.lock();
-            if mine.iter().any(|r| **r == *folded) {
+            if mine.iter().any(|m| *m.folded == *folded) {
                 return Err(RoomError::AlreadyIn);
             }
             if mine.len() >= max_rooms {
@@ -128,6 +137,9 @@ impl Rooms {
             .entry(folded.clone().into_boxed_str())
             .or_insert_with(|| {
                 Arc::new(Room {
+                    id: self
+                        .next_id
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     name: room.into(),
                     creator: conn.id,
                     members: RwLock::new(Arc::new(Vec::new())),
@@ -141,7 +153,11 @@ impl Rooms {
         next.push(Arc::clone(conn));
         before_publish(&the_room, next.len());
         *the_room.members.write() = Arc::new(next);
-        conn.rooms.lock().push(folded.into_boxed_str());
+        conn.rooms.lock().push(Membership {
+            folded: folded.into_boxed_str(),
+            room: the_room.id,
+            since: clock(),
+        });
         Ok(Joined {
             room: the_room,
             others,
@@ -156,7 +172,7 @@ impl Rooms {
         let _changes = self.changes.lock();
         {
             let mut mine = conn.rooms.lock();
-            let Some(i) = mine.iter().position(|r| **r == *folded) else {
+            let Some(i) = mine.iter().position(|m| *m.folded == *folded) else {
                 return Err(RoomError::NotIn);
             };
             mine.swap_remove(i);
@@ -175,8 +191,8 @@ impl Rooms {
         let _changes = self.changes.lock();
         let mine = std::mem::take(&mut *conn.rooms.lock());
         let mut mates = Vec::new();
-        for folded in mine.iter() {
-            if let Some(room) = self.remove_member(folded, conn.id) {
+        for m in mine.iter() {
+            if let Some(room) = self.remove_member(&m.folded, conn.id) {
                 mates.extend(room.members().iter().map(|c| c.id));
             }
         }
@@ -203,7 +219,7 @@ impl Rooms {
     pub fn member_of(&self, room: &str, conn: &Conn) -> Option<Arc<Room>> {
         let mut buf = [0u8; MAX_NAME_LEN + 1];
         let folded = fold_room(room, &mut buf)?;
-        if !conn.rooms.lock().iter().any(|r| **r == *folded) {
+        if !conn.rooms.lock().iter().any(|m| *m.folded == *folded) {
             return None;
         }
         self.by_name.get(folded).map(|r| Arc::clone(&r))
@@ -260,13 +276,13 @@ mod tests {
         let rooms = Rooms::new();
         let (a, b) = (conn(1), conn(2));
         let mut seen = 0;
-        let j = rooms.join("#Rust", &a, 50, |_, n| seen = n).unwrap();
+        let j = rooms.join("#Rust", &a, 50, || 0, |_, n| seen = n).unwrap();
         assert_eq!((seen, j.others.len(), &*j.room.name), (1, 0, "#Rust"));
         // Case-insensitive, shown as first created.
-        let j = rooms.join("#rust", &b, 50, |_, n| seen = n).unwrap();
+        let j = rooms.join("#rust", &b, 50, || 0, |_, n| seen = n).unwrap();
         assert_eq!((seen, j.others.len(), &*j.room.name), (2, 1, "#Rust"));
         assert!(matches!(
-            rooms.join("#RUST", &b, 50, |_, _| {}),
+            rooms.join("#RUST", &b, 50, || 0, |_, _| {}),
             Err(RoomError::AlreadyIn)
         ));
         assert_eq!(rooms.names_sorted(), vec!["#Rust".to_string()]);
@@ -278,7 +294,7 @@ mod tests {
         rooms.leave_all(&b);
         assert_eq!(rooms.len(), 0);
         // Recreated by someone else: shown as they wrote it.
-        let j = rooms.join("#RUST", &a, 50, |_, _| {}).unwrap();
+        let j = rooms.join("#RUST", &a, 50, || 0, |_, _| {}).unwrap();
         assert_eq!(&*j.room.name, "#RUST");
     }
 
@@ -286,16 +302,16 @@ mod tests {
     fn at_most_max_rooms_per_connection_and_none_once_closing() {
         let rooms = Rooms::new();
         let a = conn(1);
-        rooms.join("#a", &a, 2, |_, _| {}).unwrap();
-        rooms.join("#b", &a, 2, |_, _| {}).unwrap();
+        rooms.join("#a", &a, 2, || 0, |_, _| {}).unwrap();
+        rooms.join("#b", &a, 2, || 0, |_, _| {}).unwrap();
         assert!(matches!(
-            rooms.join("#c", &a, 2, |_, _| {}),
+            rooms.join("#c", &a, 2, || 0, |_, _| {}),
             Err(RoomError::TooMany)
         ));
         a.begin_close(crate::metrics::CloseReason::Quit);
         rooms.leave_all(&a);
         assert!(matches!(
-            rooms.join("#d", &a, 2, |_, _| {}),
+            rooms.join("#d", &a, 2, || 0, |_, _| {}),
             Err(RoomError::Closing)
         ));
         assert_eq!(rooms.len(), 0);

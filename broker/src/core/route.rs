@@ -104,7 +104,15 @@ impl<'a> Fan<'a> {
                     None => self.native.insert(native(&self.note)),
                 };
                 match self.note {
-                    Note::Msg { id, from_conn, .. } => out.push_msg(to, f, id, from_conn),
+                    // Addressed by name: the reader's own ring records it
+                    // for its receipt. To everyone or a room, the sender's
+                    // ring does, once (`core::receipt`).
+                    Note::Msg {
+                        id,
+                        from_conn,
+                        kind: Kind::Direct | Kind::Multi,
+                        ..
+                    } => out.push_msg(to, f, id, from_conn),
                     _ => out.push(to, f),
                 }
             }
@@ -392,8 +400,8 @@ mod tests {
         assert_eq!(&*c[0], b":alice!alice@chat PRIVMSG #all :hi\r\n");
         assert!(t[0].starts_with(b"@time=1970-01-01T00:00:00.000Z :alice!alice@chat PRIVMSG"));
         assert!(taken(&outside).is_empty());
-        // Receipts: a native recipient may answer with RECV.
-        assert!(n1.take_receipt(7, 99));
+        // A message to everyone leaves no per-reader record.
+        assert!(!n1.take_receipt(7, 99));
     }
 
     #[test]

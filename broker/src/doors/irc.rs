@@ -513,7 +513,13 @@ fn join(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     };
     if list == "0" {
         // JOIN 0: leave every channel.
-        let mine: Vec<Box<str>> = cx.conn.rooms.lock().clone();
+        let mine: Vec<Box<str>> = cx
+            .conn
+            .rooms
+            .lock()
+            .iter()
+            .map(|m| m.folded.clone())
+            .collect();
         for folded in mine {
             if let Ok(r) = handler::part_room(cx.shared, cx.out, cx.conn, &folded, None) {
                 let prefix = cx.my_prefix();

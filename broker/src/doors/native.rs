@@ -86,7 +86,7 @@ pub(crate) fn handle(
             session.spend(shared, cost, now);
         }
         Request::Recv { id, from } => {
-            receipt(shared, out, conn, id, from);
+            receipt(shared, out, conn, session, id, from);
         }
     }
     Flow::Continue
@@ -105,7 +105,7 @@ fn rate_limited(
     // reader showing a flood of messages isn't punished for it. Forged or
     // repeated receipts are strikes like any other frame.
     if let Request::Recv { id, from } = req {
-        if conn.name().is_some() && receipt(shared, out, conn, id, from) {
+        if conn.name().is_some() && receipt(shared, out, conn, session, id, from) {
             return Flow::Continue;
         }
     }

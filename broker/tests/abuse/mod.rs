@@ -517,3 +517,50 @@ fn abuse_scenarios_short() {
 fn abuse_scenarios_full() {
     abuse_scenarios(60);
 }
+
+#[test]
+fn receipts_for_everyone_and_room_messages_need_the_reader_to_have_got_them() {
+    let b = start_with(|_| {});
+    let addr = b.local_addr();
+    let mut alice = Peer::named(addr, "alice");
+    let mut bob = Peer::named(addr, "bob");
+    alice.skip_until("JOINED bob");
+    for p in [&mut alice, &mut bob] {
+        p.send("JOIN #r\n");
+        p.expect_prefix("OK JOIN #r");
+    }
+    alice.skip_until("JOINED bob #r");
+    alice.send("SEND * :to all\nSEND #r :to the room\n");
+    let all = alice
+        .expect_prefix("ACK ")
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let room = alice
+        .expect_prefix("ACK ")
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    bob.next_msg();
+    bob.next_msg();
+    // Mallory came later: she got neither, so her receipts do nothing.
+    let mut mallory = Peer::named(addr, "mallory");
+    alice.expect("JOINED mallory");
+    mallory.send("JOIN #r\n");
+    mallory.expect_prefix("OK JOIN #r");
+    alice.expect("JOINED mallory #r");
+    bob.skip_until("JOINED mallory #r");
+    mallory.send(&format!("RECV {all} alice\nRECV {room} alice\n"));
+    mallory.expect_quiet();
+    alice.expect_quiet();
+    // Bob got both: each receipt goes through once.
+    bob.send(&format!(
+        "RECV {all} alice\nRECV {room} alice\nRECV {all} alice\n"
+    ));
+    bob.expect_quiet();
+    alice.expect(&format!("RCPT {all} bob"));
+    alice.expect(&format!("RCPT {room} bob"));
+    alice.expect_quiet();
+}
