@@ -230,6 +230,10 @@ fn send_to_nobody_online_is_no_such_user_and_sends_nothing() {
     alice.expect_prefix("ERR NO_SUCH_USER ghost,spook :");
     alice.send("SEND b@d :boo\n");
     alice.expect_prefix("ERR NO_SUCH_USER b@d");
+    // `all` is nobody's name: the error says how to reach everyone.
+    alice.send("SEND all :hi\n");
+    let line = alice.expect_prefix("ERR NO_SUCH_USER all :");
+    assert!(line.contains("SEND * :<text>"), "{line}");
     bob.expect_quiet();
 }
 

@@ -155,14 +155,15 @@ fn send(
             s.bytes
         }
         Err(SendError::NoSuchUser(names)) => {
-            error(
-                shared,
-                out,
-                conn,
-                ErrorCode::NoSuchUser,
-                Some(&names),
-                "no such user online",
-            );
+            // `all` is reserved, so nobody has it: whoever typed it meant
+            // everyone (issue 16). The code stays; the text says how.
+            let meant_everyone = names.split(',').any(|n| n.eq_ignore_ascii_case("all"));
+            let text = if meant_everyone {
+                "no such user online; to send to everyone use SEND * :<text>"
+            } else {
+                "no such user online"
+            };
+            error(shared, out, conn, ErrorCode::NoSuchUser, Some(&names), text);
             0
         }
         Err(SendError::BadRoom(why)) => {
