@@ -231,3 +231,26 @@ fn one_sigint_shuts_down_gracefully_with_0() {
     );
     assert!(!log.contains("second signal"), "{log}");
 }
+
+#[test]
+fn check_config_says_ok_or_names_the_key_without_listening() {
+    let good = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args([
+            "--check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config/broker.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(good.status.code(), Some(0), "{good:?}");
+    assert!(String::from_utf8_lossy(&good.stdout).contains("config OK"));
+    let path = std::env::temp_dir().join(format!("broker-check-{}.toml", std::process::id()));
+    std::fs::write(&path, "queue_bytes = 1\n").unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .arg("--check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("queue_bytes"));
+}
