@@ -512,7 +512,9 @@ impl Worker {
         let Some(e) = self.conns.get_mut(&id) else {
             return;
         };
-        if e.linger_until.is_some() {
+        if e.linger_until.is_some() || e.conn.is_closing() {
+            // Closed while paused (perhaps as the slow reader it waited
+            // on itself): what it had sent is not applied.
             e.inbuf = Vec::new();
         }
         e.partial_since = None;
