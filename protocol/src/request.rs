@@ -299,14 +299,10 @@ fn decode_send<'a>(
     let (head, form) = split_body(rest);
     // A counted body is consumed even when the header is wrong, so the
     // stream stays in step (docs/protocol.md, "Errors").
-    let (body, consumed) = match form {
-        BodyForm::None => return invalid(BAD_SEND, end),
-        BodyForm::Inline(text) => (text, end),
-        BodyForm::Counted(len) => match counted_body(buf, end, len, limits.max_body) {
-            Ok(Some(found)) => found,
-            Ok(None) => return Decoded::Incomplete,
-            Err(e) => return Decoded::Fatal(e),
-        },
+    let (body, consumed) = match take_body(buf, end, form, limits) {
+        Ok((Some(body), consumed)) => (body, consumed),
+        Ok((None, _)) => return invalid(BAD_SEND, end),
+        Err(d) => return d,
     };
     if head.is_empty() || head.contains(&b' ') {
         return invalid(BAD_SEND, consumed);
@@ -351,14 +347,9 @@ fn decode_part<'a>(
     limits: &Limits,
 ) -> Decoded<Request<'a>> {
     let (head, form) = split_body(rest);
-    let (reason, consumed) = match form {
-        BodyForm::None => (None, end),
-        BodyForm::Inline(text) => (Some(text), end),
-        BodyForm::Counted(len) => match counted_body(buf, end, len, limits.max_body) {
-            Ok(Some((body, body_end))) => (Some(body), body_end),
-            Ok(None) => return Decoded::Incomplete,
-            Err(e) => return Decoded::Fatal(e),
-        },
+    let (reason, consumed) = match take_body(buf, end, form, limits) {
+        Ok(found) => found,
+        Err(d) => return d,
     };
     match exact_fields::<1>(head).map(|[r]| std::str::from_utf8(r)) {
         Some(Ok(room)) => Decoded::Frame {
@@ -366,5 +357,24 @@ fn decode_part<'a>(
             consumed,
         },
         _ => invalid(BAD_PART, consumed),
+    }
+}
+
+/// The body a header announced, if any, and the bytes used up to its end;
+/// `Err` is the answer to give instead (need more bytes, or a fatal limit).
+fn take_body<'a>(
+    buf: &'a [u8],
+    end: usize,
+    form: BodyForm<'a>,
+    limits: &Limits,
+) -> Result<(Option<&'a [u8]>, usize), Decoded<Request<'a>>> {
+    match form {
+        BodyForm::None => Ok((None, end)),
+        BodyForm::Inline(text) => Ok((Some(text), end)),
+        BodyForm::Counted(len) => match counted_body(buf, end, len, limits.max_body) {
+            Ok(Some((body, body_end))) => Ok((Some(body), body_end)),
+            Ok(None) => Err(Decoded::Incomplete),
+            Err(e) => Err(Decoded::Fatal(e)),
+        },
     }
 }

@@ -14,7 +14,7 @@ use crate::core::conn::{flag, Conn, Frame};
 use crate::core::outbound::Outbox;
 use crate::core::rooms::RoomError;
 use crate::core::route::{irc_error_line, irc_prefix, now_ms};
-use crate::core::{self as handler, Flow, NameError, SendError, Session};
+use crate::core::{self, Flow, NameError, SendError, Session};
 use crate::metrics::CloseReason;
 use crate::{log_debug, Shared};
 use protocol::irc::{self as wire, IrcMessage};
@@ -140,7 +140,7 @@ pub(crate) fn handle(
         irc,
     };
     if cmd != "QUIT" && !session.take_token(shared, now) {
-        return handler::strike(shared, cx.out, conn, session, now);
+        return core::strike(shared, cx.out, conn, session, now);
     }
     match cmd.as_str() {
         "CAP" => cap(&mut cx, msg),
@@ -309,7 +309,7 @@ fn try_register(cx: &mut Ctx<'_>) {
     let max_targets = cx.shared.config.max_targets;
     let registry = &cx.shared.registry;
     let time = conn.has(flag::SERVER_TIME).then(now_ms);
-    let taken = handler::take_name(cx.shared, cx.out, cx.conn, &nick, |out| {
+    let taken = core::take_name(cx.shared, cx.out, cx.conn, &nick, |out| {
         let mut b = Vec::with_capacity(1024);
         welcome(&mut b, &server, &nick, max_targets);
         if join_all {
@@ -391,7 +391,7 @@ fn quit(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) -> Flow {
         ),
         None => "Closing link".to_string(),
     };
-    handler::close(
+    core::close(
         cx.shared,
         cx.out,
         cx.conn,
@@ -439,7 +439,7 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
         } else {
             Targets::Room(t)
         };
-        match handler::deliver(cx.shared, cx.out, cx.conn, target, text, notice) {
+        match core::deliver(cx.shared, cx.out, cx.conn, target, text, notice) {
             Ok(s) => {
                 cost += s.bytes;
                 echo(cx, cmd, t, text);
@@ -464,7 +464,7 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
         return cost;
     }
     let joined = nicks.join(",");
-    let missing = match handler::deliver(
+    let missing = match core::deliver(
         cx.shared,
         cx.out,
         cx.conn,
@@ -521,7 +521,7 @@ fn join(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
             .map(|m| m.folded.clone())
             .collect();
         for folded in mine {
-            if let Ok(r) = handler::part_room(cx.shared, cx.out, cx.conn, &folded, None) {
+            if let Ok(r) = core::part_room(cx.shared, cx.out, cx.conn, &folded, None) {
                 let prefix = cx.my_prefix();
                 cx.command(Some(&prefix), "PART", &[&r.name], None);
             }
@@ -548,7 +548,7 @@ fn join_one(cx: &mut Ctx<'_>, chan: &str) {
     }
     let time = cx.conn.has(flag::SERVER_TIME).then(now_ms);
     let conn = Arc::clone(cx.conn);
-    let joined = handler::join_room(cx.shared, cx.out, cx.conn, chan, |out, r, _| {
+    let joined = core::join_room(cx.shared, cx.out, cx.conn, chan, |out, r, _| {
         let mut b = Vec::with_capacity(64);
         wire::push_command(&mut b, time, Some(&prefix), "JOIN", &[&r.name], None);
         out.push(&conn, &Frame::from(b));
@@ -584,7 +584,7 @@ fn part(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
             }
             continue;
         }
-        match handler::part_room(cx.shared, cx.out, cx.conn, chan, reason) {
+        match core::part_room(cx.shared, cx.out, cx.conn, chan, reason) {
             Ok(r) => cx.command(Some(&prefix), "PART", &[&r.name], why.as_deref()),
             Err(_) if cx.shared.rooms.exists(chan) => {
                 cx.numeric(442, &[chan], Some("You're not on that channel"))
@@ -607,7 +607,7 @@ fn channel_names(cx: &Ctx<'_>, chan: &str) -> Option<(String, Vec<String>)> {
         .iter()
         .find(|c| c.id == room.creator)
         .and_then(|c| c.name().map(str::to_string));
-    let names = handler::member_names(&room)
+    let names = core::member_names(&room)
         .into_iter()
         .map(|n| {
             if Some(&n) == op.as_ref() {
@@ -843,7 +843,7 @@ pub(crate) fn tick(
         }
         Some(at) if now.saturating_duration_since(at) >= every => {
             log_debug!("{}: no PONG in time", conn.peer);
-            handler::close(
+            core::close(
                 shared,
                 out,
                 conn,

@@ -151,7 +151,7 @@ fn send(
     match deliver(shared, out, conn, targets, body, false) {
         Ok(s) => {
             let missing = (!s.missing.is_empty()).then_some(s.missing.as_str());
-            accepted(shared, out, conn, s.id, s.queued, missing);
+            accepted(out, conn, s.id, s.queued, missing);
             s.bytes
         }
         Err(SendError::NoSuchUser(names)) => {
@@ -177,14 +177,7 @@ fn send(
     }
 }
 
-fn accepted(
-    _shared: &Shared,
-    out: &mut Outbox,
-    conn: &Arc<Conn>,
-    id: u64,
-    queued: u64,
-    missing: Option<&str>,
-) {
+fn accepted(out: &mut Outbox, conn: &Arc<Conn>, id: u64, queued: u64, missing: Option<&str>) {
     reply(
         out,
         conn,

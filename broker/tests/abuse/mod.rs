@@ -61,6 +61,25 @@ fn send_numbered(p: &mut Peer, to: &str, n: usize, size: usize) -> Vec<String> {
     other
 }
 
+/// Sends `body` to `to` until the sender sees `LEFT <to> slow`; every
+/// message gets its reply (the sender waits, nothing is refused).
+fn send_until_dropped(sender: &mut Peer, to: &str, body: &str) {
+    let deadline = Instant::now() + testkit::DEADLINE * 3;
+    let left = format!("LEFT {to} slow");
+    let mut gone = false;
+    while !gone {
+        assert!(Instant::now() < deadline, "{to} was never closed as slow");
+        sender.send(&format!("SEND {to} {}\n{body}\n", body.len()));
+        loop {
+            let f = sender.next();
+            gone |= f.line == left;
+            if f.verb() == "ACK" || f.line.starts_with("ERR NO_SUCH_USER") {
+                break;
+            }
+        }
+    }
+}
+
 /// A registered connection that never reads, with a small receive buffer
 /// so the broker's queue, not the kernel's buffers, takes the backlog.
 fn stuck_reader(addr: std::net::SocketAddr, name: &str) -> std::net::TcpStream {
@@ -124,21 +143,7 @@ fn a_slow_consumer_gets_whole_frames_then_err_slow_consumer() {
     // Keep sending until the broker gives up on the reader; every message
     // is acknowledged (the sender waits, nothing is refused).
     let body = "y".repeat(30_000);
-    let deadline = Instant::now() + testkit::DEADLINE * 3;
-    let mut gone = false;
-    while !gone {
-        assert!(Instant::now() < deadline, "stuck reader never closed");
-        sender.send(&format!("SEND stuck {}\n{body}\n", body.len()));
-        loop {
-            let f = sender.next();
-            if f.line == "LEFT stuck slow" {
-                gone = true;
-            }
-            if f.verb() == "ACK" || f.line.starts_with("ERR NO_SUCH_USER") {
-                break;
-            }
-        }
-    }
+    send_until_dropped(&mut sender, "stuck", &body);
     // Now read: only whole frames (never a cut one), ending with the reason.
     let mut last = String::new();
     while let Some(f) = stuck.try_next(testkit::DEADLINE) {
@@ -180,19 +185,7 @@ fn a_reader_dripping_a_few_bytes_now_and_then_is_dropped_too() {
         })
     };
     let body = "d".repeat(60_000);
-    let deadline = Instant::now() + testkit::DEADLINE * 3;
-    let mut gone = false;
-    while !gone {
-        assert!(Instant::now() < deadline, "dripping reader never closed");
-        sender.send(&format!("SEND drip {}\n{body}\n", body.len()));
-        loop {
-            let f = sender.next();
-            gone |= f.line == "LEFT drip slow";
-            if f.verb() == "ACK" || f.line.starts_with("ERR NO_SUCH_USER") {
-                break;
-            }
-        }
-    }
+    send_until_dropped(&mut sender, "drip", &body);
     stop.store(true, Ordering::Relaxed);
     dripper.join().unwrap();
     assert_eq!(b.stats().slow_consumers, 1);
