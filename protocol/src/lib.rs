@@ -26,6 +26,7 @@ pub mod irc;
 mod name;
 mod num;
 mod request;
+pub mod web;
 
 pub use error::{ErrorCode, ProtoError};
 pub use event::{encode_msg, Event, Kind, LeftReason};

@@ -29,6 +29,38 @@ impl<'a> Targets<'a> {
         list.into_iter().flat_map(|l| l.split(','))
     }
 
+    /// Parses a `SEND` target list: `*`, one `#room`, or names joined by
+    /// single commas (at most `limits.max_targets`). Names and the room
+    /// are not yet checked against their rules.
+    pub fn parse(head: &'a str, limits: &Limits) -> Result<Targets<'a>, ProtoError> {
+        if head.is_empty() || head.contains(' ') {
+            return Err(BAD_SEND);
+        }
+        if head == "*" {
+            return Ok(Targets::All);
+        }
+        if head.starts_with('#') {
+            if head.contains(',') {
+                return Err(BAD_ROOM_TARGET);
+            }
+            return Ok(Targets::Room(head));
+        }
+        let mut count = 0usize;
+        for name in head.split(',') {
+            if name.is_empty() || name == "*" {
+                return Err(BAD_TARGETS);
+            }
+            if name.starts_with('#') {
+                return Err(BAD_ROOM_TARGET);
+            }
+            count += 1;
+        }
+        if count > limits.max_targets {
+            return Err(TOO_MANY);
+        }
+        Ok(Targets::Names(head))
+    }
+
     /// The targets as written on the wire.
     pub fn as_str(&self) -> &'a str {
         match self {
@@ -310,28 +342,9 @@ fn decode_send<'a>(
     let Ok(head) = std::str::from_utf8(head) else {
         return invalid(BAD_UTF8, consumed);
     };
-    let targets = if head == "*" {
-        Targets::All
-    } else if head.starts_with('#') {
-        if head.contains(',') {
-            return invalid(BAD_ROOM_TARGET, consumed);
-        }
-        Targets::Room(head)
-    } else {
-        let mut count = 0usize;
-        for name in head.split(',') {
-            if name.is_empty() || name == "*" {
-                return invalid(BAD_TARGETS, consumed);
-            }
-            if name.starts_with('#') {
-                return invalid(BAD_ROOM_TARGET, consumed);
-            }
-            count += 1;
-        }
-        if count > limits.max_targets {
-            return invalid(TOO_MANY, consumed);
-        }
-        Targets::Names(head)
+    let targets = match Targets::parse(head, limits) {
+        Ok(t) => t,
+        Err(e) => return invalid(e, consumed),
     };
     Decoded::Frame {
         frame: Request::Send { targets, body },
