@@ -64,6 +64,7 @@ mod core;
 mod doors;
 mod msg;
 mod net;
+mod prom;
 
 pub use config::{Config, ConfigError};
 pub use metrics::{CloseReason, Stats};

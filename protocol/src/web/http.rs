@@ -172,7 +172,7 @@ mod tests {
     fn partial_large_and_bad_heads() {
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Incomplete);
         let mut big = b"GET / HTTP/1.1\r\nX-Pad: ".to_vec();
-        big.extend(std::iter::repeat(b'a').take(MAX_HEAD));
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         assert_eq!(parse(&big), Parsed::TooLarge);
         big.extend_from_slice(b"\r\n\r\n");
         assert_eq!(parse(&big), Parsed::TooLarge);
