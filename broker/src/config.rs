@@ -15,6 +15,9 @@ pub struct Config {
     pub irc_listen: String,
     /// Join every IRC user to `#all` (everyone) at registration.
     pub irc_join_all: bool,
+    /// Address of the web door (chat page, WebSocket, metrics); empty turns
+    /// it off.
+    pub http_listen: String,
     /// Name sent in `HELLO`.
     pub server_name: String,
     /// Worker (reader) threads; 0 means one per CPU core.
@@ -76,6 +79,7 @@ impl Default for Config {
             listen: "127.0.0.1:7878".to_string(),
             irc_listen: "127.0.0.1:6667".to_string(),
             irc_join_all: true,
+            http_listen: "127.0.0.1:7880".to_string(),
             server_name: "chat".to_string(),
             workers: 0,
             writers: 0,
@@ -143,6 +147,13 @@ impl Config {
             return bad(
                 "irc_listen",
                 "expected IP:PORT, e.g. 127.0.0.1:6667, or \"\" for no IRC door",
+            );
+        }
+        if !self.http_listen.is_empty() && self.http_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(
+                "http_listen",
+                "expected IP:PORT, e.g. 127.0.0.1:7880, or \"\" for no web door",
             );
         }
         if self.server_name.is_empty() || !self.server_name.bytes().all(|b| b.is_ascii_graphic()) {

@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     pub hello: Frame,
     /// The `HELP` text.
     pub help: Vec<u8>,
+    /// When the broker started (for `chat_uptime_seconds`).
+    pub started: Instant,
     /// Streams writers still hold (graceful shutdown waits for zero).
     pub writer_streams: AtomicUsize,
     next_message: AtomicU64,
@@ -146,6 +148,7 @@ impl Shared {
             workers,
             hello: Frame::from(hello),
             help: HELP.as_bytes().to_vec(),
+            started: Instant::now(),
             writer_streams: AtomicUsize::new(0),
             next_message: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
@@ -249,18 +252,10 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let mut listeners = vec![(listener, Door::Native)];
-    let mut irc_addr = None;
-    if let Ok(a) = config.irc_listen.parse::<SocketAddr>() {
-        // A door that can't open is logged and left closed: the chat still
-        // runs on the others.
-        match bind(a).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
-            Ok(l) => {
-                irc_addr = l.local_addr().ok();
-                listeners.push((l, Door::Irc));
-            }
-            Err(e) => log_error!("cannot open the IRC door on {a}: {e}; running without it"),
-        }
-    }
+    // A door that can't open is logged and left closed: the chat still runs
+    // on the others.
+    let irc_addr = open_door(&config.irc_listen, Door::Irc, "IRC", &mut listeners);
+    let http_addr = open_door(&config.http_listen, Door::Web, "web", &mut listeners);
 
     let mut worker_polls = Vec::new();
     let mut workers = Vec::new();
@@ -346,6 +341,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         shared,
         addr,
         irc_addr,
+        http_addr,
         acceptor_waker,
         acceptor: Some(acceptor),
         workers: worker_threads,
@@ -353,6 +349,28 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         stats,
         report: None,
     })
+}
+
+/// Binds a door's listener if `addr` is set; a door that can't open is
+/// logged and left closed. Returns the bound address.
+fn open_door(
+    addr: &str,
+    door: Door,
+    label: &str,
+    listeners: &mut Vec<(TcpListener, Door)>,
+) -> Option<SocketAddr> {
+    let a = addr.parse::<SocketAddr>().ok()?;
+    match bind(a).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+        Ok(l) => {
+            let bound = l.local_addr().ok();
+            listeners.push((l, door));
+            bound
+        }
+        Err(e) => {
+            log_error!("cannot open the {label} door on {a}: {e}; running without it");
+            None
+        }
+    }
 }
 
 /// Logs one stats line every `stats_interval_secs` until shutdown.
@@ -394,6 +412,7 @@ pub struct Broker {
     shared: Arc<Shared>,
     addr: SocketAddr,
     irc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     acceptor_waker: Arc<Waker>,
     acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<usize>>,
@@ -435,6 +454,11 @@ impl Broker {
     /// The IRC door's address, if it is open.
     pub fn irc_addr(&self) -> Option<SocketAddr> {
         self.irc_addr
+    }
+
+    /// The web door's address, if it is open.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// A snapshot of the broker's counters.

@@ -29,6 +29,11 @@ struct Args {
     /// `irc_listen` (e.g. 127.0.0.1:6667); "" turns it off.
     #[arg(long, value_name = "ADDR")]
     irc_listen: Option<String>,
+    /// Open the web door (chat page, WebSocket, metrics) on this address
+    /// instead of the config's `http_listen` (e.g. 127.0.0.1:7880); ""
+    /// turns it off.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
     /// Log level instead of the config's `log_level`: error, warn, info or
     /// debug.
     #[arg(long, value_name = "LEVEL")]
@@ -57,6 +62,9 @@ fn main() -> ExitCode {
     }
     if let Some(irc) = args.irc_listen {
         config.irc_listen = irc;
+    }
+    if let Some(http) = args.http_listen {
+        config.http_listen = http;
     }
     if let Some(level) = args.log_level {
         config.log_level = level;

@@ -30,11 +30,14 @@ pub enum CloseReason {
     PingTimeout,
     /// The broker is shutting down.
     Shutdown,
+    /// A web request was answered (a page, `/metrics`, an error status):
+    /// HTTP connections close after one response.
+    Served,
 }
 
 impl CloseReason {
     /// Every reason, in counter order.
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Quit,
         CloseReason::Disconnect,
         CloseReason::Timeout,
@@ -45,6 +48,7 @@ impl CloseReason {
         CloseReason::FrameTimeout,
         CloseReason::PingTimeout,
         CloseReason::Shutdown,
+        CloseReason::Served,
     ];
 
     /// Short label for logs and the stats line.
@@ -54,6 +58,7 @@ impl CloseReason {
             CloseReason::FrameTimeout => "frame_timeout",
             CloseReason::PingTimeout => "ping_timeout",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Served => "served",
             other => other.left().map_or("?", LeftReason::as_str),
         }
     }
@@ -69,7 +74,7 @@ impl CloseReason {
             CloseReason::Slow => Some(LeftReason::Slow),
             CloseReason::Error => Some(LeftReason::Error),
             CloseReason::Kicked => Some(LeftReason::Kicked),
-            CloseReason::NameTimeout | CloseReason::Shutdown => None,
+            CloseReason::NameTimeout | CloseReason::Shutdown | CloseReason::Served => None,
         }
     }
 
@@ -96,6 +101,43 @@ pub(crate) struct Metrics {
     pub writes: AtomicU64,
     closes: [AtomicU64; CloseReason::ALL.len()],
     errors: [AtomicU64; ErrorCode::ALL.len()],
+    /// Open connections per door, in `Door::ALL` order.
+    by_door: [AtomicU64; 3],
+    /// Messages accepted per kind, in `MessageKind::ALL` order.
+    by_kind: [AtomicU64; 4],
+}
+
+/// How a message was addressed, for `chat_messages_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// To one person.
+    Direct,
+    /// To several people.
+    Multi,
+    /// To everyone.
+    All,
+    /// To a room.
+    Room,
+}
+
+impl MessageKind {
+    /// Every kind, in counter order.
+    pub const ALL: [MessageKind; 4] = [
+        MessageKind::Direct,
+        MessageKind::Multi,
+        MessageKind::All,
+        MessageKind::Room,
+    ];
+
+    /// Its label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Direct => "direct",
+            MessageKind::Multi => "multi",
+            MessageKind::All => "all",
+            MessageKind::Room => "room",
+        }
+    }
 }
 
 impl Metrics {
@@ -111,6 +153,25 @@ impl Metrics {
 
     pub fn error(&self, code: ErrorCode) {
         if let Some(c) = self.errors.get(code.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection by `door` (an index into `Door::ALL`) opened or closed.
+    pub fn door(&self, door: usize, opened: bool) {
+        if let Some(c) = self.by_door.get(door) {
+            if opened {
+                c.fetch_add(1, Ordering::Relaxed);
+            } else {
+                c.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A message was accepted.
+    pub fn message(&self, kind: MessageKind) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.by_kind.get(kind as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -131,6 +192,12 @@ impl Metrics {
             *dst = get(src);
         }
         for (dst, src) in stats.errors.iter_mut().zip(&self.errors) {
+            *dst = get(src);
+        }
+        for (dst, src) in stats.by_door.iter_mut().zip(&self.by_door) {
+            *dst = get(src);
+        }
+        for (dst, src) in stats.by_kind.iter_mut().zip(&self.by_kind) {
             *dst = get(src);
         }
         stats.slow_consumers = stats.closed(CloseReason::Slow);
@@ -161,6 +228,10 @@ pub struct Stats {
     pub closes: [u64; CloseReason::ALL.len()],
     /// Errors sent per code, in `ErrorCode::ALL` order.
     pub errors: [u64; ErrorCode::ALL.len()],
+    /// Open connections per door: native, IRC, web.
+    pub by_door: [u64; 3],
+    /// Messages accepted per kind, in `MessageKind::ALL` order.
+    pub by_kind: [u64; 4],
 }
 
 impl Stats {

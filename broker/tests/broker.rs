@@ -14,6 +14,7 @@ mod irc;
 mod rooms;
 mod signals;
 mod soak;
+mod web;
 
 use broker::CloseReason;
 use std::collections::HashMap;

@@ -109,7 +109,8 @@ pub struct ProtoError {
 }
 
 impl ProtoError {
-    pub(crate) const fn new(code: ErrorCode, reason: &'static str) -> Self {
+    /// An error with its code and the text for people.
+    pub const fn new(code: ErrorCode, reason: &'static str) -> Self {
         ProtoError { code, reason }
     }
 }

@@ -22,6 +22,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod web;
+
 use broker::{Broker, Config};
 use protocol::{Decoded, Event, Limits};
 use std::io::{ErrorKind, Read, Write};
@@ -47,6 +49,7 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Broker {
         log_level: "warn".into(),
         // Each test broker opens its IRC door on a port of its own.
         irc_listen: "127.0.0.1:0".into(),
+        http_listen: "127.0.0.1:0".into(),
         ..Config::default()
     };
     tweak(&mut config);

@@ -32,10 +32,25 @@ pub(crate) enum Door {
     Native,
     /// IRC (docs/irc.md).
     Irc,
+    /// HTTP, and WebSocket with JSON after an upgrade (docs/web.md).
+    Web,
 }
 
-/// `Conn::flags` bits an IRC connection sets for the threads that route to
-/// it.
+impl Door {
+    /// Every door, in the order metrics list them.
+    pub const ALL: [Door; 3] = [Door::Native, Door::Irc, Door::Web];
+
+    /// Its label in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Native => "native",
+            Door::Irc => "irc",
+            Door::Web => "web",
+        }
+    }
+}
+
+/// `Conn::flags` bits a connection sets for the threads that route to it.
 pub(crate) mod flag {
     /// Wants `@time=` tags (IRCv3 `server-time`).
     pub const SERVER_TIME: u8 = 1;
@@ -45,6 +60,9 @@ pub(crate) mod flag {
     pub const IN_ALL: u8 = 4;
     /// Wants every prefix in NAMES (IRCv3 `multi-prefix`).
     pub const MULTI_PREFIX: u8 = 8;
+    /// A web connection past its WebSocket upgrade: it takes WebSocket
+    /// frames, not HTTP responses.
+    pub const UPGRADED: u8 = 16;
 }
 
 /// What a push onto a connection's queue did.

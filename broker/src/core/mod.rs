@@ -23,7 +23,7 @@ use self::conn::{Conn, Door, Frame, Pushed};
 use self::outbound::Outbox;
 use self::rooms::{Room, RoomError};
 use self::route::{error_frame, frame, Fan, Note};
-use crate::metrics::{CloseReason, Metrics};
+use crate::metrics::{CloseReason, MessageKind, Metrics};
 use crate::msg::WorkerMsg;
 use crate::{log_debug, log_info, Shared};
 use protocol::{validate_name, validate_room, ErrorCode, Event, Kind, Targets};
@@ -324,8 +324,8 @@ pub(crate) fn receipt(
         return false;
     }
     // IRC has no receipts: the receipt is used up, nothing is sent.
-    if to.door == Door::Native {
-        out.push(&to, &frame(&Event::Rcpt { id, by }));
+    if to.door != Door::Irc {
+        out.push(&to, &route::reply_frame(&to, &Event::Rcpt { id, by }));
     }
     true
 }
@@ -355,6 +355,11 @@ pub(crate) fn strike(
                 text: "too many frames: disconnected for flooding",
             }),
             Door::Irc => route::irc_error_line("Closing link: Excess flood"),
+            Door::Web => route::closing_frame(
+                conn,
+                ErrorCode::RateLimited,
+                "too many frames: disconnected for flooding",
+            ),
         };
         close(shared, out, conn, CloseReason::Kicked, Some(&err));
         return Flow::Closed;
@@ -435,6 +440,8 @@ pub(crate) struct Sent {
     pub missing: String,
     /// Bytes queued over all recipients (what the byte budget is charged).
     pub bytes: u64,
+    /// How it was addressed.
+    pub kind: MessageKind,
 }
 
 /// Why a message went nowhere.
@@ -459,7 +466,7 @@ pub(crate) fn deliver(
     notice: bool,
 ) -> Result<Sent, SendError> {
     let sent = route_message(shared, out, conn, targets, body, notice)?;
-    Metrics::add(&shared.metrics.messages, 1);
+    shared.metrics.message(sent.kind);
     Metrics::add(&shared.metrics.deliveries, sent.queued);
     Ok(sent)
 }
@@ -489,7 +496,13 @@ fn route_message(
             let kind = Kind::Room(&r.name);
             let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body, notice), server);
             let queued = fan_out(&r.members(), conn.id, out, &mut fan);
-            return Ok(sent(id, queued, String::new(), msg_size(from, kind, body)));
+            return Ok(sent(
+                id,
+                queued,
+                String::new(),
+                kind,
+                msg_size(from, kind, body),
+            ));
         }
         Targets::All => {
             let id = shared.next_message_id();
@@ -514,15 +527,21 @@ fn route_message(
         }
         Targets::Names(_) => return deliver_multi(shared, out, conn, targets, body, ts, notice),
     };
-    Ok(sent(id, queued, missing, msg_size(from, kind, body)))
+    Ok(sent(id, queued, missing, kind, msg_size(from, kind, body)))
 }
 
-fn sent(id: u64, queued: u64, missing: String, size: u64) -> Sent {
+fn sent(id: u64, queued: u64, missing: String, kind: Kind<'_>, size: u64) -> Sent {
     Sent {
         id,
         queued,
         missing,
         bytes: queued * size,
+        kind: match kind {
+            Kind::Direct => MessageKind::Direct,
+            Kind::Multi => MessageKind::Multi,
+            Kind::All => MessageKind::All,
+            Kind::Room(_) => MessageKind::Room,
+        },
     }
 }
 
@@ -594,7 +613,7 @@ fn deliver_multi(
     // Keep the buffer for the next message, without the handles.
     online.clear();
     out.targets = online;
-    Ok(sent(id, queued, missing, msg_size(from, kind, body)))
+    Ok(sent(id, queued, missing, kind, msg_size(from, kind, body)))
 }
 
 /// A message from `conn` as a core note.

@@ -249,7 +249,6 @@ impl Rooms {
     }
 
     /// How many rooms exist.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_name.len()
     }

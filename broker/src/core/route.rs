@@ -10,7 +10,9 @@
 use crate::core::conn::{flag, Conn, Door, Frame};
 use crate::core::outbound::Outbox;
 use crate::Shared;
+use protocol::web::{self, http, ws};
 use protocol::{encode_msg, irc, ErrorCode, Event, Kind, LeftReason};
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// A core event, as neutral as the doors need it.
@@ -67,6 +69,8 @@ pub(crate) struct Fan<'a> {
     /// The server name, the host part of IRC prefixes.
     server: &'a str,
     native: Option<Frame>,
+    /// The WebSocket frame with the note's JSON.
+    web: Option<Frame>,
     /// IRC bytes without and with a `server-time` tag.
     irc: [Option<Frame>; 2],
     /// Connections outside `#all` that still hear of a `Left` (they shared
@@ -81,6 +85,7 @@ impl<'a> Fan<'a> {
             note,
             server,
             native: None,
+            web: None,
             irc: [None, None],
             also: &[],
         }
@@ -98,10 +103,17 @@ impl<'a> Fan<'a> {
     #[inline]
     pub fn push(&mut self, out: &mut Outbox, to: &Arc<Conn>) -> bool {
         match to.door {
-            Door::Native => {
-                let f = match &self.native {
-                    Some(f) => f,
-                    None => self.native.insert(native(&self.note)),
+            Door::Native | Door::Web => {
+                let f = if to.door == Door::Web {
+                    match &self.web {
+                        Some(f) => f,
+                        None => self.web.insert(web_note(&self.note)),
+                    }
+                } else {
+                    match &self.native {
+                        Some(f) => f,
+                        None => self.native.insert(native(&self.note)),
+                    }
                 };
                 match self.note {
                     // Addressed by name: the reader's own ring records it
@@ -188,6 +200,106 @@ fn native_into(note: &Note<'_>, scratch: &mut Vec<u8>) {
         Note::Joined { name, room } => Event::Joined { name, room }.encode(scratch),
         Note::Left { name, reason, .. } => Event::Left { name, reason }.encode(scratch),
         Note::Parted { name, room, .. } => Event::Parted { name, room }.encode(scratch),
+    }
+}
+
+/// The web frame of a note: its JSON in a WebSocket text frame.
+fn web_note(note: &Note<'_>) -> Frame {
+    web_json(|json| match *note {
+        Note::Msg {
+            id,
+            from,
+            kind,
+            ts,
+            body,
+            ..
+        } => web::push_msg(json, id, from, kind, ts, body),
+        Note::Joined { name, room } => web::push_event(json, &Event::Joined { name, room }, None),
+        Note::Left { name, reason, .. } => {
+            web::push_event(json, &Event::Left { name, reason }, None)
+        }
+        Note::Parted { name, room, .. } => {
+            web::push_event(json, &Event::Parted { name, room }, None)
+        }
+    })
+}
+
+/// A WebSocket text frame around the JSON that `write` appends.
+fn web_json(write: impl FnOnce(&mut Vec<u8>)) -> Frame {
+    JSON.with(|json| {
+        let json = &mut *json.borrow_mut();
+        json.clear();
+        write(json);
+        ENCODE.with(|buf| {
+            let scratch = &mut *buf.borrow_mut();
+            scratch.clear();
+            ws::push_frame(scratch, ws::WsOp::Text, json);
+            Frame::from(&scratch[..])
+        })
+    })
+}
+
+/// An event as a web connection gets it, with the `ref` of the request
+/// being applied if it is this connection's (see [`with_reply_ref`]).
+fn web_event(conn: &Conn, event: &Event<'_>) -> Frame {
+    REPLY_REF.with(|r| {
+        let r = r.borrow();
+        let reference = r.as_ref().filter(|(id, _)| *id == conn.id).map(|(_, v)| v);
+        web_json(|json| web::push_event(json, event, reference))
+    })
+}
+
+/// Runs `apply` with `reference` as the `ref` of every reply it queues to
+/// connection `conn` (a web request's `ref` is copied onto its reply).
+pub(crate) fn with_reply_ref<R>(
+    conn: u64,
+    reference: Option<serde_json::Value>,
+    apply: impl FnOnce() -> R,
+) -> R {
+    let Some(v) = reference else {
+        return apply();
+    };
+    REPLY_REF.with(|r| *r.borrow_mut() = Some((conn, v)));
+    let result = apply();
+    REPLY_REF.with(|r| *r.borrow_mut() = None);
+    result
+}
+
+/// A reply to one connection in its door's form: a native frame, or JSON
+/// on the web.
+pub(crate) fn reply_frame(conn: &Conn, event: &Event<'_>) -> Frame {
+    match conn.door {
+        Door::Web => web_event(conn, event),
+        Door::Native | Door::Irc => frame(event),
+    }
+}
+
+/// The last bytes a web connection gets: after its upgrade, `event` as
+/// JSON and a WebSocket `Close` with `code`; before it, an HTTP status.
+pub(crate) fn web_closing(conn: &Conn, event: &Event<'_>, code: u16, reason: &str) -> Frame {
+    let mut b = Vec::new();
+    if conn.has(flag::UPGRADED) {
+        b.extend_from_slice(&web_event(conn, event));
+        ws::push_close(&mut b, code, reason);
+    } else {
+        let status = match code {
+            ws::close::TOO_BIG => 431,
+            ws::close::TRY_LATER | ws::close::GOING_AWAY => 503,
+            ws::close::POLICY => 408,
+            _ => 400,
+        };
+        http::push_text(&mut b, status, reason);
+    }
+    Frame::from(b)
+}
+
+/// The WebSocket close code for closing a connection with `code`.
+fn close_code(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::TooLong => ws::close::TOO_BIG,
+        ErrorCode::ServerFull => ws::close::TRY_LATER,
+        ErrorCode::BadFrame => ws::close::PROTOCOL,
+        _ => ws::close::POLICY,
     }
 }
 
@@ -281,7 +393,11 @@ pub(crate) fn now_ms() -> u64 {
 
 thread_local! {
     /// Encoding space reused by every frame this thread builds.
-    static ENCODE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+    static ENCODE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
+    /// Space for the JSON of web frames.
+    static JSON: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
+    /// The web request being applied: its connection and `ref`.
+    static REPLY_REF: RefCell<Option<(u64, serde_json::Value)>> = const { RefCell::new(None) };
 }
 
 /// Encodes an event into its own shared frame (one allocation).
@@ -305,6 +421,8 @@ pub(crate) fn error_frame(
 ) -> Frame {
     match conn.door {
         Door::Native => frame(&Event::Err { code, args, text }),
+        Door::Web if conn.is_closing() => closing_frame(conn, code, text),
+        Door::Web => web_event(conn, &Event::Err { code, args, text }),
         Door::Irc => irc_error_frame(&shared.config.server_name, conn, code, text),
     }
 }
@@ -344,6 +462,16 @@ pub(crate) fn closing_frame(conn: &Conn, code: ErrorCode, text: &str) -> Frame {
             text,
         }),
         Door::Irc => irc_error_line(&format!("Closing link: {text}")),
+        Door::Web => web_closing(
+            conn,
+            &Event::Err {
+                code,
+                args: None,
+                text,
+            },
+            close_code(code),
+            text,
+        ),
     }
 }
 

@@ -5,3 +5,22 @@
 
 pub(crate) mod irc;
 pub(crate) mod native;
+pub(crate) mod web;
+
+use crate::core::Flow;
+
+/// What decoding and applying one frame at the front of a buffer did.
+pub(crate) enum One {
+    /// Not a whole frame yet.
+    Need,
+    /// `consumed` bytes were one frame (or a run of blank lines).
+    Done {
+        /// Bytes to drop from the front of the buffer.
+        consumed: usize,
+        /// Whether the connection goes on.
+        flow: Flow,
+    },
+    /// Framing can't be trusted, or the door's exchange is over: the
+    /// connection is closing.
+    Fatal,
+}

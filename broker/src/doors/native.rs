@@ -1,23 +1,25 @@
 //! The native door's adapter: decoded native frames (docs/protocol.md) into
 //! core operations, and their results into native frames.
 
-use crate::core::conn::Conn;
+use crate::core::conn::{Conn, Door};
 use crate::core::outbound::Outbox;
 use crate::core::rooms::RoomError;
-use crate::core::route::frame;
+use crate::core::route::{reply_frame, web_closing};
 use crate::core::{
     close, deliver, error, join_room, member_names, part_room, receipt, strike, take_name, Flow,
     NameError, SendError, Session,
 };
 use crate::metrics::CloseReason;
 use crate::Shared;
+use protocol::web::ws;
 use protocol::{validate_room, ErrorCode, Event, Request, Targets};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Sends one event to one connection.
+/// Sends one event to one connection (as JSON if it came by the web door,
+/// which applies its requests here too).
 pub(crate) fn reply(out: &mut Outbox, conn: &Arc<Conn>, event: &Event<'_>) {
-    out.push(conn, &frame(event));
+    out.push(conn, &reply_frame(conn, event));
 }
 
 /// Applies one decoded frame. `now` is the time the batch was read.
@@ -42,13 +44,7 @@ pub(crate) fn handle(
             if let Some(text) = reason {
                 conn.set_quit_text(text);
             }
-            close(
-                shared,
-                out,
-                conn,
-                CloseReason::Quit,
-                Some(&frame(&Event::Bye)),
-            );
+            close(shared, out, conn, CloseReason::Quit, Some(&bye(conn)));
             return Flow::Closed;
         }
         _ if !named => error(
@@ -90,6 +86,14 @@ pub(crate) fn handle(
         }
     }
     Flow::Continue
+}
+
+/// `BYE`; on the web, `bye` and a normal WebSocket close.
+fn bye(conn: &Conn) -> crate::core::conn::Frame {
+    match conn.door {
+        Door::Web => web_closing(conn, &Event::Bye, ws::close::NORMAL, "bye"),
+        Door::Native | Door::Irc => reply_frame(conn, &Event::Bye),
+    }
 }
 
 fn rate_limited(

@@ -182,6 +182,7 @@ fn refuse(shared: &Shared, stream: &TcpStream, peer: SocketAddr, door: Door, why
             &[],
             Some(&format!("Closing link: {why}")),
         ),
+        Door::Web => protocol::web::http::push_text(&mut line, 503, why),
     }
     // A fresh socket has an empty send buffer: this short write does
     // not block. Then close, letting the error reach the client.

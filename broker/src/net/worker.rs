@@ -12,7 +12,7 @@ use crate::core::conn::{Conn, Door, Sock, ABORTED, OPEN};
 use crate::core::outbound::Outbox;
 use crate::core::route::{closing_frame, frame};
 use crate::core::{self, Flow, Session};
-use crate::doors;
+use crate::doors::{self, One};
 use crate::metrics::CloseReason;
 use crate::msg::{Stream, WorkerMsg, WriterMsg};
 use crate::{log_debug, log_info, log_warn, Shared};
@@ -65,8 +65,10 @@ struct Entry {
     partial_since: Option<Instant>,
     /// Set while the sender is paused: its socket is not read.
     pause: Option<Pause>,
-    /// An IRC connection's registration state (`None` on the native door).
+    /// An IRC connection's registration state (`None` on other doors).
     irc: Option<Box<crate::doors::irc::IrcSession>>,
+    /// A web connection's state (`None` on other doors).
+    web: Option<Box<crate::doors::web::WebSession>>,
 }
 
 /// Why a sender is paused ("the sender pays"): its last message took
@@ -218,9 +220,14 @@ impl Worker {
         let irc_notice = crate::core::route::irc_error_line(&format!("Closing link: {BYE}"));
         let mut notified = 0;
         for e in self.conns.values() {
+            let web_notice;
             let last = match e.conn.door {
                 Door::Native => &notice,
                 Door::Irc => &irc_notice,
+                Door::Web => {
+                    web_notice = doors::web::shutdown_frame(&e.conn, BYE);
+                    &web_notice
+                }
             };
             if e.conn.state() == OPEN
                 && core::close(
@@ -277,7 +284,15 @@ impl Worker {
         );
         let fd = stream.as_raw_fd();
         let owner = Arc::clone(shared);
-        let sock = Sock::new(stream, Box::new(move || owner.give_slot(peer)));
+        let door_index = Door::ALL.iter().position(|d| *d == door).unwrap_or(0);
+        shared.metrics.door(door_index, true);
+        let sock = Sock::new(
+            stream,
+            Box::new(move || {
+                owner.metrics.door(door_index, false);
+                owner.give_slot(peer)
+            }),
+        );
         if let Err(e) = self.poll.registry().register(
             &mut SourceFd(&fd),
             Token(id as usize),
@@ -299,7 +314,7 @@ impl Worker {
         if door == Door::Native {
             self.out.push(&conn, &shared.hello);
         }
-        log_info!("connection {id} from {peer}");
+        log_info!("{} connection {id} from {peer}", door.as_str());
         self.conns.insert(
             id,
             Entry {
@@ -315,6 +330,7 @@ impl Worker {
                 partial_since: None,
                 pause: None,
                 irc: (door == Door::Irc).then(|| Box::new(crate::doors::irc::IrcSession::new(now))),
+                web: (door == Door::Web).then(|| Box::new(crate::doors::web::WebSession::new())),
             },
         );
     }
@@ -654,6 +670,10 @@ fn apply(
         let one = match e.conn.door {
             Door::Native => native_one(shared, out, e, rest, now),
             Door::Irc => irc_one(shared, out, e, rest, now),
+            Door::Web => match e.web.as_deref_mut() {
+                Some(web) => doors::web::one(shared, out, &e.conn, &mut e.session, web, rest, now),
+                None => One::Fatal,
+            },
         };
         let flow = match one {
             One::Need => break,
@@ -679,16 +699,6 @@ fn apply(
         }
     }
     (used, frames, Step::More)
-}
-
-/// What decoding and applying one frame at the front of a buffer did.
-enum One {
-    /// Not a whole frame yet.
-    Need,
-    /// `consumed` bytes were one frame (or a run of blank lines).
-    Done { consumed: usize, flow: Flow },
-    /// Framing can't be trusted: the connection is closing.
-    Fatal,
 }
 
 /// One native frame. Every frame counts against the rate limit: blank

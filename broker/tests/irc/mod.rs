@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use testkit::{start_with, Peer, DEADLINE};
 
 /// A raw IRC client: writes lines, reads lines.
-struct Irc {
+pub(crate) struct Irc {
     w: TcpStream,
     r: BufReader<TcpStream>,
     nick: String,
@@ -27,7 +27,7 @@ impl Irc {
 
     /// Connects and registers the way irssi does, with the given caps;
     /// returns after the welcome burst and the `#all` NAMES.
-    fn registered(addr: SocketAddr, nick: &str, caps: &str) -> Irc {
+    pub(crate) fn registered(addr: SocketAddr, nick: &str, caps: &str) -> Irc {
         let mut c = Irc::connect(addr, nick);
         c.send("CAP LS 302");
         c.send(&format!("NICK {nick}"));
@@ -44,7 +44,7 @@ impl Irc {
         c
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
     }
 
@@ -75,7 +75,7 @@ impl Irc {
     }
 
     /// Skips lines until one containing `needle`; returns it.
-    fn until(&mut self, needle: &str) -> String {
+    pub(crate) fn until(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + DEADLINE;
         loop {
             assert!(
