@@ -8,7 +8,7 @@ pub const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 64;
 
 /// A request head, borrowing from the input buffer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head<'a> {
     /// `GET`, `POST`, …
     pub method: &'a str,
