@@ -9,6 +9,7 @@
 )]
 
 mod abuse;
+mod browser;
 mod connrate;
 mod irc;
 mod rooms;

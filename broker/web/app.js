@@ -27,6 +27,9 @@ const state = {
   wanted: null,
   /** Our name once the broker said `ok name`. */
   me: null,
+  /** Its password, if one was given: kept in memory only (never stored),
+   *  to take an owned name again after a reconnect. */
+  password: undefined,
   /** A `name` request is out: don't send another (ALREADY_NAMED). */
   naming: false,
   /** Everyone online, as the broker lists them (sorted, includes us). */
@@ -346,12 +349,12 @@ function acked(f) {
   line.append(rcpt);
   const missing = f.missing ?? [];
   const sent = `sent to ${f.queued}` + (missing.length ? ` · not online: ${missing.join(', ')}` : '');
-  const own = { rcpt, sent, readers: [] };
-  state.own.set(f.id, own);
-  append(line);
-  for (const by of state.early.get(f.id) ?? []) receipt(f.id, by);
+  const own = { rcpt, sent, readers: state.early.get(f.id) ?? [] };
   state.early.delete(f.id);
+  state.own.set(f.id, own);
+  // Filled before it is shown, so the log scrolls to its full height.
   showReceipt(own);
+  append(line);
 }
 
 function receipt(id, by) {
@@ -368,6 +371,8 @@ function showReceipt(own) {
   own.rcpt.textContent = own.readers.length
     ? `${own.sent} · read by ${own.readers.join(', ')}`
     : own.sent;
+  // A longer receipt may wrap onto a new line at the bottom of the log.
+  if (state.stick) $('log').scrollTop = $('log').scrollHeight;
 }
 
 function joined(f) {

@@ -1,0 +1,403 @@
+// The web door in a real browser: two Chromium pages (alice and bob, each in
+// a context of its own) and native users on raw TCP (carol, dave) talk to
+// one broker. Run by broker/tests/browser/mod.rs, which starts the broker:
+//
+//   node e2e/browser.mjs <page-url> <native-host:port> <screenshot-dir>
+//
+// Phases, told to the Rust side by lines on stdout:
+//   1. the chat checks, then `READY-FOR-SHUTDOWN`: the test stops the broker;
+//   2. the shutdown banner on both pages, then `READY-FOR-RESTART`: the test
+//      starts a broker on the same web address;
+//   3. both pages come back by themselves, with their names and rooms.
+// Exit code 0 means every check passed; anything else prints why.
+
+import { chromium } from 'playwright-core';
+import net from 'node:net';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const [url, nativeAddr, shots] = process.argv.slice(2);
+if (!url || !nativeAddr || !shots) {
+  console.error('usage: node browser.mjs <page-url> <native-host:port> <screenshot-dir>');
+  process.exit(2);
+}
+fs.mkdirSync(shots, { recursive: true });
+
+/** How long one expectation may wait. */
+const WAIT_MS = 10000;
+/** The page's first reconnect comes after about 1 s, the next after 2 s. */
+const RECONNECT_MS = 15000;
+const started = Date.now();
+// Never hang the Rust test: give up well inside its own deadline.
+setTimeout(() => fail(new Error('the whole browser test took over 90 s')), 90000).unref();
+
+// Debian's Chromium, quiet on a machine without a network. The fresh
+// temporary --user-data-dir is Playwright's own: launch() makes one per run
+// (and refuses the flag in `args`), and removes it on close.
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+// ---- A native user over raw TCP (docs/protocol.md) ----
+
+class Native {
+  constructor(sock, name) {
+    this.sock = sock;
+    this.name = name;
+    this.buf = Buffer.alloc(0);
+    /** Frames read and not yet taken by an expectation. */
+    this.frames = [];
+    this.waiters = [];
+    sock.on('data', (d) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.parse();
+    });
+    sock.on('error', () => {});
+  }
+
+  static async connect(addr, name) {
+    const at = addr.lastIndexOf(':');
+    const sock = net.createConnection({ host: addr.slice(0, at), port: Number(addr.slice(at + 1)) });
+    await new Promise((ok, no) => sock.once('connect', ok).once('error', no));
+    const n = new Native(sock, name);
+    await n.expect((f) => f.line.startsWith('HELLO '), 'HELLO');
+    n.send(`NAME ${name}`);
+    await n.expect((f) => f.line === `OK NAME ${name}`, `OK NAME ${name}`);
+    return n;
+  }
+
+  send(line) {
+    this.sock.write(`${line}\n`);
+  }
+
+  /** Splits the buffer into frames; MSG and INFO carry a counted body. */
+  parse() {
+    for (;;) {
+      const lf = this.buf.indexOf(10);
+      if (lf < 0) return;
+      const line = this.buf.subarray(0, lf).toString();
+      const counted = /^(MSG|INFO) .*?(\d+)$/.exec(line);
+      let body = null;
+      let used = lf + 1;
+      if (counted) {
+        const len = Number(counted[2]);
+        if (this.buf.length < lf + 1 + len + 1) return;
+        body = this.buf.subarray(lf + 1, lf + 1 + len).toString();
+        used = lf + 1 + len + 1;
+      }
+      this.buf = this.buf.subarray(used);
+      this.frames.push({ line, body });
+      this.wake();
+    }
+  }
+
+  wake() {
+    for (const w of [...this.waiters]) {
+      const i = this.frames.findIndex(w.pred);
+      if (i >= 0) {
+        const [f] = this.frames.splice(i, 1);
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        clearTimeout(w.timer);
+        w.ok(f);
+      }
+    }
+  }
+
+  /** The first frame (read or to come) that `pred` accepts. */
+  expect(pred, what) {
+    return new Promise((ok, no) => {
+      const w = { pred, ok };
+      w.timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        no(new Error(`${this.name}: no ${what} within ${WAIT_MS} ms; got ${JSON.stringify(this.frames)}`));
+      }, WAIT_MS);
+      this.waiters.push(w);
+      this.wake();
+    });
+  }
+
+  /** The next MSG from `from` with body `text`, as {id, from, kind, ts, body}. */
+  async msg(from, text) {
+    const f = await this.expect((x) => x.line.startsWith(`MSG `) && x.line.split(' ')[2] === from && x.body === text,
+      `MSG from ${from} ${JSON.stringify(text)}`);
+    const [, id, , kind, ts] = f.line.split(' ');
+    return { id: Number(id), from, kind, ts: Number(ts), body: f.body };
+  }
+}
+
+// ---- The pages ----
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: CHROMIUM_ARGS,
+});
+/** Everything that would mean the page misbehaved, per page. */
+const trouble = [];
+const pages = {};
+
+async function openPage(name, viewport = { width: 1100, height: 720 }) {
+  // A context of its own: its own cookies and storage, like another person.
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('dialog', (d) => {
+    trouble.push(`${name}: a dialog opened: ${d.type()} ${JSON.stringify(d.message())}`);
+    d.dismiss().catch(() => {});
+  });
+  page.on('pageerror', (e) => trouble.push(`${name}: page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.log(`[${name} console] ${m.text()}`);
+  });
+  await page.goto(url);
+  return page;
+}
+
+async function login(page, name) {
+  await page.fill('#name', name);
+  await page.click('#join-btn');
+  await page.waitForFunction((n) => document.getElementById('me').textContent === n, name);
+  await page.locator('#chat-view').waitFor({ state: 'visible' });
+}
+
+/** Types `text` into the composer and presses Enter. */
+async function say(page, text) {
+  await page.fill('#composer', text);
+  await page.press('#composer', 'Enter');
+}
+
+/** The newest message line from `from` whose text is exactly `text`;
+ *  returns its kind tag. */
+async function seen(page, from, text) {
+  const line = page.locator(`#log li.msg[data-from="${from}"]`).filter({ hasText: text }).last();
+  await line.waitFor();
+  const got = await line.locator('.text').textContent();
+  if (got !== text) throw new Error(`${from}'s message shows ${JSON.stringify(got)}, not ${JSON.stringify(text)}`);
+  return line.locator('.tag').textContent();
+}
+
+/** Waits until our own message `text` has a receipt line containing `part`. */
+async function receipt(page, text, part) {
+  await page.locator('#log li.own').filter({ hasText: text }).last()
+    .locator('.receipt').filter({ hasText: part }).waitFor();
+}
+
+async function noticed(page, text, timeout = WAIT_MS) {
+  await page.locator('#log li.notice').filter({ hasText: text }).last().waitFor({ timeout });
+}
+
+async function target(page, want) {
+  await page.locator('#target').filter({ hasText: want }).waitFor();
+}
+
+function check(cond, what) {
+  if (!cond) throw new Error(what);
+}
+
+async function step(what, fn) {
+  const t = Date.now();
+  await fn();
+  console.log(`ok   ${what} (${Date.now() - t} ms)`);
+}
+
+async function shot(page, file) {
+  await page.screenshot({ path: path.join(shots, file) });
+}
+
+/** A line for the Rust side, which reads our stdout to know the phase. */
+function tell(line) {
+  console.log(line);
+}
+
+async function fail(err) {
+  console.log(`FAIL ${err.stack ?? err}`);
+  for (const [name, page] of Object.entries(pages)) {
+    await page.screenshot({ path: path.join(shots, `fail-${name}.png`) }).catch(() => {});
+  }
+  await browser.close().catch(() => {});
+  process.exit(1);
+}
+
+// ---- The scenario ----
+
+try {
+  const carol = await Native.connect(nativeAddr, 'carol');
+
+  await step('alice and bob take their names; presence is live', async () => {
+    pages.alice = await openPage('alice');
+    pages.bob = await openPage('bob');
+    await login(pages.alice, 'alice');
+    await carol.expect((f) => f.line === 'JOINED alice', 'JOINED alice');
+    await login(pages.bob, 'bob');
+    await carol.expect((f) => f.line === 'JOINED bob', 'JOINED bob');
+    const { alice, bob } = pages;
+    await alice.locator('#users li[data-name="bob"]').waitFor();
+    await alice.locator('#users li[data-name="carol"]').waitFor();
+    await bob.locator('#users li[data-name="alice"]').waitFor();
+    await noticed(alice, 'bob is online.');
+  });
+
+  await step('a taken name is refused at the name prompt (NAME_TAKEN)', async () => {
+    const page = await openPage('mallory', { width: 375, height: 740 });
+    await page.fill('#name', 'Alice');
+    await page.click('#join-btn');
+    await page.locator('#login-error').filter({ hasText: 'NAME_TAKEN' }).waitFor();
+    check(await page.locator('#chat-view').isHidden(), 'the chat opened despite NAME_TAKEN');
+    await shot(page, 'name-taken-375.png');
+    await page.context().close();
+  });
+
+  const { alice, bob } = pages;
+
+  await step('alice → bob direct, tagged direct, "read by bob" at alice', async () => {
+    await alice.click('#users li[data-name="bob"] .pick');
+    await target(alice, 'To bob');
+    await say(alice, 'hi bob');
+    check(await seen(bob, 'alice', 'hi bob') === 'direct', 'bob: kind tag is not direct');
+    await receipt(alice, 'hi bob', 'sent to 1');
+    await receipt(alice, 'hi bob', 'read by bob');
+  });
+
+  await step('bob → alice direct', async () => {
+    await bob.click('#users li[data-name="alice"] .pick');
+    await say(bob, 'hi alice');
+    check(await seen(alice, 'bob', 'hi alice') === 'direct', 'alice: kind tag is not direct');
+  });
+
+  await step('alice → everyone reaches carol (native) as MSG … all …', async () => {
+    await alice.click('#to-all');
+    await target(alice, 'To everyone');
+    await say(alice, 'hello everyone');
+    const m = await carol.msg('alice', 'hello everyone');
+    check(m.kind === 'all', `carol got kind ${m.kind}`);
+    check(Math.abs(m.ts - Date.now()) < 60000, `carol got ts ${m.ts}`);
+    check(await seen(bob, 'alice', 'hello everyone') === 'all', 'bob: kind tag is not all');
+    // A receipt from the native side shows at the web sender too.
+    carol.send(`RECV ${m.id} alice`);
+    await receipt(alice, 'hello everyone', 'sent to 2');
+    await receipt(alice, 'hello everyone', 'carol');
+  });
+
+  await step('carol (native) → alice,bob shows at both, tagged multi', async () => {
+    carol.send('SEND alice,bob :hello from nc');
+    await carol.expect((f) => /^ACK \d+ 2$/.test(f.line), 'ACK … 2');
+    check(await seen(alice, 'carol', 'hello from nc') === 'multi', 'alice: kind tag is not multi');
+    check(await seen(bob, 'carol', 'hello from nc') === 'multi', 'bob: kind tag is not multi');
+    // Both pages send RECV for what they show.
+    await carol.expect((f) => f.line.startsWith('RCPT ') && f.line.endsWith(' alice'), 'RCPT … alice');
+    await carol.expect((f) => f.line.startsWith('RCPT ') && f.line.endsWith(' bob'), 'RCPT … bob');
+  });
+
+  await step('ticking bob and carol sends to both (multi)', async () => {
+    await alice.check('#users li[data-name="bob"] input[type=checkbox]');
+    await alice.check('#users li[data-name="carol"] input[type=checkbox]');
+    await target(alice, 'To bob, carol');
+    await say(alice, 'to you two');
+    check((await carol.msg('alice', 'to you two')).kind === 'multi', 'carol: not multi');
+    check(await seen(bob, 'alice', 'to you two') === 'multi', 'bob: kind tag is not multi');
+  });
+
+  await step('#lobby: alice joins by name, bob from the room list; bob sees it tagged #lobby', async () => {
+    await alice.fill('#room-name', '#lobby');
+    await alice.press('#room-name', 'Enter');
+    await target(alice, 'To #lobby');
+    await bob.click('#rooms-refresh');
+    await bob.click('#rooms li[data-room="#lobby"] [data-testid=join]');
+    await noticed(alice, 'bob joined #lobby.');
+    await target(bob, 'To #lobby');
+    await say(alice, 'hi lobby');
+    check(await seen(bob, 'alice', 'hi lobby') === '#lobby', 'bob: kind tag is not #lobby');
+    await receipt(alice, 'hi lobby', 'read by bob');
+  });
+
+  await step('markup in a message stays text; no element, no dialog', async () => {
+    const evil = '<img src=x onerror=alert(1)>';
+    await alice.click('#users li[data-name="bob"] .pick');
+    await say(alice, evil);
+    await seen(bob, 'alice', evil);
+    await receipt(alice, evil, 'read by bob');
+    for (const [name, page] of [['alice', alice], ['bob', bob]]) {
+      check(await page.locator('#log img').count() === 0, `${name}: an <img> is in the log`);
+    }
+    check(trouble.length === 0, trouble.join('\n'));
+  });
+
+  await step('keyboard: Tab completes a name, Up recalls the last line', async () => {
+    await alice.fill('#composer', 'ca');
+    await alice.press('#composer', 'Tab');
+    check(await alice.inputValue('#composer') === 'carol ', `Tab gave ${await alice.inputValue('#composer')}`);
+    await alice.fill('#composer', '');
+    await alice.press('#composer', 'ArrowUp');
+    check(await alice.inputValue('#composer') === '<img src=x onerror=alert(1)>', 'Up did not recall the last line');
+    await alice.fill('#composer', '');
+  });
+
+  await step('a native user comes and goes: notices and the online list', async () => {
+    const dave = await Native.connect(nativeAddr, 'dave');
+    await noticed(alice, 'dave is online.');
+    await alice.locator('#users li[data-name="dave"]').waitFor();
+    dave.send('QUIT');
+    await dave.expect((f) => f.line === 'BYE', 'BYE');
+    await noticed(alice, 'dave went offline (quit).');
+    await alice.locator('#users li[data-name="dave"]').waitFor({ state: 'detached' });
+  });
+
+  await step('to someone offline: the error; to bob and dave: "not online: dave"', async () => {
+    await say(alice, '/to dave');
+    await target(alice, 'To dave');
+    await say(alice, 'are you there?');
+    await noticed(alice, 'Not sent to dave: NO_SUCH_USER');
+    await say(alice, '/to bob,dave');
+    await target(alice, 'To bob, dave');
+    await say(alice, 'one of you');
+    await receipt(alice, 'one of you', 'sent to 1 · not online: dave');
+    await seen(bob, 'alice', 'one of you');
+  });
+
+  await step('screenshots: alice (light and dark), bob, and bob at 375 px', async () => {
+    await shot(alice, 'alice.png');
+    await alice.emulateMedia({ colorScheme: 'dark' });
+    await shot(alice, 'alice-dark.png');
+    await alice.emulateMedia({ colorScheme: 'light' });
+    await shot(bob, 'bob.png');
+    await bob.setViewportSize({ width: 375, height: 740 });
+    await shot(bob, 'bob-375.png');
+    // Nothing may scroll sideways: not the page, not a panel inside it.
+    const wide = await bob.evaluate(() => ['html', '.top', '.side', '#log', '.composer']
+      .map((sel) => document.querySelector(sel))
+      .filter((e) => e.scrollWidth > e.clientWidth)
+      .map((e) => `${e.tagName.toLowerCase()}.${e.className} is ${e.scrollWidth} px wide in ${e.clientWidth}`));
+    check(wide.length === 0, `at 375 px: ${wide.join('; ')}`);
+  });
+
+  tell('READY-FOR-SHUTDOWN');
+  await step('shutdown: a clear banner on both pages, then "Reconnecting"', async () => {
+    for (const page of [alice, bob]) {
+      await page.locator('#banner').filter({ hasText: 'shutting down' }).waitFor();
+    }
+    await carol.expect((f) => f.line.startsWith('SHUTDOWN'), 'SHUTDOWN');
+    await alice.locator('#banner').filter({ hasText: 'Reconnecting' }).waitFor();
+    await shot(alice, 'shutdown.png');
+  });
+
+  tell('READY-FOR-RESTART');
+  await step('back by themselves: same names, #lobby again, talking', async () => {
+    for (const [name, page] of [['alice', alice], ['bob', bob]]) {
+      await noticed(page, `Reconnected as ${name}.`, RECONNECT_MS);
+      await noticed(page, 'Back in #lobby.');
+      check(await page.locator('#banner').isHidden(), `${name}: the banner is still up`);
+    }
+    await alice.click('#rooms li[data-room="#lobby"] .pick');
+    await say(alice, 'back again');
+    check(await seen(bob, 'alice', 'back again') === '#lobby', 'bob: kind tag is not #lobby');
+    await shot(bob, 'reconnected-375.png');
+  });
+
+  check(trouble.length === 0, trouble.join('\n'));
+  console.log(`browser test passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  await fail(e);
+}
