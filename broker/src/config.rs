@@ -1,12 +1,12 @@
 //! Broker configuration: built-in defaults, the TOML file and its checks.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
 
 /// Every setting of the broker. `Config::default()` is the built-in
 /// defaults, and `config/broker.toml` spells out the same values.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address of the native door.
@@ -120,7 +120,66 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Keys a running broker can't change: a reload that changes them is
+/// warned about and keeps the running value until a restart.
+pub const RESTART_KEYS: [&str; 9] = [
+    "listen",
+    "irc_listen",
+    "http_listen",
+    "workers",
+    "writers",
+    "server_name",
+    "max_line",
+    "max_body",
+    "max_targets",
+];
+
+/// One key whose value differs between two configurations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The key.
+    pub key: String,
+    /// Its value before, as TOML.
+    pub from: String,
+    /// Its value after, as TOML.
+    pub to: String,
+}
+
 impl Config {
+    /// The keys whose values differ from `other`'s, by key.
+    pub fn changes(&self, other: &Config) -> Vec<Change> {
+        let (Ok(toml::Value::Table(a)), Ok(toml::Value::Table(b))) =
+            (toml::Value::try_from(self), toml::Value::try_from(other))
+        else {
+            return Vec::new();
+        };
+        a.iter()
+            .filter_map(|(key, from)| {
+                let to = b.get(key)?;
+                (from != to).then(|| Change {
+                    key: key.clone(),
+                    from: from.to_string(),
+                    to: to.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// This configuration with the [`RESTART_KEYS`] of `running` put back:
+    /// what a reload can apply.
+    pub fn keeping_restart_keys(mut self, running: &Config) -> Config {
+        self.listen.clone_from(&running.listen);
+        self.irc_listen.clone_from(&running.irc_listen);
+        self.http_listen.clone_from(&running.http_listen);
+        self.workers = running.workers;
+        self.writers = running.writers;
+        self.server_name.clone_from(&running.server_name);
+        self.max_line = running.max_line;
+        self.max_body = running.max_body;
+        self.max_targets = running.max_targets;
+        self
+    }
+
     /// Reads and checks a TOML file; keys it doesn't set keep their defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)

@@ -106,7 +106,12 @@ Commands (verbs in any case; a body is inline after ':' or counted):
 
 /// State shared by every thread of one broker.
 pub(crate) struct Shared {
+    /// The configuration the broker started with: what can't change while
+    /// it runs (addresses, threads, server name, frame limits) is read here.
     pub config: Config,
+    /// The configuration as last reloaded (SIGHUP): limits, rates, timeouts
+    /// and the log level are read here, so a reload applies at once.
+    live: arc_swap::ArcSwap<Config>,
     pub limits: Limits,
     pub registry: Registry,
     pub rooms: crate::core::rooms::Rooms,
@@ -156,8 +161,14 @@ impl Shared {
             stop_at: Mutex::new(None),
             stop_cv: Condvar::new(),
             per_ip: Mutex::new(HashMap::new()),
+            live: arc_swap::ArcSwap::from_pointee(config.clone()),
             config,
         }
+    }
+
+    /// The live configuration (see `live`).
+    pub fn live(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.live.load()
     }
 
     /// True once shutdown has begun.
@@ -183,24 +194,26 @@ impl Shared {
     }
 
     /// Counts a new connection against the limits, or says why not.
+    /// Connections per address are counted even while that limit is off,
+    /// so a reload that turns it on finds the counts right.
     pub fn take_slot(&self, peer: SocketAddr) -> Result<(), &'static str> {
-        let max = self.config.max_connections as u64;
+        let live = self.live();
+        let max = live.max_connections as u64;
         let open = self.metrics.connections.fetch_add(1, Ordering::AcqRel);
         if open >= max {
             self.metrics.connections.fetch_sub(1, Ordering::AcqRel);
             return Err("the server is full; try again later");
         }
-        let per_ip = self.config.max_connections_per_ip;
-        if per_ip > 0 {
-            let mut map = self.per_ip.lock();
-            let n = map.entry(peer.ip()).or_insert(0);
-            if *n >= per_ip {
-                drop(map);
-                self.metrics.connections.fetch_sub(1, Ordering::AcqRel);
-                return Err("too many connections from your address");
-            }
-            *n += 1;
+        let per_ip = live.max_connections_per_ip;
+        let mut map = self.per_ip.lock();
+        let n = map.entry(peer.ip()).or_insert(0);
+        if per_ip > 0 && *n >= per_ip {
+            drop(map);
+            self.metrics.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err("too many connections from your address");
         }
+        *n += 1;
+        drop(map);
         Metrics::add(&self.metrics.accepted, 1);
         Ok(())
     }
@@ -208,13 +221,11 @@ impl Shared {
     /// Releases what `take_slot` counted.
     pub fn give_slot(&self, peer: SocketAddr) {
         self.metrics.connections.fetch_sub(1, Ordering::AcqRel);
-        if self.config.max_connections_per_ip > 0 {
-            let mut map = self.per_ip.lock();
-            if let Some(n) = map.get_mut(&peer.ip()) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    map.remove(&peer.ip());
-                }
+        let mut map = self.per_ip.lock();
+        if let Some(n) = map.get_mut(&peer.ip()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&peer.ip());
             }
         }
     }
@@ -430,6 +441,52 @@ pub struct ShutdownReport {
     pub cut_off: usize,
 }
 
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Keys whose new values now apply.
+    pub applied: Vec<config::Change>,
+    /// Keys that changed in the file but need a restart; their running
+    /// values were kept.
+    pub kept: Vec<config::Change>,
+}
+
+/// Applies a new configuration to a running broker (SIGHUP).
+#[derive(Clone)]
+pub struct ReloadHandle {
+    shared: Arc<Shared>,
+}
+
+impl ReloadHandle {
+    /// Applies `new`: limits, rates, timeouts and the log level take effect
+    /// at once for everyone connected (`queue_bytes` and `keepalive_secs`
+    /// for new connections); the [`config::RESTART_KEYS`] keep their
+    /// running values. A configuration that doesn't validate changes
+    /// nothing.
+    pub fn reload(&self, new: Config) -> Result<Reloaded, config::ConfigError> {
+        new.validate()?;
+        let running = self.shared.live();
+        let kept = new
+            .changes(&running)
+            .into_iter()
+            .filter(|c| config::RESTART_KEYS.contains(&c.key.as_str()))
+            .map(|c| config::Change {
+                key: c.key,
+                from: c.to,
+                to: c.from,
+            })
+            .collect();
+        let new = new.keeping_restart_keys(&running);
+        let applied = running.changes(&new);
+        if let Some(level) = log::Level::parse(&new.log_level) {
+            log::set_level(level);
+        }
+        drop(running);
+        self.shared.live.store(Arc::new(new));
+        Ok(Reloaded { applied, kept })
+    }
+}
+
 /// Triggers a graceful shutdown from another thread (a signal handler).
 #[derive(Clone)]
 pub struct ShutdownHandle {
@@ -464,6 +521,13 @@ impl Broker {
     /// A snapshot of the broker's counters.
     pub fn stats(&self) -> Stats {
         self.shared.metrics.snapshot(self.shared.registry.len())
+    }
+
+    /// A handle that applies a new configuration while the broker runs.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// A handle that can stop the broker from another thread.
@@ -504,7 +568,7 @@ impl Broker {
         }
         let notified = self.workers.drain(..).map(|w| w.join().unwrap_or(0)).sum();
         let started = self.shared.stop_at.lock().unwrap_or_else(Instant::now);
-        let grace = Duration::from_secs(self.shared.config.shutdown_grace_secs);
+        let grace = Duration::from_secs(self.shared.live().shutdown_grace_secs);
         while self.shared.writer_streams.load(Ordering::Acquire) > 0 && started.elapsed() < grace {
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -6,7 +6,6 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A multi-client TCP chat broker (wire protocol v1).
 ///
@@ -44,6 +43,24 @@ struct Args {
     check_config: Option<PathBuf>,
 }
 
+impl Args {
+    /// Puts the flags that override config keys over `config`.
+    fn apply_flags(&self, config: &mut Config) {
+        if let Some(addr) = self.listen {
+            config.listen = addr.to_string();
+        }
+        if let Some(irc) = &self.irc_listen {
+            config.irc_listen.clone_from(irc);
+        }
+        if let Some(http) = &self.http_listen {
+            config.http_listen.clone_from(http);
+        }
+        if let Some(level) = &self.log_level {
+            config.log_level.clone_from(level);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let checking = args.check_config.is_some();
@@ -57,18 +74,7 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
-    if let Some(addr) = args.listen {
-        config.listen = addr.to_string();
-    }
-    if let Some(irc) = args.irc_listen {
-        config.irc_listen = irc;
-    }
-    if let Some(http) = args.http_listen {
-        config.http_listen = http;
-    }
-    if let Some(level) = args.log_level {
-        config.log_level = level;
-    }
+    args.apply_flags(&mut config);
     if let Err(e) = config.validate() {
         eprintln!("broker: {e}");
         return ExitCode::from(2);
@@ -78,10 +84,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     log::set_level(Level::parse(&config.log_level).unwrap_or(Level::Info));
-    run(config)
+    run(config, args)
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, args: Args) -> ExitCode {
     match broker::sys::raise_nofile_limit() {
         Ok((before, after)) => log_info!("open-file limit {after} (was {before})"),
         Err(e) => log_warn!("cannot raise the open-file limit: {e}"),
@@ -125,23 +131,11 @@ fn run(config: Config) -> ExitCode {
     if let Some(irc) = broker.irc_addr() {
         log_info!("IRC door on {irc}");
     }
-    log_info!("{summary}");
-    let handle = broker.shutdown_handle();
-    let grace = config_grace;
-    // The first signal starts the graceful shutdown; a second one means the
-    // operator will not wait for it (a client that never reads would hold it
-    // for the whole grace time), so the process ends at once.
-    let signalled = AtomicBool::new(false);
-    if let Err(e) = ctrlc::set_handler(move || {
-        if signalled.swap(true, Ordering::SeqCst) {
-            log_warn!("second signal: stopping now without waiting for slow readers");
-            std::process::exit(130);
-        }
-        log_info!("signal received: shutting down (grace {grace} s)");
-        handle.trigger();
-    }) {
-        log_warn!("cannot catch Ctrl-C/SIGTERM ({e}); stop with SIGKILL");
+    if let Some(web) = broker.http_addr() {
+        log_info!("web door on {web}: the chat page is http://{web}/");
     }
+    log_info!("{summary}");
+    handle_signals(&broker, config_grace, args);
     let report = broker.wait();
     log_info!(
         "shut down: {} clients notified, {} cut off at the end of the grace time",
@@ -149,4 +143,91 @@ fn run(config: Config) -> ExitCode {
         report.cut_off
     );
     ExitCode::SUCCESS
+}
+
+/// Watches signals on a thread of its own. SIGINT (Ctrl-C) and SIGTERM
+/// start the graceful shutdown; a second one means the operator will not
+/// wait for it (a client that never reads would hold it for the whole grace
+/// time), so the process ends at once with 130. SIGHUP reloads the config
+/// file: what can change live applies at once, what can't is named in a
+/// warning and kept, and a file that doesn't load changes nothing.
+///
+/// signal-hook rather than ctrlc here: ctrlc's SIGTERM support comes with
+/// SIGHUP as a third way to stop, and SIGHUP must reload.
+fn handle_signals(broker: &broker::Broker, grace: u64, args: Args) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            log_warn!("cannot catch signals ({e}); stop with SIGKILL");
+            return;
+        }
+    };
+    let stop = broker.shutdown_handle();
+    let reloader = broker.reload_handle();
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    reload(&reloader, &args);
+                } else if stopping {
+                    log_warn!("second signal: stopping now without waiting for slow readers");
+                    std::process::exit(130);
+                } else {
+                    stopping = true;
+                    log_info!("signal received: shutting down (grace {grace} s)");
+                    stop.trigger();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log_warn!("cannot start the signal thread ({e}); stop with SIGKILL");
+    }
+}
+
+fn reload(handle: &broker::ReloadHandle, args: &Args) {
+    let Some(path) = &args.config else {
+        log_warn!(
+            "SIGHUP: the broker runs on built-in defaults (no --config FILE); nothing to reload"
+        );
+        return;
+    };
+    let mut config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            log_error!("SIGHUP: {e}; keeping the running config");
+            return;
+        }
+    };
+    args.apply_flags(&mut config);
+    match handle.reload(config) {
+        Ok(r) => {
+            for c in &r.kept {
+                log_warn!(
+                    "SIGHUP: `{}` changed ({} -> {}) but takes a restart; keeping {}",
+                    c.key,
+                    c.from,
+                    c.to,
+                    c.from
+                );
+            }
+            let applied: Vec<String> = r
+                .applied
+                .iter()
+                .map(|c| format!("{} {} -> {}", c.key, c.from, c.to))
+                .collect();
+            if applied.is_empty() {
+                log_info!("SIGHUP: reloaded {}: nothing changed", path.display());
+            } else {
+                log_info!(
+                    "SIGHUP: reloaded {}: {}",
+                    path.display(),
+                    applied.join(", ")
+                );
+            }
+        }
+        Err(e) => log_error!("SIGHUP: {e}; keeping the running config"),
+    }
 }

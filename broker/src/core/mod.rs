@@ -50,11 +50,11 @@ impl Session {
     /// A fresh session with full buckets.
     pub fn new(shared: &Shared, now: Instant) -> Session {
         Session {
-            bucket: f64::from(shared.config.rate_burst),
+            bucket: f64::from(shared.live().rate_burst),
             last_refill: now,
             strikes: 0,
             last_strike: now,
-            budget: shared.config.rate_bytes_burst as f64,
+            budget: shared.live().rate_bytes_burst as f64,
             budget_at: now,
             receipted: conn::Ring::default(),
         }
@@ -62,11 +62,11 @@ impl Session {
 
     /// Takes one token; false if the connection is over its rate.
     pub fn take_token(&mut self, shared: &Shared, now: Instant) -> bool {
-        let rate = shared.config.rate_per_sec;
+        let rate = shared.live().rate_per_sec;
         if rate == 0 {
             return true;
         }
-        let burst = f64::from(shared.config.rate_burst.max(1));
+        let burst = f64::from(shared.live().rate_burst.max(1));
         let elapsed = now
             .saturating_duration_since(self.last_refill)
             .as_secs_f64();
@@ -93,7 +93,7 @@ impl Session {
     /// Charges `bytes` of fan-out to the byte budget (it may go below zero:
     /// a message is never refused for its size, the sender waits after it).
     pub fn spend(&mut self, shared: &Shared, bytes: u64, now: Instant) {
-        let rate = shared.config.rate_bytes_per_sec;
+        let rate = shared.live().rate_bytes_per_sec;
         if rate == 0 || bytes == 0 {
             return;
         }
@@ -102,16 +102,16 @@ impl Session {
     }
 
     fn refill_budget(&mut self, shared: &Shared, now: Instant) {
-        let rate = shared.config.rate_bytes_per_sec as f64;
+        let rate = shared.live().rate_bytes_per_sec as f64;
         let elapsed = now.saturating_duration_since(self.budget_at).as_secs_f64();
         self.budget_at = now;
-        self.budget = (self.budget + elapsed * rate).min(shared.config.rate_bytes_burst as f64);
+        self.budget = (self.budget + elapsed * rate).min(shared.live().rate_bytes_burst as f64);
     }
 
     /// How long the sender must wait until its byte budget is out of debt;
     /// `None` if it may go on now.
     pub fn debt(&mut self, shared: &Shared, now: Instant) -> Option<Duration> {
-        let rate = shared.config.rate_bytes_per_sec;
+        let rate = shared.live().rate_bytes_per_sec;
         if rate == 0 || self.budget >= 0.0 {
             return None;
         }
@@ -345,7 +345,7 @@ pub(crate) fn strike(
     }
     session.strikes += 1;
     session.last_strike = now;
-    let kick = shared.config.rate_kick_after;
+    let kick = shared.live().rate_kick_after;
     if kick > 0 && session.strikes >= kick {
         shared.metrics.error(ErrorCode::RateLimited);
         let err = match conn.door {
@@ -654,7 +654,7 @@ pub(crate) fn join_room(
     room: &str,
     ok: impl FnOnce(&mut Outbox, &Room, usize),
 ) -> Result<Arc<Room>, RoomError> {
-    let max = shared.config.max_rooms_per_user;
+    let max = shared.live().max_rooms_per_user;
     let j = shared.rooms.join(
         room,
         conn,

@@ -304,7 +304,7 @@ fn try_register(cx: &mut Ctx<'_>) {
         return;
     };
     let server = cx.server().to_string();
-    let join_all = cx.shared.config.irc_join_all;
+    let join_all = cx.shared.live().irc_join_all;
     let conn = Arc::clone(cx.conn);
     let max_targets = cx.shared.config.max_targets;
     let registry = &cx.shared.registry;
@@ -821,7 +821,7 @@ pub(crate) fn tick(
     irc: &mut IrcSession,
     now: Instant,
 ) -> bool {
-    let every = shared.config.keepalive_secs;
+    let every = shared.live().keepalive_secs;
     if every == 0 || !irc.registered {
         return false;
     }

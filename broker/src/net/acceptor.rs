@@ -30,8 +30,8 @@ pub(crate) fn run(shared: Arc<Shared>, listeners: Vec<(TcpListener, Door)>, mut 
     let mut next_worker = 0usize;
     let mut last_warning: Option<Instant> = None;
     let mut rate = ConnRate::new(
-        shared.config.conn_rate_per_sec,
-        shared.config.conn_rate_burst,
+        shared.live().conn_rate_per_sec,
+        shared.live().conn_rate_burst,
         Instant::now(),
     );
     loop {
@@ -50,6 +50,11 @@ pub(crate) fn run(shared: Arc<Shared>, listeners: Vec<(TcpListener, Door)>, mut 
             else {
                 continue;
             };
+            {
+                // A reload (SIGHUP) may have changed the rate.
+                let live = shared.live();
+                rate.tune(live.conn_rate_per_sec, live.conn_rate_burst);
+            }
             accept_all(
                 &shared,
                 listener,
@@ -138,7 +143,7 @@ fn admit(
     }
     let sock = SockRef::from(stream);
     let _ = sock.set_nodelay(true);
-    let keepalive = shared.config.keepalive_secs;
+    let keepalive = shared.live().keepalive_secs;
     if keepalive > 0 {
         let probe = Duration::from_secs(keepalive.clamp(1, 10));
         let ka = TcpKeepalive::new()
@@ -235,6 +240,13 @@ impl ConnRate {
             last_sweep: now,
             last_full_warning: None,
         }
+    }
+
+    /// Takes a new rate and burst (after a reload); buckets keep their
+    /// tokens, capped at the new burst when next refilled.
+    fn tune(&mut self, per_sec: u32, burst: u32) {
+        self.per_sec = f64::from(per_sec);
+        self.burst = f64::from(burst.max(1));
     }
 
     /// Whether `ip` may open a connection at `now`; if so, spends a token.

@@ -280,7 +280,7 @@ impl Worker {
             writer,
             peer,
             door,
-            shared.config.queue_bytes,
+            shared.live().queue_bytes,
         );
         let fd = stream.as_raw_fd();
         let owner = Arc::clone(shared);
@@ -309,8 +309,8 @@ impl Worker {
             let _ = w.tx.send(WriterMsg::Add(Box::new(stream)));
         }
         let now = Instant::now();
-        let name_deadline = (shared.config.name_timeout_secs > 0)
-            .then(|| now + Duration::from_secs(shared.config.name_timeout_secs));
+        let name_deadline = (shared.live().name_timeout_secs > 0)
+            .then(|| now + Duration::from_secs(shared.live().name_timeout_secs));
         if door == Door::Native {
             self.out.push(&conn, &shared.hello);
         }
@@ -471,7 +471,7 @@ impl Worker {
     /// sender waits for and that has taken nothing for `slow_after_secs` is
     /// closed as a slow consumer.
     fn check_paused(&mut self, now: Instant) {
-        let stuck_after = Duration::from_secs(self.shared.config.slow_after_secs);
+        let stuck_after = Duration::from_secs(self.shared.live().slow_after_secs);
         let too_long = stuck_after * DRIP_WAITS;
         let mut resume = Vec::new();
         let shared = &self.shared;
@@ -553,7 +553,7 @@ impl Worker {
     /// Enforces deadlines: the name timeout and the end of lingering closes.
     fn tick(&mut self, now: Instant) {
         let shared = &self.shared;
-        let frame_timeout = Duration::from_secs(shared.config.frame_timeout_secs);
+        let frame_timeout = Duration::from_secs(shared.live().frame_timeout_secs);
         let mut expired = Vec::new();
         for (id, e) in &mut self.conns {
             if let Some(t) = e.linger_until {

@@ -55,6 +55,8 @@ impl Proc {
                  slow_after_secs = 3600\n\
                  frame_timeout_secs = 0\n\
                  stats_interval_secs = 0\n\
+                 irc_listen = \"127.0.0.1:0\"\n\
+                 http_listen = \"127.0.0.1:0\"\n\
                  log_level = \"info\"\n"
             ),
         )
@@ -95,12 +97,16 @@ impl Proc {
 
     /// Sends SIGINT, as Ctrl-C would.
     fn interrupt(&self) {
+        self.signal("-INT");
+    }
+
+    fn signal(&self, which: &str) {
         let status = Command::new("kill")
-            .arg("-INT")
+            .arg(which)
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
-        assert!(status.success(), "kill -INT failed: {status}");
+        assert!(status.success(), "kill {which} failed: {status}");
     }
 
     /// Every stderr line so far.
@@ -253,4 +259,44 @@ fn check_config_says_ok_or_names_the_key_without_listening() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("queue_bytes"));
+}
+
+#[test]
+fn sighup_applies_a_new_rate_limit_to_connected_clients_and_keeps_what_takes_a_restart() {
+    let mut b = Proc::start();
+    let mut alice = Peer::named(b.addr, "alice");
+    // No rate limit yet: a burst of pings is answered in full.
+    alice.send(&"PING\n".repeat(50));
+    for _ in 0..50 {
+        alice.expect("PONG");
+    }
+    let text = std::fs::read_to_string(&b.config).unwrap();
+    let text = text
+        .replace("rate_per_sec = 0", "rate_per_sec = 1\nrate_burst = 5")
+        .replace(
+            "log_level = \"info\"",
+            "log_level = \"info\"\nmax_body = 1000",
+        );
+    std::fs::write(&b.config, text).unwrap();
+    b.signal("-HUP");
+    b.wait_log("SIGHUP: reloaded");
+    let log = b.log().join("\n");
+    assert!(log.contains("rate_per_sec 0 -> 1"), "{log}");
+    assert!(
+        log.contains("`max_body` changed (65536 -> 1000) but takes a restart; keeping 65536"),
+        "{log}"
+    );
+    // The same connection now gets RATE_LIMITED past the burst; a body
+    // over the new (not applied) max_body still goes through.
+    alice.send(&"PING\n".repeat(20));
+    alice.skip_until_verb("ERR");
+    let mut bob = Peer::named(b.addr, "bob");
+    bob.send(&format!("SEND bob 2000\n{}\n", "x".repeat(2000)));
+    bob.skip_until("ACK ");
+    // A broken file changes nothing.
+    std::fs::write(&b.config, "rate_per_sec = \"fast\"\n").unwrap();
+    b.signal("-HUP");
+    b.wait_log("keeping the running config");
+    bob.send("PING\n");
+    bob.expect("PONG");
 }
