@@ -44,6 +44,9 @@ pub enum Door {
     /// message written is taken to be owed to its whole fan-out. Works
     /// against the broker's IRC door and against other IRC servers.
     Irc,
+    /// The broker's web door: WebSocket (`GET /ws`) clients speaking its
+    /// JSON (`{"op":"send",...}`, `{"type":"msg",...}`, `ack`).
+    Web,
 }
 
 impl Door {
@@ -52,6 +55,7 @@ impl Door {
         match self {
             Door::Native => "native",
             Door::Irc => "irc",
+            Door::Web => "web",
         }
     }
 }
@@ -71,7 +75,8 @@ pub struct Args {
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
     /// native: the broker's protocol; irc: IRC clients (NICK/USER, PRIVMSG)
-    /// for the broker's IRC door or any RFC 2812 server.
+    /// for the broker's IRC door or any RFC 2812 server; web: WebSocket
+    /// clients (GET /ws, JSON) for the broker's web door.
     #[arg(long, value_enum, default_value_t = Door::Native)]
     pub door: Door,
     /// IRC server to load with --door irc (HOST:PORT, loopback only; the
@@ -79,6 +84,11 @@ pub struct Args {
     /// otherwise). Default: the IRC door of an in-process broker.
     #[arg(long, value_name = "HOST:PORT")]
     pub irc_addr: Option<String>,
+    /// Web door to load with --door web (HOST:PORT, loopback only; the
+    /// broker's web door, `http_listen`, is 127.0.0.1:7880 unless configured
+    /// otherwise). Default: the web door of an in-process broker.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub web_addr: Option<String>,
     /// Clients to connect (named lg-0, lg-1, ...).
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub clients: usize,
@@ -87,7 +97,7 @@ pub struct Args {
     pub senders: Option<usize>,
     /// all: SEND * (IRC: PRIVMSG #all, the broker's everyone channel);
     /// direct: one random other client; multi: --targets random others
-    /// (native door only); room: all clients join #load and send to it.
+    /// (not over IRC); room: all clients join #load and send to it.
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
     /// Targets per message in multi mode.
@@ -204,18 +214,28 @@ fn secs(name: &str, v: f64, min: f64, max: f64) -> Result<Duration, String> {
 impl Args {
     /// Checks the arguments and resolves `--addr`.
     pub fn settings(&self) -> Result<Settings, String> {
+        // Each door has its own address flag, so a script can't load one
+        // door while believing it loads another.
+        if self.irc_addr.is_some() && self.door != Door::Irc {
+            return Err("--irc-addr needs --door irc".into());
+        }
+        if self.web_addr.is_some() && self.door != Door::Web {
+            return Err("--web-addr needs --door web".into());
+        }
         let addr = match self.door {
-            Door::Native if self.irc_addr.is_some() => {
-                return Err("--irc-addr needs --door irc".into());
-            }
             Door::Native => self.addr.as_deref(),
-            Door::Irc if self.addr.is_some() => {
-                return Err(
-                    "--addr is the native door; with --door irc give the server as --irc-addr"
-                        .into(),
-                );
+            _ if self.addr.is_some() => {
+                let flag = match self.door {
+                    Door::Web => "web-addr",
+                    _ => "irc-addr",
+                };
+                return Err(format!(
+                    "--addr is the native door; with --door {} give the server as --{flag}",
+                    self.door.as_str()
+                ));
             }
             Door::Irc => self.irc_addr.as_deref(),
+            Door::Web => self.web_addr.as_deref(),
         };
         let addr = addr.map(resolve_loopback).transpose()?;
         if self.clients < 2 || self.clients > MAX_CLIENTS {
@@ -293,7 +313,7 @@ impl Args {
     }
 }
 
-/// Resolves HOST:PORT (of `--addr` or `--irc-addr`) and insists that it is a loopback address: this tool
+/// Resolves HOST:PORT (of `--addr`, `--irc-addr` or `--web-addr`) and insists that it is a loopback address: this tool
 /// floods whatever it points at, so it never leaves the machine.
 pub fn resolve_loopback(s: &str) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = s
@@ -402,6 +422,28 @@ mod tests {
         assert!(parse(&["--door", "irc", "--size", "400"]).is_ok());
         assert!(parse(&["--door", "irc", "--size", "401"]).is_err());
         assert!(parse(&["--size", "401"]).is_ok());
+    }
+
+    #[test]
+    fn web_door_addresses_and_modes() {
+        // No address: the in-process broker's web door.
+        let s = parse(&["--door", "web"]).unwrap();
+        assert_eq!((s.door, s.addr), (Door::Web, None));
+        assert_eq!(s.door.as_str(), "web");
+        let s = parse(&["--door", "web", "--web-addr", "127.0.0.1:7880"]).unwrap();
+        assert_eq!(s.addr.unwrap().port(), 7880);
+        assert!(parse(&["--door", "web", "--web-addr", "192.168.1.1:7880"]).is_err());
+        // Each door has its own address flag.
+        let err = parse(&["--door", "web", "--addr", "127.0.0.1:7878"]).unwrap_err();
+        assert!(err.contains("--web-addr"), "{err}");
+        assert!(parse(&["--web-addr", "127.0.0.1:7880"]).is_err());
+        assert!(parse(&["--door", "irc", "--web-addr", "127.0.0.1:7880"]).is_err());
+        assert!(parse(&["--door", "web", "--irc-addr", "127.0.0.1:6667"]).is_err());
+        // Every mode, multi included ("to" takes a list), and any size.
+        for mode in ["all", "direct", "multi", "room"] {
+            assert!(parse(&["--door", "web", "--mode", mode]).is_ok(), "{mode}");
+        }
+        assert!(parse(&["--door", "web", "--size", "65536"]).is_ok());
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!    clients 0,2,4,...                 clients 1,3,5,...
 //!    connect → NAME → OK NAME          (same)
 //!    [room: JOIN #load → OK JOIN]      (--door irc: NICK/USER → 001 →
-//!                                        [JOIN #load] PING → PONG)
+//!                                        [JOIN #load] PING → PONG;
+//!                                       --door web: GET /ws → 101 →
+//!                                        {"op":"name"} → {"type":"ok"})
 //!    senders write SEND into reused buffers
 //!    receivers decode MSG in place, check order, record latency
 //!        └──── per-sender delivery credit (atomics) ────┘
@@ -29,10 +31,13 @@
 //! `lost = expected - (received - duplicates)`.
 //!
 //! Over IRC (`--door irc`) there is no ACK: each message written is owed to
-//! its whole fan-out, and an error numeric takes that back ([`irc`]).
+//! its whole fan-out, and an error numeric takes that back ([`irc`]). The
+//! web door (`--door web`) has the native ACK in JSON: its objects are
+//! read as the native events they stand for ([`web`]).
 //!
 //! Modules: [`args`] (command line), [`payload`] (message body format),
-//! [`irc`] (the IRC client's lines),
+//! [`irc`] (the IRC client's lines), [`web`] (the WebSocket client's
+//! upgrade, frames and JSON),
 //! [`worker`] (a network thread), [`shared`] (what threads share),
 //! [`mod@run`] (the monitor), [`report`] (summary, JSON, verdict), [`procfs`]
 //! (CPU/RSS from `/proc`), [`rlimit`] (open-file limit), [`rng`] (target
@@ -48,6 +53,7 @@ pub mod rlimit;
 pub mod rng;
 pub mod run;
 pub mod shared;
+pub mod web;
 pub mod worker;
 
 pub use args::{Args, Door, Mode, Settings};

@@ -41,7 +41,7 @@ pub struct Report {
     pub senders: usize,
     /// `all`, `direct`, `multi` or `room`.
     pub mode: &'static str,
-    /// `native` or `irc`.
+    /// `native`, `irc` or `web`.
     pub door: &'static str,
     /// Targets per message (multi mode).
     pub targets: usize,

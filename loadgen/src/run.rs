@@ -42,6 +42,9 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
         (Some(b), _, Door::Irc) => b
             .irc_addr()
             .ok_or_else(|| Error::Usage("the in-process broker has no IRC door".into()))?,
+        (Some(b), _, Door::Web) => b
+            .http_addr()
+            .ok_or_else(|| Error::Usage("the in-process broker has no web door".into()))?,
         (None, Some(a), _) => a,
         (None, None, _) => return Err(Error::Usage("no broker address".into())),
     };
@@ -160,7 +163,10 @@ fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
         rate_per_sec: 0,
         rate_bytes_per_sec: 0,
         conn_rate_per_sec: 0,
+        // Every door on a free port: never the configured defaults (6667,
+        // 7880), which a broker of the machine's own may hold.
         irc_listen: "127.0.0.1:0".into(),
+        http_listen: "127.0.0.1:0".into(),
         stats_interval_secs: 0,
         log_level: "warn".into(),
         ..broker::Config::default()

@@ -21,17 +21,23 @@
 //! Doors: a native client registers with `NAME` (and in room mode then
 //! `JOIN #load`) and reads frames with [`Event::decode`]; an IRC client
 //! (`--door irc`) registers as [`crate::irc`] describes and reads lines
-//! with `protocol::irc::decode`. Both stamp and check the same payload.
+//! with `protocol::irc::decode`; a web client (`--door web`) upgrades to a
+//! WebSocket first, then does what a native client does in JSON, whose
+//! objects [`crate::web`] turns back into the native events a native
+//! client handles.
+//! All stamp and check the same payload.
 
 use crate::args::{Door, Mode, Settings, ROOM};
 use crate::irc::{self, Line};
 use crate::payload::{self, Stamp};
 use crate::rng::{pick_distinct, Rng};
 use crate::shared::{Shared, NOT_STARTED};
+use crate::web::{self, Upgrade};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use protocol::irc::{decode as irc_decode, IrcDecoded};
+use protocol::web::ws::WsOp;
 use protocol::{push_u64, Decoded, ErrorCode, Event, Limits};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -64,6 +70,8 @@ const HIST_MAX_NS: u64 = 3_600_000_000_000;
 enum State {
     /// TCP connect in progress.
     Connecting,
+    /// Web: `GET /ws` sent, waiting for `101 Switching Protocols`.
+    Upgrading,
     /// `NAME` sent, waiting for `OK NAME` (IRC: `NICK`/`USER` sent,
     /// waiting for 001).
     Registering,
@@ -94,6 +102,8 @@ struct Conn {
     seen: Vec<u32>,
     /// Index into `Worker::senders` if this client sends.
     sender: Option<usize>,
+    /// Web: the WebSocket's upgrade key, fragments and masks.
+    web: web::Session,
 }
 
 struct Sender {
@@ -255,7 +265,7 @@ impl Worker {
             shared,
             addr,
             // Two whole frames fit, so a cut frame plus a fresh read always do.
-            scratch: vec![0; limits.max_frame().saturating_mul(2).max(256 * 1024)],
+            scratch: vec![0; scratch_len(&limits, settings.door)],
             limits,
             conns: Vec::with_capacity(mine.len()),
             senders: Vec::new(),
@@ -387,6 +397,7 @@ impl Worker {
                 out_pos: 0,
                 seen: vec![0; self.settings.senders],
                 sender,
+                web: web::Session::new(self.rng.next_u64()),
             });
             self.handshaking += 1;
         }
@@ -404,7 +415,7 @@ impl Worker {
             if let Some(conn) = self.conns.get_mut(token) {
                 if conn.state == State::Registering {
                     match self.settings.door {
-                        Door::Native => push_name(conn),
+                        Door::Native | Door::Web => push_name(conn, self.settings.door),
                         Door::Irc => irc::push_nick(&mut conn.out, conn.idx),
                     }
                     flush(conn);
@@ -557,11 +568,18 @@ impl Worker {
                 Ok(false) => return,
                 Ok(true) => {
                     let _ = conn.stream.set_nodelay(true);
-                    match self.settings.door {
-                        Door::Native => push_name(conn),
-                        Door::Irc => irc::push_register(&mut conn.out, conn.idx),
-                    }
                     conn.state = State::Registering;
+                    match self.settings.door {
+                        Door::Native => push_name(conn, Door::Native),
+                        Door::Irc => irc::push_register(&mut conn.out, conn.idx),
+                        Door::Web => {
+                            // NAME follows the 101 (see `handle_ws`).
+                            let key = web::new_key();
+                            conn.web.accept = web::accept_for(&key);
+                            web::push_upgrade(&mut conn.out, &self.addr.to_string(), &key);
+                            conn.state = State::Upgrading;
+                        }
+                    }
                 }
                 Err(e) => {
                     let why = format!("lg-{}: connect to {}: {e}", conn.idx, self.addr);
@@ -569,7 +587,7 @@ impl Worker {
                     return;
                 }
             },
-            State::Registering | State::Joining | State::Ready => {}
+            State::Upgrading | State::Registering | State::Joining | State::Ready => {}
         }
         self.read(token, peer_closed);
         if let Some(conn) = self.conns.get_mut(token) {
@@ -644,6 +662,7 @@ impl Worker {
                     let (used, stop) = match rx.door {
                         Door::Native => handle_frames(data, limits, conn, senders, rx, shared, now),
                         Door::Irc => handle_lines(data, conn, senders, rx, shared, now),
+                        Door::Web => handle_ws(data, conn, senders, rx, shared, now),
                     };
                     scratch.copy_within(used..len, 0);
                     len -= used;
@@ -684,7 +703,7 @@ impl Worker {
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         let why = why.unwrap_or_else(|| format!("lg-{} closed", conn.idx));
         match was {
-            State::Connecting | State::Registering | State::Joining => {
+            State::Connecting | State::Upgrading | State::Registering | State::Joining => {
                 self.handshaking = self.handshaking.saturating_sub(1);
                 self.shared.fail(why);
             }
@@ -790,18 +809,36 @@ fn self_due(start_ns: u64, s: &Sender, interval_ns: f64) -> u64 {
         .saturating_add((s.seq as f64 * interval_ns) as u64)
 }
 
-/// Queues `NAME lg-<idx>`.
-fn push_name(conn: &mut Conn) {
+/// Queues `NAME lg-<idx>` (web: `{"op":"name",...}`).
+fn push_name(conn: &mut Conn, door: Door) {
+    if door == Door::Web {
+        web::push_name(&mut conn.out, conn.idx, conn.web.next_mask());
+        return;
+    }
     conn.out.extend_from_slice(b"NAME lg-");
     push_u64(&mut conn.out, u64::from(conn.idx));
     conn.out.push(b'\n');
 }
 
-/// Queues the native `JOIN #load`.
-fn push_join(conn: &mut Conn) {
+/// Queues `JOIN #load` (web: `{"op":"join",...}`).
+fn push_join(conn: &mut Conn, door: Door) {
+    if door == Door::Web {
+        web::push_join(&mut conn.out, ROOM, conn.web.next_mask());
+        return;
+    }
     conn.out.extend_from_slice(b"JOIN ");
     conn.out.extend_from_slice(ROOM.as_bytes());
     conn.out.push(b'\n');
+}
+
+/// The read buffer: two of the largest frames the door can send, so a
+/// frame cut by a read plus a fresh read always fit.
+fn scratch_len(limits: &Limits, door: Door) -> usize {
+    let frame = match door {
+        Door::Web => web::MAX_FRAME.max(web::MAX_HEAD),
+        Door::Native | Door::Irc => limits.max_frame(),
+    };
+    frame.saturating_mul(2).max(256 * 1024)
 }
 
 /// Counts `conn` as registered (and in the room, in room mode): sending
@@ -825,7 +862,8 @@ fn connected(stream: &TcpStream) -> io::Result<bool> {
     }
 }
 
-/// Appends one `SEND` with a fresh payload for `sender`.
+/// Appends one `SEND` (IRC: `PRIVMSG`; web: `{"op":"send",...}` in a
+/// text frame) with a fresh payload for `sender`.
 fn write_send(
     conn: &mut Conn,
     sender: &mut Sender,
@@ -838,57 +876,106 @@ fn write_send(
         conn.out.clear();
         conn.out_pos = 0;
     }
+    let stamp = Stamp {
+        sender: sender.idx,
+        seq: sender.seq,
+        send_ns,
+    };
     let out = &mut conn.out;
-    let irc = settings.door == Door::Irc;
-    out.extend_from_slice(if irc { b"PRIVMSG " } else { b"SEND " });
-    let me = sender.idx;
+    match settings.door {
+        Door::Native => {
+            out.extend_from_slice(b"SEND ");
+            push_targets(out, Door::Native, settings, stamp.sender, rng, perm);
+            out.push(b' ');
+            push_u64(out, settings.size as u64);
+            out.push(b'\n');
+            payload::write(out, stamp, settings.size);
+            out.push(b'\n');
+        }
+        Door::Irc => {
+            out.extend_from_slice(b"PRIVMSG ");
+            push_targets(out, Door::Irc, settings, stamp.sender, rng, perm);
+            // The payload is printable ASCII and at most `irc::MAX_SIZE`
+            // bytes: it goes into the trailing param as it is.
+            out.extend_from_slice(b" :");
+            payload::write(out, stamp, settings.size);
+            out.extend_from_slice(b"\r\n");
+            // No ACK will come: the message is owed to its whole fan-out now.
+            sender.replies += 1;
+            sender.queued += settings.fanout();
+        }
+        Door::Web => {
+            // The payload is digits, `:` and `.`: a JSON string as it is.
+            web::push_text(out, conn.web.next_mask(), |out| {
+                out.extend_from_slice(br#"{"op":"send","to":"#);
+                push_targets(out, Door::Web, settings, stamp.sender, rng, perm);
+                out.extend_from_slice(br#","text":""#);
+                payload::write(out, stamp, settings.size);
+                out.extend_from_slice(br#""}"#);
+            });
+        }
+    }
+    sender.seq += 1;
+}
+
+/// Appends whom one message of client `me` goes to, as `door` writes it:
+/// natively `*`, `#load`, `lg-3` or `lg-3,lg-9`; over IRC `#all` for
+/// everyone; on the web JSON strings, and a list for several names.
+fn push_targets(
+    out: &mut Vec<u8>,
+    door: Door,
+    settings: &Settings,
+    me: u32,
+    rng: &mut Rng,
+    perm: &mut [u32],
+) {
+    let quote = |out: &mut Vec<u8>| {
+        if door == Door::Web {
+            out.push(b'"');
+        }
+    };
     match settings.mode {
-        Mode::All if irc => out.extend_from_slice(b"#all"),
-        Mode::All => out.push(b'*'),
-        Mode::Room => out.extend_from_slice(ROOM.as_bytes()),
+        Mode::All => out.extend_from_slice(match door {
+            Door::Native => b"*",
+            Door::Irc => b"#all",
+            Door::Web => br#""*""#,
+        }),
+        Mode::Room => {
+            quote(out);
+            out.extend_from_slice(ROOM.as_bytes());
+            quote(out);
+        }
         Mode::Direct => {
             let others = settings.clients as u64 - 1;
             let mut t = rng.below(others) as u32;
             if t >= me {
                 t += 1;
             }
+            quote(out);
             out.extend_from_slice(b"lg-");
             push_u64(out, u64::from(t));
+            quote(out);
         }
         Mode::Multi => {
+            if door == Door::Web {
+                out.push(b'[');
+            }
             let mut first = true;
             pick_distinct(rng, perm, me, settings.targets, |t| {
                 if !first {
                     out.push(b',');
                 }
                 first = false;
+                quote(out);
                 out.extend_from_slice(b"lg-");
                 push_u64(out, u64::from(t));
+                quote(out);
             });
+            if door == Door::Web {
+                out.push(b']');
+            }
         }
     }
-    let stamp = Stamp {
-        sender: me,
-        seq: sender.seq,
-        send_ns,
-    };
-    if irc {
-        // The payload is printable ASCII and at most `irc::MAX_SIZE`
-        // bytes: it goes into the trailing param as it is.
-        out.extend_from_slice(b" :");
-        payload::write(out, stamp, settings.size);
-        out.extend_from_slice(b"\r\n");
-        // No ACK will come: the message is owed to its whole fan-out now.
-        sender.replies += 1;
-        sender.queued += settings.fanout();
-    } else {
-        out.push(b' ');
-        push_u64(out, settings.size as u64);
-        out.push(b'\n');
-        payload::write(out, stamp, settings.size);
-        out.push(b'\n');
-    }
-    sender.seq += 1;
 }
 
 /// Writes queued output until done or WouldBlock.
@@ -995,6 +1082,125 @@ fn handle_lines(
     (pos, None)
 }
 
+/// The web door's [`handle_frames`]: reads the answer to the upgrade
+/// first (and sends `NAME` once it came), then decodes and handles every
+/// complete WebSocket frame in `data`; returns the bytes used and, if the
+/// connection must close, why.
+fn handle_ws(
+    data: &[u8],
+    conn: &mut Conn,
+    senders: &mut [Sender],
+    rx: &mut Rx,
+    shared: &Shared,
+    now: u64,
+) -> (usize, Option<String>) {
+    let mut pos = 0;
+    if conn.state == State::Upgrading {
+        match web::parse_upgrade(data, &conn.web.accept) {
+            Upgrade::Incomplete => return (0, None),
+            Upgrade::Refused(why) => {
+                let why = format!("lg-{}: WebSocket upgrade refused: {why}", conn.idx);
+                return (data.len(), Some(why));
+            }
+            Upgrade::Accepted { consumed } => {
+                pos = consumed;
+                conn.web.accept = String::new();
+                conn.state = State::Registering;
+                push_name(conn, Door::Web);
+            }
+        }
+    }
+    while let Some(rest) = data.get(pos..) {
+        let (op, fin, payload) = match web::decode_frame(rest) {
+            web::Frame::Incomplete => break,
+            web::Frame::Fatal(why) => {
+                rx.protocol_errors += 1;
+                let why = format!("lg-{}: unreadable WebSocket stream: {why}", conn.idx);
+                return (pos, Some(why));
+            }
+            web::Frame::Whole {
+                op,
+                fin,
+                payload,
+                consumed,
+            } => {
+                pos += consumed;
+                (op, fin, payload)
+            }
+        };
+        let stop = match op {
+            // The usual case: a whole text message, read where it lies.
+            WsOp::Text if fin && !conn.web.fragments.is_open() => {
+                on_json(payload, conn, senders, rx, shared, now)
+            }
+            WsOp::Text | WsOp::Binary | WsOp::Continue => {
+                let mut fragments = std::mem::take(&mut conn.web.fragments);
+                let stop = match fragments.push(op, fin, payload) {
+                    Ok(true) => on_json(fragments.message(), conn, senders, rx, shared, now),
+                    Ok(false) => None,
+                    Err(why) => {
+                        rx.protocol_errors += 1;
+                        Some(format!(
+                            "lg-{}: unreadable WebSocket stream: {why}",
+                            conn.idx
+                        ))
+                    }
+                };
+                conn.web.fragments = fragments;
+                stop
+            }
+            WsOp::Ping => {
+                let mask = conn.web.next_mask();
+                web::push_pong(&mut conn.out, payload, mask);
+                None
+            }
+            WsOp::Pong => None,
+            WsOp::Close => {
+                // Answer it (RFC 6455, 5.5.1), then this client is done.
+                let mask = conn.web.next_mask();
+                web::push_close(&mut conn.out, payload, mask);
+                flush(conn);
+                let code = protocol::web::ws::close_code(payload).unwrap_or(1005);
+                Some(format!(
+                    "lg-{}: the broker closed the WebSocket ({code})",
+                    conn.idx
+                ))
+            }
+        };
+        if stop.is_some() {
+            return (pos, stop);
+        }
+    }
+    (pos, None)
+}
+
+/// Handles one JSON object from the web door as the native event it
+/// stands for.
+fn on_json(
+    json: &[u8],
+    conn: &mut Conn,
+    senders: &mut [Sender],
+    rx: &mut Rx,
+    shared: &Shared,
+    now: u64,
+) -> Option<String> {
+    if let Some(msg) = web::fast_msg(json) {
+        return on_frame(msg, conn, senders, rx, shared, now);
+    }
+    let Ok(incoming) = web::parse(json) else {
+        rx.protocol_errors += 1;
+        return None;
+    };
+    match incoming.event() {
+        Ok(Some(event)) => on_frame(event, conn, senders, rx, shared, now),
+        Ok(None) => None,
+        Err(_) => {
+            rx.protocol_errors += 1;
+            None
+        }
+    }
+}
+
 /// Handles one IRC line for `conn`.
 fn on_line(
     line: Line<'_>,
@@ -1086,7 +1292,7 @@ fn on_frame(
         }
         Event::NameOk { .. } if conn.state == State::Registering => {
             if rx.room {
-                push_join(conn);
+                push_join(conn, rx.door);
                 conn.state = State::Joining;
             } else {
                 ready(conn, rx, shared, now);
@@ -1173,5 +1379,129 @@ fn on_msg(body: &[u8], conn: &mut Conn, rx: &mut Rx, now: u64) {
     if stamp.send_ns >= rx.warm_end && stamp.send_ns < rx.send_end {
         rx.hist
             .saturating_record(now.saturating_sub(stamp.send_ns).max(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use protocol::web::ws::{self, WsDecoded};
+    use protocol::web::WebRequest;
+    use protocol::{Request, Targets};
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut v = vec!["loadgen"];
+        v.extend_from_slice(args);
+        crate::Args::try_parse_from(v).unwrap().settings().unwrap()
+    }
+
+    /// A client connection to a throwaway loopback listener (nothing is
+    /// sent: `write_send` only fills the output buffer).
+    fn conn(listener: &std::net::TcpListener) -> Conn {
+        Conn {
+            idx: 3,
+            token: 0,
+            name_tries: 0,
+            stream: TcpStream::connect(listener.local_addr().unwrap()).unwrap(),
+            state: State::Ready,
+            carry: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            seen: Vec::new(),
+            sender: Some(0),
+            web: web::Session::new(1),
+        }
+    }
+
+    /// What the web door's parser makes of the client frames in `out`.
+    fn sends(out: &[u8]) -> Vec<(String, Stamp)> {
+        let mut found = Vec::new();
+        let mut pos = 0;
+        while pos < out.len() {
+            let WsDecoded::Frame {
+                op: WsOp::Text,
+                fin: true,
+                payload,
+                mask: Some(mask),
+                consumed,
+            } = ws::decode(&out[pos..], web::MAX_MESSAGE)
+            else {
+                panic!("not one masked text frame at {pos}");
+            };
+            pos += consumed;
+            let mut json = Vec::new();
+            ws::unmask_into(&mut json, payload, mask);
+            let req = WebRequest::parse(&json).unwrap();
+            let Ok(Request::Send { targets, body }) = req.request(&protocol::Limits::default())
+            else {
+                panic!("{}", String::from_utf8_lossy(&json));
+            };
+            let to = match targets {
+                Targets::All => "*".to_string(),
+                Targets::Names(names) | Targets::Room(names) => names.to_string(),
+            };
+            found.push((to, payload::parse(body).unwrap()));
+        }
+        found
+    }
+
+    /// Every mode's `send` over the web door is one masked text frame that
+    /// the broker's own codec reads as the native `SEND` of that mode,
+    /// with the payload whole.
+    #[test]
+    fn web_sends_are_what_the_web_door_reads() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        for (mode, check) in [
+            ("all", (|to: &str| to == "*") as fn(&str) -> bool),
+            ("room", |to| to == ROOM),
+            ("direct", |to| to.starts_with("lg-") && to != "lg-3"),
+            ("multi", |to| {
+                let names: Vec<&str> = to.split(',').collect();
+                names.len() == 4 && names.iter().all(|n| n.starts_with("lg-") && *n != "lg-3")
+            }),
+        ] {
+            let s = settings(&[
+                "--door",
+                "web",
+                "--mode",
+                mode,
+                "--clients",
+                "50",
+                "--targets",
+                "4",
+                "--size",
+                "120",
+            ]);
+            let mut c = conn(&listener);
+            let mut sender = Sender {
+                conn: 0,
+                idx: 3,
+                seq: 0,
+                replies: 0,
+                queued: 0,
+                phase_ns: 0,
+            };
+            let mut rng = Rng::new(5);
+            let mut perm: Vec<u32> = (0..50).collect();
+            for send_ns in [10, 20, 30] {
+                write_send(&mut c, &mut sender, &s, &mut rng, &mut perm, send_ns);
+            }
+            let got = sends(&c.out);
+            assert_eq!(got.len(), 3, "{mode}");
+            for (seq, (to, stamp)) in got.iter().enumerate() {
+                assert!(check(to), "{mode}: {to}");
+                assert_eq!(
+                    *stamp,
+                    Stamp {
+                        sender: 3,
+                        seq: seq as u64,
+                        send_ns: 10 * (seq as u64 + 1),
+                    }
+                );
+            }
+            // The web door answers with an ACK: nothing is owed yet.
+            assert_eq!((sender.seq, sender.replies, sender.queued), (3, 0, 0));
+        }
     }
 }

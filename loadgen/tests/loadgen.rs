@@ -14,6 +14,7 @@ mod util;
 
 use std::process::Command;
 use util::irc::{FakeIrc, IrcFault};
+use util::web::{FakeWeb, WebFault};
 use util::{json, FakeBroker, Fault, Json};
 
 /// Runs loadgen with `args`; returns the exit code, stdout and stderr.
@@ -157,6 +158,110 @@ fn irc_door_in_every_irc_mode() {
         assert_eq!(u(&v, "registered"), 20);
         assert_eq!(u(&v, "foreign"), 0, "{mode}");
         assert_eq!(u(&v, "protocol_errors"), 0, "{mode}");
+    }
+}
+
+#[test]
+fn web_door_in_every_mode() {
+    // WebSocket clients against the in-process broker's web door: the
+    // native verbs in JSON, ACKs included, so the accounting is the
+    // native door's.
+    for (mode, fanout) in [("all", 19), ("room", 19), ("direct", 1), ("multi", 3)] {
+        let v = assert_clean(&small(&["--door", "web", "--mode", mode, "--targets", "3"]));
+        assert_eq!(v.get("door").and_then(Json::as_str), Some("web"));
+        assert_eq!(u(&v, "expected"), u(&v, "sent") * fanout, "{mode}");
+        assert_eq!(u(&v, "registered"), 20);
+        assert_eq!(u(&v, "unacked"), 0, "{mode}");
+        for k in [
+            "foreign",
+            "protocol_errors",
+            "ack_mismatches",
+            "send_errors",
+        ] {
+            assert_eq!(u(&v, k), 0, "{mode}: {k}");
+        }
+    }
+}
+
+/// Runs web clients against the fake web door.
+fn against_fake_web(fault: WebFault, mode: &str) -> (i32, Json, FakeWeb) {
+    let fake = FakeWeb::start(fault);
+    let addr = fake.addr().to_string();
+    let (code, stdout, stderr) = loadgen(&[
+        "--door",
+        "web",
+        "--web-addr",
+        &addr,
+        "--mode",
+        mode,
+        "--clients",
+        "6",
+        "--senders",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--drain",
+        "1",
+        "--json",
+    ]);
+    let v = report(&stdout);
+    let _ = stderr;
+    (code, v, fake)
+}
+
+#[test]
+fn fake_web_door_fragments_and_pings_are_handled() {
+    // Fragmented messages (the hello, every 7th delivery) are put back
+    // together, every ping gets its pong, and integrity is perfect.
+    for mode in ["all", "room", "multi"] {
+        let (code, v, fake) = against_fake_web(WebFault::None, mode);
+        assert_eq!(code, 0, "{mode}: {v:?}");
+        assert!(u(&v, "expected") > 0, "{v:?}");
+        assert_eq!(u(&v, "received"), u(&v, "expected"), "{v:?}");
+        assert_eq!(u(&v, "protocol_errors"), 0, "{v:?}");
+        assert_eq!(fake.pongs(), 6, "{mode}");
+    }
+}
+
+#[test]
+fn a_refused_upgrade_fails_the_run() {
+    for (fault, says) in [
+        (WebFault::NotFound, "404"),
+        (WebFault::BadAccept, "Sec-WebSocket-Accept"),
+    ] {
+        let (code, v, _) = against_fake_web(fault, "all");
+        assert_eq!(code, 1, "{v:?}");
+        assert_eq!(u(&v, "registered"), 0);
+        let problems = format!("{:?}", v.get("problems").unwrap());
+        assert!(problems.contains("upgrade refused"), "{problems}");
+        assert!(problems.contains(says), "{problems}");
+    }
+}
+
+#[test]
+fn a_close_from_the_web_door_is_a_disconnect() {
+    let (code, v, _) = against_fake_web(WebFault::CloseOne, "all");
+    assert_eq!(code, 1, "{v:?}");
+    assert_eq!(u(&v, "disconnects"), 1, "{v:?}");
+    let problems = format!("{:?}", v.get("problems").unwrap());
+    assert!(
+        problems.contains("closed the WebSocket (1001)"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn web_door_flags() {
+    for args in [
+        &["--door", "web", "--addr", "127.0.0.1:7878"][..],
+        &["--web-addr", "127.0.0.1:7880"],
+        &["--door", "web", "--web-addr", "192.0.2.1:7880"],
+    ] {
+        let (code, stdout, stderr) = loadgen(args);
+        assert_eq!(code, 2, "{args:?}: {stdout} {stderr}");
+        assert!(stdout.is_empty());
     }
 }
 

@@ -8,10 +8,12 @@
 )]
 //! Test helpers: a minimal JSON parser (so the tests check that the output
 //! really is one valid JSON object, without a JSON dependency), a fake
-//! broker that can misbehave once, and a fake IRC server ([`irc`]).
+//! broker that can misbehave once, a fake IRC server ([`irc`]) and a fake
+//! web door ([`web`]).
 
 pub mod irc;
 pub mod json;
+pub mod web;
 
 use protocol::{encode_msg, Decoded, Kind, Limits, Request, Targets};
 use std::collections::HashMap;
