@@ -190,8 +190,16 @@ impl Config {
 
     /// Parses and checks TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        if let Ok(table) = text.parse::<toml::Table>() {
+            if let Some((section, _)) = table.iter().find(|(_, v)| v.is_table()) {
+                return Err(ConfigError(format!(
+                    "[{section}]: the file is a flat list of `key = value` lines, \
+                     without [sections]; move the keys under [{section}] to the top"
+                )));
+            }
+        }
         let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_string()))?;
+            toml::from_str(text).map_err(|e| ConfigError(for_people(e.to_string().trim_end())))?;
         config.validate()?;
         Ok(config)
     }
@@ -199,22 +207,19 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("bad value for `{key}`: {why}")));
-        if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return bad("listen", "expected IP:PORT, e.g. 127.0.0.1:7878");
-        }
-        if !self.irc_listen.is_empty() && self.irc_listen.parse::<std::net::SocketAddr>().is_err() {
-            return bad(
-                "irc_listen",
-                "expected IP:PORT, e.g. 127.0.0.1:6667, or \"\" for no IRC door",
-            );
-        }
-        if !self.http_listen.is_empty() && self.http_listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return bad(
-                "http_listen",
-                "expected IP:PORT, e.g. 127.0.0.1:7880, or \"\" for no web door",
-            );
-        }
+        check_addr("listen", &self.listen, "127.0.0.1:7878", None)?;
+        check_addr(
+            "irc_listen",
+            &self.irc_listen,
+            "127.0.0.1:6667",
+            Some("no IRC door"),
+        )?;
+        check_addr(
+            "http_listen",
+            &self.http_listen,
+            "127.0.0.1:7880",
+            Some("no web door"),
+        )?;
         if self.server_name.is_empty() || !self.server_name.bytes().all(|b| b.is_ascii_graphic()) {
             return bad("server_name", "one word of printable ASCII");
         }
@@ -277,6 +282,45 @@ impl Config {
     }
 }
 
+/// The TOML parser's type names in words for people.
+fn for_people(message: &str) -> String {
+    message
+        .replace("expected usize", "expected a whole number ≥ 0")
+        .replace("expected u64", "expected a whole number ≥ 0")
+        .replace("expected u32", "expected a whole number ≥ 0")
+        .replace("expected a boolean", "expected true or false")
+}
+
+/// Checks an `IP:PORT` setting; `off` says what `""` means if it is
+/// allowed. Host names are refused with a sentence rather than resolved:
+/// which address `localhost` gives (127.0.0.1 or ::1) depends on the
+/// machine, and a listener should say exactly where it listens.
+fn check_addr(key: &str, value: &str, example: &str, off: Option<&str>) -> Result<(), ConfigError> {
+    if value.parse::<std::net::SocketAddr>().is_ok() || (value.is_empty() && off.is_some()) {
+        return Ok(());
+    }
+    let or_off = off.map_or(String::new(), |what| format!(", or \"\" for {what}"));
+    let why = match value.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_err() && port.parse::<u64>().is_ok() => {
+            format!("port {port} is out of range: a port is 0 to 65535")
+        }
+        Some((host, port))
+            if port.parse::<u16>().is_ok()
+                && host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_err() =>
+        {
+            format!(
+                "`{host}` is a host name; use an IP address: 127.0.0.1 for this machine \
+                 only, 0.0.0.0 for every interface (e.g. {example}{or_off})"
+            )
+        }
+        _ => format!("expected IP:PORT, e.g. {example}{or_off}"),
+    };
+    Err(ConfigError(format!("bad value for `{key}`: {why}")))
+}
+
 fn resolve_threads(n: usize) -> usize {
     if n > 0 {
         n
@@ -312,5 +356,24 @@ mod tests {
         assert!(err.0.contains("listen"), "{err}");
         let err = Config::parse("log_level = \"loud\"").unwrap_err();
         assert!(err.0.contains("log_level"), "{err}");
+    }
+
+    #[test]
+    fn messages_speak_to_people() {
+        let msg = |text: &str| Config::parse(text).unwrap_err().0;
+        assert!(msg("workers = \"x\"").contains("expected a whole number ≥ 0"));
+        assert!(msg("workers = -1").contains("expected a whole number ≥ 0"));
+        assert!(msg("irc_join_all = 3").contains("expected true or false"));
+        assert!(msg("listen = \"127.0.0.1:70000\"")
+            .contains("port 70000 is out of range: a port is 0 to 65535"));
+        assert!(msg("listen = \"localhost:7878\"")
+            .contains("`localhost` is a host name; use an IP address"));
+        assert!(msg("irc_listen = \"[::1]\"").contains("expected IP:PORT"));
+        assert!(msg("[server]\nlisten = \"127.0.0.1:1\"")
+            .contains("the file is a flat list of `key = value` lines"));
+        // An empty address turns a door off, but the native door is always on.
+        assert!(Config::parse("irc_listen = \"\"\nhttp_listen = \"\"").is_ok());
+        assert!(msg("listen = \"\"").contains("expected IP:PORT"));
+        assert!(Config::parse("listen = \"[::1]:7878\"").is_ok());
     }
 }

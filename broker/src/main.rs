@@ -23,7 +23,7 @@ struct Args {
     /// Listen on this address instead of the config's `listen`
     /// (e.g. 127.0.0.1:7878).
     #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     /// Open the IRC door on this address instead of the config's
     /// `irc_listen` (e.g. 127.0.0.1:6667); "" turns it off.
     #[arg(long, value_name = "ADDR")]
@@ -44,10 +44,30 @@ struct Args {
 }
 
 impl Args {
+    /// A validation message about a key that a flag set names the flag.
+    fn name_flags(&self, message: &str) -> String {
+        let flags = [
+            ("listen", "--listen", self.listen.is_some()),
+            ("irc_listen", "--irc-listen", self.irc_listen.is_some()),
+            ("http_listen", "--http-listen", self.http_listen.is_some()),
+            ("log_level", "--log-level", self.log_level.is_some()),
+        ];
+        let mut out = message.to_string();
+        for (key, flag, given) in flags {
+            if given {
+                out = out.replace(
+                    &format!("bad value for `{key}`"),
+                    &format!("bad value for {flag}"),
+                );
+            }
+        }
+        out
+    }
+
     /// Puts the flags that override config keys over `config`.
     fn apply_flags(&self, config: &mut Config) {
-        if let Some(addr) = self.listen {
-            config.listen = addr.to_string();
+        if let Some(addr) = &self.listen {
+            config.listen.clone_from(addr);
         }
         if let Some(irc) = &self.irc_listen {
             config.irc_listen.clone_from(irc);
@@ -76,7 +96,7 @@ fn main() -> ExitCode {
     };
     args.apply_flags(&mut config);
     if let Err(e) = config.validate() {
-        eprintln!("broker: {e}");
+        eprintln!("broker: {}", args.name_flags(&e.0));
         return ExitCode::from(2);
     }
     if checking {
