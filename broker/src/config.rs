@@ -18,6 +18,17 @@ pub struct Config {
     /// Address of the web door (chat page, WebSocket, metrics); empty turns
     /// it off.
     pub http_listen: String,
+    /// Address of the native door over TLS; empty (the default) turns it off.
+    pub tls_listen: String,
+    /// Address of the IRC door over TLS; empty (the default) turns it off.
+    pub irc_tls_listen: String,
+    /// Address of the web door over TLS (https, wss); empty (the default)
+    /// turns it off.
+    pub https_listen: String,
+    /// The TLS certificate chain, PEM (`broker gen-cert` makes one).
+    pub tls_cert: String,
+    /// The TLS private key, PEM.
+    pub tls_key: String,
     /// Name sent in `HELLO`.
     pub server_name: String,
     /// Worker (reader) threads; 0 means one per CPU core.
@@ -80,6 +91,11 @@ impl Default for Config {
             irc_listen: "127.0.0.1:6667".to_string(),
             irc_join_all: true,
             http_listen: "127.0.0.1:7880".to_string(),
+            tls_listen: String::new(),
+            irc_tls_listen: String::new(),
+            https_listen: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             server_name: "chat".to_string(),
             workers: 0,
             writers: 0,
@@ -122,10 +138,13 @@ impl std::error::Error for ConfigError {}
 
 /// Keys a running broker can't change: a reload that changes them is
 /// warned about and keeps the running value until a restart.
-pub const RESTART_KEYS: [&str; 9] = [
+pub const RESTART_KEYS: [&str; 12] = [
     "listen",
     "irc_listen",
     "http_listen",
+    "tls_listen",
+    "irc_tls_listen",
+    "https_listen",
     "workers",
     "writers",
     "server_name",
@@ -171,6 +190,9 @@ impl Config {
         self.listen.clone_from(&running.listen);
         self.irc_listen.clone_from(&running.irc_listen);
         self.http_listen.clone_from(&running.http_listen);
+        self.tls_listen.clone_from(&running.tls_listen);
+        self.irc_tls_listen.clone_from(&running.irc_tls_listen);
+        self.https_listen.clone_from(&running.https_listen);
         self.workers = running.workers;
         self.writers = running.writers;
         self.server_name.clone_from(&running.server_name);
@@ -220,6 +242,25 @@ impl Config {
             "127.0.0.1:7880",
             Some("no web door"),
         )?;
+        for (key, example) in [
+            ("tls_listen", "127.0.0.1:7879"),
+            ("irc_tls_listen", "127.0.0.1:6697"),
+            ("https_listen", "127.0.0.1:7443"),
+        ] {
+            let value = match key {
+                "tls_listen" => &self.tls_listen,
+                "irc_tls_listen" => &self.irc_tls_listen,
+                _ => &self.https_listen,
+            };
+            check_addr(key, value, example, Some("no TLS on that door"))?;
+            if !value.is_empty() && (self.tls_cert.is_empty() || self.tls_key.is_empty()) {
+                return bad(
+                    key,
+                    "a TLS listener needs `tls_cert` and `tls_key` (PEM files); \
+                     `broker gen-cert --out DIR` makes a self-signed pair to try it",
+                );
+            }
+        }
         if self.server_name.is_empty() || !self.server_name.bytes().all(|b| b.is_ascii_graphic()) {
             return bad("server_name", "one word of printable ASCII");
         }
@@ -270,6 +311,13 @@ impl Config {
     /// Writer threads after resolving 0 to the number of cores.
     pub fn writer_threads(&self) -> usize {
         resolve_threads(self.writers)
+    }
+
+    /// True if any TLS listener is set.
+    pub fn wants_tls(&self) -> bool {
+        !(self.tls_listen.is_empty()
+            && self.irc_tls_listen.is_empty()
+            && self.https_listen.is_empty())
     }
 
     /// The codec limits these settings imply.

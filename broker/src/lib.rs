@@ -71,7 +71,7 @@ pub use metrics::{CloseReason, Stats};
 
 use crate::core::conn::{Door, Frame};
 use crate::core::registry::Registry;
-use crate::msg::{WorkerHandle, WorkerMsg, WriterHandle, WriterMsg};
+use crate::msg::{Via, WorkerHandle, WorkerMsg, WriterHandle, WriterMsg};
 use metrics::Metrics;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token, Waker};
@@ -112,6 +112,9 @@ pub(crate) struct Shared {
     /// The configuration as last reloaded (SIGHUP): limits, rates, timeouts
     /// and the log level are read here, so a reload applies at once.
     live: arc_swap::ArcSwap<Config>,
+    /// The TLS server side (certificate and key), if a TLS listener is
+    /// set; replaced when SIGHUP re-reads the files.
+    pub tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
     pub limits: Limits,
     pub registry: Registry,
     pub rooms: crate::core::rooms::Rooms,
@@ -136,7 +139,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The shared state for threads reached through these handles.
-    fn new(config: Config, workers: Vec<WorkerHandle>, writers: Vec<WriterHandle>) -> Shared {
+    fn new(
+        config: Config,
+        workers: Vec<WorkerHandle>,
+        writers: Vec<WriterHandle>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Shared {
         let mut hello = Vec::new();
         Event::Hello {
             server: &config.server_name,
@@ -162,6 +170,7 @@ impl Shared {
             stop_cv: Condvar::new(),
             per_ip: Mutex::new(HashMap::new()),
             live: arc_swap::ArcSwap::from_pointee(config.clone()),
+            tls: arc_swap::ArcSwapOption::new(tls),
             config,
         }
     }
@@ -262,11 +271,32 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
-    let mut listeners = vec![(listener, Door::Native)];
+    let tls = tls_config(&config)?;
+    let plain = |door| Via { door, tls: false };
+    let secure = |door| Via { door, tls: true };
+    let mut listeners = vec![(listener, plain(Door::Native))];
     // A door that can't open is logged and left closed: the chat still runs
     // on the others.
-    let irc_addr = open_door(&config.irc_listen, Door::Irc, "IRC", &mut listeners);
-    let http_addr = open_door(&config.http_listen, Door::Web, "web", &mut listeners);
+    let irc_addr = open_door(&config.irc_listen, plain(Door::Irc), "IRC", &mut listeners);
+    let http_addr = open_door(&config.http_listen, plain(Door::Web), "web", &mut listeners);
+    let tls_addr = open_door(
+        &config.tls_listen,
+        secure(Door::Native),
+        "TLS",
+        &mut listeners,
+    );
+    let irc_tls_addr = open_door(
+        &config.irc_tls_listen,
+        secure(Door::Irc),
+        "IRC TLS",
+        &mut listeners,
+    );
+    let https_addr = open_door(
+        &config.https_listen,
+        secure(Door::Web),
+        "https",
+        &mut listeners,
+    );
 
     let mut worker_polls = Vec::new();
     let mut workers = Vec::new();
@@ -304,7 +334,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         )?;
     }
 
-    let shared = Arc::new(Shared::new(config, workers, writers));
+    let shared = Arc::new(Shared::new(config, workers, writers, tls));
 
     let mut writer_threads = Vec::new();
     for (i, (poll, rx)) in writer_polls.into_iter().zip(writer_rxs).enumerate() {
@@ -353,6 +383,9 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         addr,
         irc_addr,
         http_addr,
+        tls_addr,
+        irc_tls_addr,
+        https_addr,
         acceptor_waker,
         acceptor: Some(acceptor),
         workers: worker_threads,
@@ -362,19 +395,40 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
     })
 }
 
+/// Writes a self-signed certificate for `localhost` and `127.0.0.1` into
+/// `dir` (`cert.pem`, `key.pem`, the key readable by its owner only);
+/// returns their paths. `broker gen-cert --out DIR`.
+pub fn gen_cert(dir: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    net::tls::generate(dir)
+}
+
+/// Reads the TLS certificate and key if any TLS listener is set; the error
+/// names the file.
+pub fn tls_config(config: &Config) -> io::Result<Option<Arc<rustls::ServerConfig>>> {
+    if !config.wants_tls() {
+        return Ok(None);
+    }
+    net::tls::server_config(
+        std::path::Path::new(&config.tls_cert),
+        std::path::Path::new(&config.tls_key),
+    )
+    .map(Some)
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
 /// Binds a door's listener if `addr` is set; a door that can't open is
 /// logged and left closed. Returns the bound address.
 fn open_door(
     addr: &str,
-    door: Door,
+    via: Via,
     label: &str,
-    listeners: &mut Vec<(TcpListener, Door)>,
+    listeners: &mut Vec<(TcpListener, Via)>,
 ) -> Option<SocketAddr> {
     let a = addr.parse::<SocketAddr>().ok()?;
     match bind(a).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
         Ok(l) => {
             let bound = l.local_addr().ok();
-            listeners.push((l, door));
+            listeners.push((l, via));
             bound
         }
         Err(e) => {
@@ -424,6 +478,9 @@ pub struct Broker {
     addr: SocketAddr,
     irc_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    irc_tls_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     acceptor_waker: Arc<Waker>,
     acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<usize>>,
@@ -477,7 +534,13 @@ impl ReloadHandle {
             })
             .collect();
         let new = new.keeping_restart_keys(&running);
+        // The certificate files are read again even if their names did not
+        // change: that is how a renewed certificate is taken in.
+        let tls = tls_config(&new).map_err(|e| config::ConfigError(e.to_string()))?;
         let applied = running.changes(&new);
+        if tls.is_some() {
+            self.shared.tls.store(tls);
+        }
         if let Some(level) = log::Level::parse(&new.log_level) {
             log::set_level(level);
         }
@@ -516,6 +579,21 @@ impl Broker {
     /// The web door's address, if it is open.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The native door's TLS address, if it is open.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The IRC door's TLS address, if it is open.
+    pub fn irc_tls_addr(&self) -> Option<SocketAddr> {
+        self.irc_tls_addr
+    }
+
+    /// The web door's TLS (https, wss) address, if it is open.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// A snapshot of the broker's counters.

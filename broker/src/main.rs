@@ -9,10 +9,12 @@ use std::process::ExitCode;
 
 /// A multi-client TCP chat broker (wire protocol v1).
 ///
-/// Without flags it listens on 127.0.0.1:7878 with built-in defaults. Stop
-/// it with Ctrl-C or SIGTERM: queued messages are delivered, every client
-/// gets a SHUTDOWN notice, and it exits 0. A second Ctrl-C or SIGTERM during
-/// that grace time stops it at once with exit code 130.
+/// Without flags it listens on 127.0.0.1:7878 (native), 127.0.0.1:6667
+/// (IRC) and 127.0.0.1:7880 (the chat page in a browser) with built-in
+/// defaults. Stop it with Ctrl-C or SIGTERM: queued messages are delivered,
+/// every client gets a SHUTDOWN notice, and it exits 0. A second Ctrl-C or
+/// SIGTERM during that grace time stops it at once with exit code 130.
+/// SIGHUP reloads the config file.
 #[derive(Parser, Debug)]
 #[command(name = "broker", version, about, long_about)]
 struct Args {
@@ -41,6 +43,20 @@ struct Args {
     /// it is good, 2 with the reason if not. Nothing is opened.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do instead of running the broker.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Write a self-signed TLS certificate for localhost and 127.0.0.1
+    /// (DIR/cert.pem, DIR/key.pem) to try the TLS listeners with.
+    GenCert {
+        /// The directory to write to (made if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 impl Args {
@@ -83,6 +99,9 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::GenCert { out }) = &args.command {
+        return gen_cert(out);
+    }
     let checking = args.check_config.is_some();
     let mut config = match args.check_config.as_ref().or(args.config.as_ref()) {
         Some(path) => match Config::load(path) {
@@ -97,6 +116,10 @@ fn main() -> ExitCode {
     args.apply_flags(&mut config);
     if let Err(e) = config.validate() {
         eprintln!("broker: {}", args.name_flags(&e.0));
+        return ExitCode::from(2);
+    }
+    if let Err(e) = broker::tls_config(&config) {
+        eprintln!("broker: {e}");
         return ExitCode::from(2);
     }
     if checking {
@@ -153,6 +176,15 @@ fn run(config: Config, args: Args) -> ExitCode {
     }
     if let Some(web) = broker.http_addr() {
         log_info!("web door on {web}: the chat page is http://{web}/");
+    }
+    if let Some(a) = broker.tls_addr() {
+        log_info!("TLS on {a}");
+    }
+    if let Some(a) = broker.irc_tls_addr() {
+        log_info!("IRC over TLS on {a}");
+    }
+    if let Some(a) = broker.https_addr() {
+        log_info!("web door over TLS on {a}: https://{a}/");
     }
     log_info!("{summary}");
     handle_signals(&broker, config_grace, args);
@@ -249,5 +281,27 @@ fn reload(handle: &broker::ReloadHandle, args: &Args) {
             }
         }
         Err(e) => log_error!("SIGHUP: {e}; keeping the running config"),
+    }
+}
+
+/// `broker gen-cert --out DIR`.
+fn gen_cert(dir: &std::path::Path) -> ExitCode {
+    match broker::gen_cert(dir) {
+        Ok((cert, key)) => {
+            println!("wrote {} and {}", cert.display(), key.display());
+            println!("a self-signed certificate for localhost and 127.0.0.1; to use it, add to the config:");
+            println!("  tls_listen = \"127.0.0.1:7879\"");
+            println!("  tls_cert = \"{}\"", cert.display());
+            println!("  tls_key = \"{}\"", key.display());
+            println!(
+                "and connect with: client --tls --ca {} --addr 127.0.0.1:7879",
+                cert.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("broker: {e}");
+            ExitCode::from(1)
+        }
     }
 }

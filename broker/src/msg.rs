@@ -8,10 +8,20 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// Which listener a connection came in by: its door, and whether that
+/// listener speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Via {
+    /// The protocol.
+    pub door: Door,
+    /// TLS below it.
+    pub tls: bool,
+}
+
 /// A message to a worker.
 pub(crate) enum WorkerMsg {
-    /// A freshly accepted socket to own, and the door it came in by.
-    NewConn(TcpStream, SocketAddr, Door),
+    /// A freshly accepted socket to own, and the listener it came in by.
+    NewConn(TcpStream, SocketAddr, Via),
     /// Another thread closed connection `id`: let go of its socket.
     Closed(u64),
     /// The writer has let go of closing connection `id` (delivered

@@ -491,14 +491,22 @@ impl Conn {
 pub(crate) struct Sock {
     /// The non-blocking stream.
     pub stream: TcpStream,
+    /// The TLS session, on a TLS listener's connections (`net::tls`).
+    pub tls: Option<parking_lot::Mutex<rustls::ServerConnection>>,
     on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
 impl Sock {
-    /// Wraps a stream with a callback run when the last holder drops it.
-    pub fn new(stream: TcpStream, on_drop: Box<dyn FnOnce() + Send + Sync>) -> Arc<Sock> {
+    /// Wraps a stream (and its TLS session, if any) with a callback run
+    /// when the last holder drops it.
+    pub fn new(
+        stream: TcpStream,
+        tls: Option<rustls::ServerConnection>,
+        on_drop: Box<dyn FnOnce() + Send + Sync>,
+    ) -> Arc<Sock> {
         Arc::new(Sock {
             stream,
+            tls: tls.map(parking_lot::Mutex::new),
             on_drop: Some(on_drop),
         })
     }

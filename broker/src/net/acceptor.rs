@@ -6,7 +6,7 @@
 //! round-robin with "send, then wake". It never waits on a worker.
 
 use crate::core::conn::Door;
-use crate::msg::WorkerMsg;
+use crate::msg::{Via, WorkerMsg};
 use crate::{log_debug, log_warn, Shared};
 use mio::{Events, Poll, Token};
 use protocol::{ErrorCode, Event};
@@ -25,7 +25,7 @@ pub(crate) const FIRST_LISTENER: usize = 1;
 
 /// Runs until shutdown; the listeners close when this returns. Each
 /// listener is a door: its connections speak that door's protocol.
-pub(crate) fn run(shared: Arc<Shared>, listeners: Vec<(TcpListener, Door)>, mut poll: Poll) {
+pub(crate) fn run(shared: Arc<Shared>, listeners: Vec<(TcpListener, Via)>, mut poll: Poll) {
     let mut events = Events::with_capacity(64);
     let mut next_worker = 0usize;
     let mut last_warning: Option<Instant> = None;
@@ -42,7 +42,7 @@ pub(crate) fn run(shared: Arc<Shared>, listeners: Vec<(TcpListener, Door)>, mut 
             continue;
         }
         for ev in events.iter() {
-            let Some((listener, door)) = ev
+            let Some((listener, via)) = ev
                 .token()
                 .0
                 .checked_sub(FIRST_LISTENER)
@@ -58,7 +58,7 @@ pub(crate) fn run(shared: Arc<Shared>, listeners: Vec<(TcpListener, Door)>, mut 
             accept_all(
                 &shared,
                 listener,
-                *door,
+                *via,
                 &mut rate,
                 &mut next_worker,
                 &mut last_warning,
@@ -75,7 +75,7 @@ pub(crate) fn run(shared: Arc<Shared>, listeners: Vec<(TcpListener, Door)>, mut 
 fn accept_all(
     shared: &Shared,
     listener: &TcpListener,
-    door: Door,
+    via: Via,
     rate: &mut ConnRate,
     next_worker: &mut usize,
     last_warning: &mut Option<Instant>,
@@ -87,13 +87,13 @@ fn accept_all(
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    if admit(shared, rate, &stream, peer, door) {
+                    if admit(shared, rate, &stream, peer, via) {
                         let count = shared.workers.len().max(1);
                         let index = *next_worker % count;
                         *next_worker = next_worker.wrapping_add(1);
                         if let Some(w) = shared.workers.get(index) {
                             // The worker owns its inbox for the broker's lifetime.
-                            let _ = w.tx.send(WorkerMsg::NewConn(stream, peer, door));
+                            let _ = w.tx.send(WorkerMsg::NewConn(stream, peer, via));
                             let _ = w.waker.wake();
                         }
                     }
@@ -125,20 +125,20 @@ fn admit(
     rate: &mut ConnRate,
     stream: &TcpStream,
     peer: SocketAddr,
-    door: Door,
+    via: Via,
 ) -> bool {
     if !rate.allow(peer.ip(), Instant::now()) {
         refuse(
             shared,
             stream,
             peer,
-            door,
+            via,
             "too many new connections from your address; slow down",
         );
         return false;
     }
     if let Err(why) = shared.take_slot(peer) {
-        refuse(shared, stream, peer, door, why);
+        refuse(shared, stream, peer, via, why);
         return false;
     }
     let sock = SockRef::from(stream);
@@ -168,11 +168,16 @@ fn admit(
 
 /// Turns a connection away with `ERR SERVER_FULL :<why>` (on IRC,
 /// `ERROR :Closing link: <why>`), counted; the caller drops the socket.
-fn refuse(shared: &Shared, stream: &TcpStream, peer: SocketAddr, door: Door, why: &str) {
+fn refuse(shared: &Shared, stream: &TcpStream, peer: SocketAddr, via: Via, why: &str) {
     shared.metrics.error(ErrorCode::ServerFull);
     log_debug!("turned away {peer}: {why}");
+    if via.tls {
+        // Nothing can be said before a handshake: the close is the answer.
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
     let mut line = Vec::new();
-    match door {
+    match via.door {
         Door::Native => Event::Err {
             code: ErrorCode::ServerFull,
             args: None,

@@ -4,5 +4,6 @@
 //! the doors (`crate::doors`) and queued frames to sockets.
 
 pub(crate) mod acceptor;
+pub(crate) mod tls;
 pub(crate) mod worker;
 pub(crate) mod writer;

@@ -14,7 +14,7 @@ use crate::core::route::{closing_frame, frame};
 use crate::core::{self, Flow, Session};
 use crate::doors::{self, One};
 use crate::metrics::CloseReason;
-use crate::msg::{Stream, WorkerMsg, WriterMsg};
+use crate::msg::{Stream, Via, WorkerMsg, WriterMsg};
 use crate::{log_debug, log_info, log_warn, Shared};
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
@@ -254,7 +254,7 @@ impl Worker {
     fn drain_inbox(&mut self) {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
-                WorkerMsg::NewConn(stream, peer, door) => self.adopt(stream, peer, door),
+                WorkerMsg::NewConn(stream, peer, via) => self.adopt(stream, peer, via),
                 WorkerMsg::Closed(id) => self.closed_elsewhere(id),
                 WorkerMsg::Flushed(id) => {
                     if let Some(e) = self.conns.get_mut(&id) {
@@ -270,8 +270,23 @@ impl Worker {
 
     /// Takes over a new socket: register it for reading, hand its queue to a
     /// writer, greet it.
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, door: Door) {
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, via: Via) {
         let shared = &self.shared;
+        let door = via.door;
+        let tls = if via.tls {
+            let Some(config) = shared.tls.load_full() else {
+                return;
+            };
+            match rustls::ServerConnection::new(config) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    log_warn!("cannot start TLS with {peer}: {e}");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let id = shared.next_conn_id();
         let writer = (id as usize) % shared.writers.len().max(1);
         let conn = Conn::new(
@@ -288,6 +303,7 @@ impl Worker {
         shared.metrics.door(door_index, true);
         let sock = Sock::new(
             stream,
+            tls,
             Box::new(move || {
                 owner.metrics.door(door_index, false);
                 owner.give_slot(peer)
@@ -371,8 +387,21 @@ impl Worker {
         let mut gone = false;
         let mut drained = false;
         let mut paused = false;
+        let sock = Arc::clone(&e.sock);
+        let tls = sock.tls.as_ref();
         for _ in 0..READS_PER_TURN {
-            let n = match (&e.sock.stream).read(&mut self.read_buf) {
+            let got = match tls {
+                Some(session) => {
+                    let got = crate::net::tls::read(session, &e.sock.stream, &mut self.read_buf);
+                    if crate::net::tls::wants_write(session) {
+                        // Handshake records or an alert: the writer sends them.
+                        self.out.schedule(&e.conn);
+                    }
+                    got
+                }
+                None => (&e.sock.stream).read(&mut self.read_buf),
+            };
+            let n = match got {
                 Ok(0) => {
                     // The peer is done sending: deliver what is queued, then
                     // close (a half-closed socket still gets its replies).
@@ -400,7 +429,9 @@ impl Worker {
                     // polling, new data brings a new event, so skip the read
                     // that would only say WouldBlock. (A FIN that is already
                     // queued brings no new event: `peer_closed` covers it.)
-                    if n < self.read_buf.len() && !e.peer_closed {
+                    // (Not over TLS: a short read of plaintext says nothing
+                    // about the socket.)
+                    if n < self.read_buf.len() && !e.peer_closed && tls.is_none() {
                         drained = true;
                     }
                     n

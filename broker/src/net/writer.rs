@@ -15,13 +15,14 @@ use crate::core::conn::{Frame, ABORTED, CLOSING, KEEP_FRAMES, OPEN};
 use crate::core::outbound::Outbox;
 use crate::metrics::{CloseReason, Metrics};
 use crate::msg::{Stream, WriterMsg};
+use crate::net::tls;
 use crate::{log_debug, log_warn, Shared};
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use socket2::SockRef;
 use std::collections::{HashMap, VecDeque};
-use std::io::{ErrorKind, IoSlice};
+use std::io::{ErrorKind, IoSlice, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{fence, Ordering};
@@ -261,6 +262,10 @@ fn refill(st: &mut State) {
 }
 
 fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
+    let sock = Arc::clone(&st.s.sock);
+    if let Some(session) = &sock.tls {
+        return flush_tls(shared, out, st, session);
+    }
     loop {
         refill(st);
         if st.pending.is_empty() {
@@ -336,6 +341,80 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return fail(shared, out, st, e),
+        }
+    }
+}
+
+/// `flush` for a TLS connection: frames go into the session as plaintext,
+/// at most [`tls::PLAINTEXT_BATCH`] at a time, and come out as records
+/// written to the socket. Handshake records and alerts the worker left in
+/// the session are written here too.
+fn flush_tls(shared: &Shared, out: &mut Outbox, st: &mut State, session: &tls::Session) -> Done {
+    let mut tls = session.lock();
+    loop {
+        // What the session holds goes first.
+        while tls.wants_write() {
+            let mut to: &std::net::TcpStream = &st.s.sock.stream;
+            match tls.write_tls(&mut to) {
+                Ok(0) => return fail(shared, out, st, ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    Metrics::add(&shared.metrics.bytes_out, n as u64);
+                    Metrics::add(&shared.metrics.writes, 1);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    st.blocked = true;
+                    return Done::Idle;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return fail(shared, out, st, e),
+            }
+        }
+        refill(st);
+        if st.pending.is_empty() {
+            if st.s.conn.state() != CLOSING {
+                if st.pending.capacity() > KEEP_FRAMES {
+                    st.pending = VecDeque::new();
+                }
+                return Done::Idle;
+            }
+            refill(st);
+            if st.pending.is_empty() {
+                tls.send_close_notify();
+                let mut to: &std::net::TcpStream = &st.s.sock.stream;
+                let _ = tls.write_tls(&mut to);
+                let _ = st.s.sock.stream.shutdown(Shutdown::Write);
+                return Done::Finished;
+            }
+        }
+        // Encrypt a batch. Before the handshake is done the session keeps
+        // the plaintext and sends it once it can.
+        let mut moved = 0;
+        let mut done = 0;
+        while let Some(f) = st.pending.front() {
+            if moved >= tls::PLAINTEXT_BATCH {
+                break;
+            }
+            let rest = f.get(st.offset..).unwrap_or_default();
+            let n = match tls.writer().write(rest) {
+                Ok(n) => n,
+                Err(e) => return fail(shared, out, st, e),
+            };
+            moved += n;
+            if n < rest.len() {
+                // The session's buffer is full: send what it has first.
+                st.offset += n;
+                break;
+            }
+            done += f.len();
+            st.offset = 0;
+            st.pending.pop_front();
+        }
+        if done > 0 {
+            st.s.conn.written(done);
+        }
+        if moved == 0 && !tls.wants_write() {
+            // Waiting for the handshake: the worker wakes us when it moves.
+            return Done::Idle;
         }
     }
 }
