@@ -236,11 +236,9 @@ pub(crate) fn close_slow(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>) ->
         return false;
     }
     shared.metrics.error(ErrorCode::SlowConsumer);
-    let err = error_frame(
-        shared,
+    let err = route::closing_frame(
         conn,
         ErrorCode::SlowConsumer,
-        None,
         "you are not reading your messages; closing",
     );
     close(shared, out, conn, CloseReason::Slow, Some(&err))
@@ -418,7 +416,7 @@ pub(crate) fn take_name(
         shared.registry.remove(name, conn.id);
         return Ok(());
     }
-    log_info!("{} is now {name} ({:?} door)", conn.peer, conn.door);
+    log_info!("{} is now {name} ({} door)", conn.peer, conn.door.as_str());
     let note = Note::Joined { name, room: None };
     broadcast(
         shared,

@@ -1,7 +1,9 @@
 //! The doors: one adapter per protocol, each turning its decoded requests
 //! into core operations and the core's answers into its own bytes. A door
-//! imports the core and its codec (in the `protocol` crate), never another
-//! door.
+//! imports the core and its codec (in the `protocol` crate), and no other
+//! door, with one exception: the web door's JSON requests *are* native
+//! requests, so `web` applies them with `native::handle` (its replies are
+//! turned into JSON by `core::route`, by the connection's door).
 
 pub(crate) mod irc;
 pub(crate) mod native;

@@ -91,37 +91,50 @@ pub(crate) fn one(
 /// Answers one HTTP request.
 fn request(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, head: &Head<'_>) -> One {
     log_debug!("{} {} {}", conn.peer, head.method, head.path);
-    if head.method != "GET" {
-        let mut b = Vec::new();
-        http::push_response(
+    if head.path == "/ws" && head.method == "GET" {
+        return upgrade(shared, out, conn, head);
+    }
+    let mut b = Vec::new();
+    match head.method {
+        "GET" | "HEAD" => page(shared, head.path, &mut b),
+        _ => http::push_response(
             &mut b,
             405,
             "text/plain; charset=utf-8",
-            "Allow: GET\r\n",
-            b"only GET is served here\n",
-        );
-        return respond(shared, out, conn, b);
+            "Allow: GET, HEAD\r\n",
+            b"only GET and HEAD are served here\n",
+        ),
     }
-    if head.path == "/ws" {
-        return upgrade(shared, out, conn, head);
+    if head.method == "HEAD" {
+        // The same head, without the body (its length stays announced).
+        if let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") {
+            b.truncate(end + 4);
+        }
     }
+    respond(shared, out, conn, b)
+}
+
+/// The response to `GET path`.
+fn page(shared: &Shared, path: &str, b: &mut Vec<u8>) {
     if let Some((_, kind, body)) = PAGES
         .iter()
-        .find(|(path, _, _)| *path == head.path || (*path == "/" && head.path == "/index.html"))
+        .find(|(p, _, _)| *p == path || (*p == "/" && path == "/index.html"))
     {
-        let mut b = Vec::with_capacity(body.len() + 256);
-        http::push_response(&mut b, 200, kind, PAGE_HEADERS, body.as_bytes());
-        return respond(shared, out, conn, b);
+        http::push_response(b, 200, kind, PAGE_HEADERS, body.as_bytes());
+        return;
     }
-    match head.path {
-        "/healthz" if shared.stopping() => respond_text(shared, out, conn, 503, "shutting down"),
-        "/healthz" => respond_text(shared, out, conn, 200, "ok"),
-        "/metrics" => {
-            let mut b = Vec::new();
-            http::push_response(&mut b, 200, CONTENT_TYPE, "", metrics(shared).as_bytes());
-            respond(shared, out, conn, b)
-        }
-        _ => respond_text(shared, out, conn, 404, "no such page"),
+    match path {
+        "/healthz" if shared.stopping() => http::push_text(b, 503, "shutting down"),
+        "/healthz" => http::push_text(b, 200, "ok"),
+        "/metrics" => http::push_response(b, 200, CONTENT_TYPE, "", metrics(shared).as_bytes()),
+        "/ws" => http::push_response(
+            b,
+            426,
+            "text/plain; charset=utf-8",
+            "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
+            b"this is the chat's WebSocket endpoint: connect with a WebSocket (version 13)\n",
+        ),
+        _ => http::push_text(b, 404, "no such page"),
     }
 }
 
@@ -131,13 +144,7 @@ fn upgrade(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, head: &Head<'_>)
         Some(key) if head.upgrade && head.ws_version_13 => key,
         _ => {
             let mut b = Vec::new();
-            http::push_response(
-                &mut b,
-                426,
-                "text/plain; charset=utf-8",
-                "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
-                b"this is the chat's WebSocket endpoint: connect with a WebSocket (version 13)\n",
-            );
+            page(shared, "/ws", &mut b);
             return respond(shared, out, conn, b);
         }
     };
@@ -251,7 +258,8 @@ fn frame(
             }
             ws::unmask_into(&mut web.partial, payload, mask);
             if !fin {
-                return done(Flow::Continue);
+                // Every frame counts against the rate, fragments too.
+                return done(core::charge_other(shared, out, conn, session, now, None));
             }
             let whole = std::mem::take(&mut web.partial);
             let kind = web.partial_op.take();

@@ -63,7 +63,7 @@ fn send_numbered(p: &mut Peer, to: &str, n: usize, size: usize) -> Vec<String> {
 
 /// Sends `body` to `to` until the sender sees `LEFT <to> slow`; every
 /// message gets its reply (the sender waits, nothing is refused).
-fn send_until_dropped(sender: &mut Peer, to: &str, body: &str) {
+pub(crate) fn send_until_dropped(sender: &mut Peer, to: &str, body: &str) {
     let deadline = Instant::now() + testkit::DEADLINE * 3;
     let left = format!("LEFT {to} slow");
     let mut gone = false;

@@ -41,7 +41,14 @@ fn the_page_health_and_errors_over_http() {
     assert_eq!(get(web, "/index.html?x=1").status, 200);
     let post = http_raw(web, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(post.status, 405);
-    assert_eq!(post.header("allow"), Some("GET"));
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    // HEAD: the head of GET, without its body.
+    let head = http_raw(web, b"HEAD /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (200, Some("3"))
+    );
+    assert!(head.body.is_empty());
     // A head over 8 KiB: 431, whether or not it ever ends.
     let mut big = b"GET / HTTP/1.1\r\nX-Pad: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', 9000));
@@ -55,7 +62,7 @@ fn the_page_health_and_errors_over_http() {
     assert_eq!(plain.header("sec-websocket-version"), Some("13"));
     // Every request was answered and its connection closed, counted.
     wait_for("the HTTP connections to close", || {
-        b.stats().closed(broker::CloseReason::Served) == 11
+        b.stats().closed(broker::CloseReason::Served) == 12
     });
 }
 
@@ -470,4 +477,46 @@ fn a_broker_without_a_web_door() {
     let b = start_with(|c| c.http_listen = String::new());
     assert_eq!(b.http_addr(), None);
     let _ = Value::Null;
+}
+
+#[test]
+fn a_web_reader_that_does_not_read_is_dropped_with_1008() {
+    let b = start_with(|c| {
+        c.queue_bytes = 64 * 1024;
+        c.slow_after_secs = 1;
+        c.rate_per_sec = 0;
+        c.rate_bytes_per_sec = 0;
+    });
+    let (web, native) = (b.http_addr().unwrap(), b.local_addr());
+    let mut slow = WsPeer::named(web, "slow");
+    let mut bob = Peer::named(native, "bob");
+    // slow reads nothing from here on; bob sends until it is dropped.
+    super::abuse::send_until_dropped(&mut bob, "slow", &"x".repeat(30_000));
+    loop {
+        match slow.frame() {
+            Got::Json(v) if v["type"] == "msg" || v["type"] == "joined" => {}
+            Got::Json(v) => {
+                assert_eq!(v["code"], "SLOW_CONSUMER", "{v}");
+                break;
+            }
+            other => panic!("expected the error before the close: {other:?}"),
+        }
+    }
+    assert_eq!(slow.expect_close(), Some(1008));
+}
+
+#[test]
+fn fragments_count_against_the_rate() {
+    let b = start_with(|c| {
+        c.rate_per_sec = 1;
+        c.rate_burst = 5;
+        c.rate_kick_after = 3;
+    });
+    let mut w = WsPeer::named(b.http_addr().unwrap(), "frag");
+    w.send_frame(WsOp::Text, false, b"{");
+    for _ in 0..50 {
+        w.send_frame(WsOp::Continue, false, b" ");
+    }
+    let e = w.skip_until("error");
+    assert_eq!(e["code"], "RATE_LIMITED");
 }
