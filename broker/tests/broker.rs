@@ -15,6 +15,7 @@ mod irc;
 mod rooms;
 mod signals;
 mod soak;
+mod tls;
 mod web;
 
 use broker::CloseReason;

@@ -22,6 +22,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod tls;
 pub mod web;
 
 use broker::{Broker, Config};

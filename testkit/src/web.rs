@@ -14,10 +14,15 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// Bytes both ways: a plain socket or a TLS stream.
+pub trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
 /// A browser-like client of `/ws`: masked frames out, JSON in.
 pub struct WsPeer {
-    /// The socket.
+    /// The socket (for timeouts, and raw writes on a plain connection).
     pub stream: TcpStream,
+    io: Box<dyn Io>,
     label: String,
     buf: Vec<u8>,
 }
@@ -36,21 +41,33 @@ pub enum Got {
 impl WsPeer {
     /// Connects and upgrades; returns after `101`, before `hello`.
     pub fn connect_raw(addr: SocketAddr) -> WsPeer {
-        let mut stream = TcpStream::connect(addr).unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         stream.set_nodelay(true).unwrap();
+        let io = Box::new(stream.try_clone().unwrap());
+        WsPeer::upgrade(addr, stream, io)
+    }
+
+    /// Connects over TLS (wss) and upgrades; returns after `101`.
+    pub fn connect_tls(addr: SocketAddr, config: &std::sync::Arc<rustls::ClientConfig>) -> WsPeer {
+        let tls = crate::tls::connect(addr, config);
+        let stream = tls.sock.try_clone().unwrap();
+        WsPeer::upgrade(addr, stream, Box::new(tls))
+    }
+
+    fn upgrade(addr: SocketAddr, stream: TcpStream, mut io: Box<dyn Io>) -> WsPeer {
         let req = format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
-        stream.write_all(req.as_bytes()).unwrap();
+        io.write_all(req.as_bytes()).unwrap();
         let mut buf = Vec::new();
         let end = loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
             let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).unwrap();
+            let n = io.read(&mut chunk).unwrap();
             assert!(n > 0, "closed before the upgrade");
             buf.extend_from_slice(&chunk[..n]);
         };
@@ -62,7 +79,12 @@ impl WsPeer {
         );
         buf.drain(..end);
         let label = format!("ws {}", stream.local_addr().unwrap());
-        WsPeer { stream, label, buf }
+        WsPeer {
+            stream,
+            io,
+            label,
+            buf,
+        }
     }
 
     /// Connects and reads the `hello`.
@@ -100,7 +122,7 @@ impl WsPeer {
     pub fn send_frame(&mut self, op: WsOp, fin: bool, payload: &[u8]) {
         let mut b = Vec::new();
         ws::push_client_frame(&mut b, op, fin, payload, [0x37, 0xfa, 0x21, 0x3d]);
-        self.stream.write_all(&b).unwrap();
+        self.io.write_all(&b).unwrap();
     }
 
     /// The next frame, within `wait`.
@@ -137,7 +159,7 @@ impl WsPeer {
             }
             self.stream.set_read_timeout(Some(left)).unwrap();
             let mut chunk = [0u8; 65536];
-            let r = self.stream.read(&mut chunk);
+            let r = self.io.read(&mut chunk);
             self.stream.set_read_timeout(Some(DEADLINE)).unwrap();
             match r {
                 Ok(0) => panic!("{}: the broker closed without a Close frame", self.label),
