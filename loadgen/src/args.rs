@@ -9,14 +9,16 @@ use std::time::Duration;
 /// How senders address their messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// `SEND *`: every other client gets every message.
+    /// Every message to every other client (`SEND *`; over IRC, the
+    /// broker's #all channel).
     All,
-    /// `SEND <name>`: one random other client.
+    /// Every message to one random other client (`SEND <name>`).
     Direct,
-    /// `SEND <a>,<b>,...`: `--targets` random other clients.
+    /// Every message to --targets random other clients (`SEND <a>,<b>,...`;
+    /// not over IRC).
     Multi,
-    /// Every client joins [`ROOM`]; `SEND #load`: every other member gets
-    /// every message.
+    /// Every client joins the room #load and sends to it, so every other
+    /// member gets every message.
     Room,
 }
 
@@ -38,14 +40,13 @@ pub const ROOM: &str = "#load";
 /// Which door of the server the clients come through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Door {
-    /// The broker's own protocol: `NAME`, `SEND`, `MSG`, `ACK`.
+    /// The broker's own protocol (`NAME`, `SEND`, `MSG`, `ACK`).
     Native,
-    /// Plain RFC 2812 IRC: `NICK`/`USER`, `PRIVMSG`; no `ACK`, so every
-    /// message written is taken to be owed to its whole fan-out. Works
-    /// against the broker's IRC door and against other IRC servers.
+    /// Plain RFC 2812 IRC (`NICK`/`USER`, `PRIVMSG`), for the broker's IRC
+    /// door or any other IRC server. IRC has no `ACK`, so every message
+    /// written is taken to be owed to its whole fan-out.
     Irc,
-    /// The broker's web door: WebSocket (`GET /ws`) clients speaking its
-    /// JSON (`{"op":"send",...}`, `{"type":"msg",...}`, `ack`).
+    /// WebSocket clients (`GET /ws`) speaking the broker's web door JSON.
     Web,
 }
 
@@ -68,82 +69,145 @@ impl Door {
 /// to loopback addresses, stops by itself, and exits non-zero if any
 /// message was lost, duplicated or reordered, or a client could not
 /// register.
+///
+/// It prints what will run first (on stderr), then progress on stderr: one
+/// line redrawn in place on a terminal, one line per second when stderr is
+/// a file or a pipe. The summary (or the --json object) comes last, on
+/// stdout.
+//
+// Every flag that has a default ends its first paragraph with
+// `[default: …]`, written by hand (clap's own is hidden) so that defaults
+// clap can't express, like --senders', read the same as the others; the
+// `every_default_is_shown_the_same_way` test keeps them true.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadgen", version, args_override_self = true)]
 pub struct Args {
-    /// Broker to load (HOST:PORT, loopback only). Default: start one in-process.
+    /// The broker to load, at its native door (loopback only).
+    /// [default: a broker started in-process on a free port]
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
-    /// native: the broker's protocol; irc: IRC clients (NICK/USER, PRIVMSG)
-    /// for the broker's IRC door or any RFC 2812 server; web: WebSocket
-    /// clients (GET /ws, JSON) for the broker's web door.
-    #[arg(long, value_enum, default_value_t = Door::Native)]
+    /// Which door the clients use: native (the broker's own protocol), irc
+    /// (IRC clients, for the broker's IRC door or any RFC 2812 server) or
+    /// web (WebSocket clients for the broker's web door). [default: native]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Door::Native,
+        hide_default_value = true
+    )]
     pub door: Door,
-    /// IRC server to load with --door irc (HOST:PORT, loopback only; the
-    /// broker's IRC door listens on 127.0.0.1:6667 unless configured
-    /// otherwise). Default: the IRC door of an in-process broker.
+    /// The IRC server to load with --door irc (loopback only; the broker's
+    /// IRC door is 127.0.0.1:6667 unless configured otherwise).
+    /// [default: the IRC door of a broker started in-process]
     #[arg(long, value_name = "HOST:PORT")]
     pub irc_addr: Option<String>,
-    /// Web door to load with --door web (HOST:PORT, loopback only; the
-    /// broker's web door, `http_listen`, is 127.0.0.1:7880 unless configured
-    /// otherwise). Default: the web door of an in-process broker.
+    /// The web door to load with --door web (loopback only; the broker's web
+    /// door, `http_listen`, is 127.0.0.1:7880 unless configured otherwise).
+    /// [default: the web door of a broker started in-process]
     #[arg(long, value_name = "HOST:PORT")]
     pub web_addr: Option<String>,
-    /// Clients to connect (named lg-0, lg-1, ...).
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    /// How many clients connect (named lg-0, lg-1, ...). [default: 100]
+    #[arg(
+        long,
+        default_value_t = 100,
+        hide_default_value = true,
+        value_name = "N"
+    )]
     pub clients: usize,
-    /// How many of the clients send (the first K) [default: 10, at most --clients].
+    /// How many of the clients send (the first K); the others only
+    /// receive. [default: 10, or --clients if fewer]
     #[arg(long, value_name = "K")]
     pub senders: Option<usize>,
-    /// all: SEND * (IRC: PRIVMSG #all, the broker's everyone channel);
-    /// direct: one random other client; multi: --targets random others
-    /// (not over IRC); room: all clients join #load and send to it.
-    #[arg(long, value_enum, default_value_t = Mode::All)]
+    /// Whom each message goes to: all (every other client), direct (one
+    /// random other client), multi (--targets random others; not over IRC)
+    /// or room (everyone joins #load and sends to it). [default: all]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Mode::All,
+        hide_default_value = true
+    )]
     pub mode: Mode,
-    /// Targets per message in multi mode.
-    #[arg(long, default_value_t = 3, value_name = "T")]
+    /// How many recipients each message names in multi mode. [default: 3]
+    #[arg(long, default_value_t = 3, hide_default_value = true, value_name = "T")]
     pub targets: usize,
     /// Message body size in bytes (at most 400 with --door irc, so that a
-    /// relayed line stays within IRC's 512 bytes).
-    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    /// relayed line fits in IRC's 512 bytes). [default: 100]
+    #[arg(
+        long,
+        default_value_t = 100,
+        hide_default_value = true,
+        value_name = "BYTES"
+    )]
     pub size: usize,
-    /// Measured seconds of sending.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    /// Seconds of sending that are measured. [default: 5]
+    #[arg(
+        long,
+        default_value_t = 5.0,
+        hide_default_value = true,
+        value_name = "SECS"
+    )]
     pub duration: f64,
-    /// Seconds of sending before measuring starts.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    /// Seconds of sending before measuring starts (sent, not counted).
+    /// [default: 1]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        hide_default_value = true,
+        value_name = "SECS"
+    )]
     pub warmup: f64,
-    /// Fixed offered rate in messages/s per sender (open loop; latency counts
-    /// from the intended send time). Default: closed loop with --window.
+    /// Send at a fixed pace instead of by --window: R messages a second per
+    /// sender, whether or not earlier ones have arrived (latency then counts
+    /// from when each message was due). [default: none, senders pace
+    /// themselves by --window]
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
-    /// Closed loop: each sender keeps at most W messages' worth of deliveries
-    /// outstanding (W × fan-out deliveries promised by ACKs, or expected while
-    /// the ACK is on its way, minus those its receivers have counted).
-    #[arg(long, default_value_t = 8, value_name = "W")]
+    /// How many messages a sender may have sent and not yet seen arrive. A
+    /// sender sends until W messages are on their way, then sends more as
+    /// they reach their recipients (a message to many counts as arrived bit
+    /// by bit, one recipient at a time). 1 means one message at a time;
+    /// more keeps the broker busier. Not used with --rate. [default: 8]
+    #[arg(long, default_value_t = 8, hide_default_value = true, value_name = "W")]
     pub window: u64,
-    /// Closed loop: a sender waits until at least M messages fit in its
-    /// window and writes them in one go, like a pipelining client (M = W is
-    /// redis-benchmark's `-P W`). Default 1: a sliding window, refilled as
-    /// soon as there is room.
-    #[arg(long, value_name = "M")]
-    pub refill: Option<u64>,
-    /// Process id of the broker, to report its CPU time and peak RSS.
+    /// How much room a sender waits for before it sends again, in messages
+    /// (1 to --window). 1 sends as soon as any message has arrived, keeping
+    /// the window full; M = W waits until everything sent has arrived, then
+    /// sends W messages in one write, as a pipelining client does
+    /// (redis-benchmark's -P W). Not used with --rate. [default: 1]
+    #[arg(long, default_value_t = 1, hide_default_value = true, value_name = "M")]
+    pub refill: u64,
+    /// Process id of a broker you started yourself, to report its CPU time
+    /// and peak memory (an in-process broker's CPU time is reported without
+    /// it). [default: none, the broker's figures are not measured]
     #[arg(long, value_name = "PID")]
     pub broker_pid: Option<u32>,
     /// Print exactly one JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
-    /// Network threads (each runs one mio poller over its share of clients).
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    /// Network threads of the load generator, each running one poller over
+    /// its share of the clients. [default: 2]
+    #[arg(long, default_value_t = 2, hide_default_value = true, value_name = "N")]
     pub threads: usize,
-    /// Most seconds to wait for outstanding deliveries after sending stops.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    /// At most this many seconds to wait, once sending stops, for messages
+    /// still on their way. [default: 5]
+    #[arg(
+        long,
+        default_value_t = 5.0,
+        hide_default_value = true,
+        value_name = "SECS"
+    )]
     pub drain: f64,
-    /// Clients each network thread connects and registers at once. Lower it
-    /// for a server with a short accept backlog (ngIRCd listens with 10):
-    /// an overflowing backlog costs retransmits of a second and more.
-    #[arg(long, default_value_t = 128, value_name = "N")]
+    /// How many clients each network thread connects and registers at
+    /// once. Lower it for a server with a short accept backlog (ngIRCd
+    /// listens with 10): an overflowing backlog costs retransmits of a
+    /// second and more. [default: 128]
+    #[arg(
+        long,
+        default_value_t = 128,
+        hide_default_value = true,
+        value_name = "N"
+    )]
     pub handshakes: usize,
 }
 
@@ -281,7 +345,7 @@ impl Args {
         if self.window < 1 || self.window > 1_000_000 {
             return Err("--window must be 1 to 1000000".into());
         }
-        let refill = self.refill.unwrap_or(1);
+        let refill = self.refill;
         if refill < 1 || refill > self.window {
             return Err("--refill must be 1 to --window".into());
         }
@@ -444,6 +508,37 @@ mod tests {
             assert!(parse(&["--door", "web", "--mode", mode]).is_ok(), "{mode}");
         }
         assert!(parse(&["--door", "web", "--size", "65536"]).is_ok());
+    }
+
+    #[test]
+    fn every_default_is_shown_the_same_way() {
+        use clap::CommandFactory;
+        let cmd = Args::command();
+        for arg in cmd.get_arguments() {
+            let name = arg.get_id().as_str();
+            if matches!(name, "help" | "version") {
+                continue;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            if !arg.get_action().takes_values() {
+                assert!(!help.contains("[default:"), "--{name} is a switch: {help}");
+                continue;
+            }
+            // Every flag that takes a value says what happens without it,
+            // once, at the end, in clap's own words; clap's copy is hidden.
+            assert_eq!(help.matches("[default: ").count(), 1, "--{name}: {help}");
+            assert!(help.ends_with(']'), "--{name}: {help}");
+            assert!(!help.contains("Default"), "--{name}: {help}");
+            let defaults = arg.get_default_values();
+            if let Some(v) = defaults.first() {
+                assert!(arg.is_hide_default_value_set(), "--{name}");
+                let shown = format!("[default: {}]", v.to_string_lossy());
+                assert!(
+                    help.ends_with(&shown),
+                    "--{name} says {help}, clap has {shown}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!                main thread (monitor)
-//!   args ──► rlimit ──► [in-process broker] ──► phases, /proc sampling,
-//!                          │                    progress line, report
+//!   args ──► rlimit ──► [in-process broker] ──► scenario header, phases,
+//!                          │                    /proc sampling, progress, report
 //!             spawn T network threads           ▲ atomics + Waker
 //!        ┌─────────────────┴───────────────┐    │
 //!   lg-net-0: mio Poll                lg-net-1: mio Poll   (client i on thread i % T)
@@ -35,7 +35,12 @@
 //! web door (`--door web`) has the native ACK in JSON: its objects are
 //! read as the native events they stand for ([`web`]).
 //!
-//! Modules: [`args`] (command line), [`payload`] (message body format),
+//! Output: the scenario header on stderr first, then progress on stderr (a
+//! line redrawn in place on a terminal, a plain line per second otherwise),
+//! then the summary (or `--json`'s one object) on stdout ([`console`]).
+//!
+//! Modules: [`args`] (command line), [`console`] (header and progress),
+//! [`payload`] (message body format),
 //! [`irc`] (the IRC client's lines), [`web`] (the WebSocket client's
 //! upgrade, frames and JSON),
 //! [`worker`] (a network thread), [`shared`] (what threads share),
@@ -44,6 +49,7 @@
 //! picking), [`error`].
 
 pub mod args;
+pub mod console;
 pub mod error;
 pub mod irc;
 pub mod payload;

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
     };
     let text = if json {
         report.to_json() + "\n"
+    } else if loadgen::console::stdout_is_stderr() {
+        // The header went to this same screen or file before the progress.
+        report.results()
     } else {
         report.summary()
     };

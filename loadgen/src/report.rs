@@ -35,6 +35,9 @@ pub enum BrokerSource {
 /// Everything a run found out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// The scenario header printed before the run (see
+    /// [`crate::console::scenario`]); the summary opens with it.
+    pub scenario: String,
     /// Clients asked for.
     pub clients: usize,
     /// Senders asked for.
@@ -282,40 +285,18 @@ impl Report {
         j
     }
 
-    /// The readable summary printed at the end.
+    /// The readable summary printed at the end: the scenario header, then
+    /// the results.
     pub fn summary(&self) -> String {
+        let mut s = self.scenario.clone();
+        s.push_str(&self.results());
+        s
+    }
+
+    /// The results alone, for when the scenario header printed at the start
+    /// is right above them (stdout and stderr are the same terminal or file).
+    pub fn results(&self) -> String {
         let mut s = String::with_capacity(2048);
-        let loop_kind = match self.rate {
-            Some(r) => format!("open loop, {} msg/s per sender", fmt_f(r)),
-            None if self.refill > 1 => {
-                format!(
-                    "closed loop, window {}, refill {}",
-                    self.window, self.refill
-                )
-            }
-            None => format!("closed loop, window {}", self.window),
-        };
-        let mut targets = if self.mode == "multi" {
-            format!(" (targets {})", self.targets)
-        } else {
-            String::new()
-        };
-        if self.door != "native" {
-            let _ = write!(targets, " over the {} door", self.door);
-        }
-        let _ = writeln!(
-            s,
-            "loadgen: {} clients, {} senders, mode {}{}, {} B bodies, {} s measured after {} s warm-up, {}, {} thread(s)",
-            self.clients,
-            self.senders,
-            self.mode,
-            targets,
-            self.size,
-            fmt_f(self.duration_s),
-            fmt_f(self.warmup_s),
-            loop_kind,
-            self.threads,
-        );
         let connect = self
             .connect_ms
             .map_or("not done".to_string(), |ms| format!("{ms:.1} ms"));
@@ -412,7 +393,8 @@ impl Report {
     }
 }
 
-fn fmt_f(v: f64) -> String {
+/// A number as a person writes it: `5`, not `5.000`; `0.25` as `0.250`.
+pub(crate) fn fmt_f(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
     } else {
@@ -455,6 +437,7 @@ mod tests {
 
     fn sample() -> Report {
         Report {
+            scenario: "loadgen: 20 clients (2 sending), mode all\n".into(),
             clients: 20,
             senders: 2,
             mode: "all",
@@ -596,7 +579,6 @@ mod tests {
         r.mode = "room";
         r.broker_rss_mib = Some(20.0);
         r.broker_rss_connected_mib = Some(18.5);
-        assert!(r.summary().contains("mode room over the irc door"));
         assert!(r.summary().contains("18.5 MiB with all clients registered"));
         let j = r.to_json();
         assert!(j.contains("\"door\": \"irc\""), "{j}");
@@ -607,6 +589,9 @@ mod tests {
     #[test]
     fn summary_is_readable() {
         let s = sample().summary();
+        assert!(s.starts_with("loadgen: 20 clients (2 sending)"), "{s}");
+        assert!(s.ends_with(&sample().results()), "{s}");
+        assert!(sample().results().starts_with("  connect+register"), "{s}");
         assert!(s.contains("p99.9 300.0"), "{s}");
         assert!(s.contains("result            OK"), "{s}");
         assert!(s.contains("3800 deliveries per broker CPU-second"), "{s}");

@@ -3,6 +3,7 @@
 //! memory, shows progress and assembles the report.
 
 use crate::args::{Door, Settings};
+use crate::console::{self, Console, Phase, Reading, Style};
 use crate::error::Error;
 use crate::procfs;
 use crate::report::{BrokerSource, Latency, Report};
@@ -10,7 +11,6 @@ use crate::shared::{Shared, ThreadLive};
 use crate::worker::{latency_histogram, ThreadResult, Worker, WAKE};
 use hdrhistogram::Histogram;
 use mio::{Poll, Waker};
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
@@ -19,8 +19,6 @@ use std::time::Duration;
 
 /// How often the monitor looks at the counters.
 const TICK: Duration = Duration::from_millis(5);
-/// How often the progress line is redrawn.
-const PROGRESS_EVERY_NS: u64 = 250_000_000;
 /// How often broker memory is sampled during the measured window.
 const RSS_EVERY_NS: u64 = 100_000_000;
 
@@ -64,7 +62,11 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     }
     let shared = Arc::new(Shared::new(settings.senders, wakers));
     let settings = Arc::new(settings);
-    let progress = std::io::stderr().is_terminal();
+    // What will run comes first, before any client connects or any
+    // progress is shown.
+    let scenario = console::scenario(&settings, addr, in_process);
+    let mut console = Console::new(Style::for_stderr());
+    console.header(&scenario);
     let hist = latency_histogram().map_err(|e| Error::Usage(format!("latency histogram: {e}")))?;
 
     // All threads leave their loops before any closes its sockets, so no
@@ -91,7 +93,7 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     let mut mon = Monitor {
         shared: &shared,
         settings: &settings,
-        progress,
+        console,
         last_draw: 0,
         last_received: 0,
         source,
@@ -123,7 +125,7 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     }
     shared.stop.store(true, Ordering::Release);
     shared.wake_all();
-    mon.clear_progress();
+    mon.console.clear();
 
     let mut results = Vec::with_capacity(handles.len());
     for h in handles {
@@ -142,6 +144,7 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     });
     Ok(build_report(
         &settings,
+        scenario,
         &results,
         registered,
         connect_ms,
@@ -198,7 +201,7 @@ struct CpuSample {
 struct Monitor<'a> {
     shared: &'a Shared,
     settings: &'a Settings,
-    progress: bool,
+    console: Console,
     last_draw: u64,
     last_received: u64,
     source: BrokerSource,
@@ -295,7 +298,7 @@ impl Monitor<'_> {
                 self.sample_rss();
             }
         }
-        if self.progress && now.saturating_sub(self.last_draw) >= PROGRESS_EVERY_NS {
+        if now.saturating_sub(self.last_draw) >= self.console.style().every_ns() {
             self.draw(now);
         }
     }
@@ -344,7 +347,7 @@ impl Monitor<'_> {
         }
     }
 
-    /// Redraws the one-line progress display on stderr.
+    /// Shows the progress reading of `now` on stderr.
     fn draw(&mut self, now: u64) {
         let dt = now.saturating_sub(self.last_draw).max(1) as f64 / 1e9;
         self.last_draw = now;
@@ -354,42 +357,34 @@ impl Monitor<'_> {
         let received = sum(|t| t.received.load(Ordering::Relaxed));
         let sent = sum(|t| t.sent.load(Ordering::Relaxed));
         let expected = sum(|t| t.expected.load(Ordering::Relaxed));
-        let rate = received.saturating_sub(self.last_received) as f64 / dt;
+        let per_sec = received.saturating_sub(self.last_received) as f64 / dt;
         self.last_received = received;
         let start = self.shared.start_ns.load(Ordering::Acquire);
-        let line = if start == crate::shared::NOT_STARTED {
-            format!(
-                "registering {}/{} clients",
-                self.shared.registered.load(Ordering::Relaxed),
-                self.settings.clients
-            )
+        let reading = if start == crate::shared::NOT_STARTED {
+            Reading::Registering {
+                registered: self.shared.registered.load(Ordering::Relaxed),
+                clients: self.settings.clients,
+            }
         } else {
             let warm_end = self.shared.warm_end_ns.load(Ordering::Acquire);
             let send_end = self.shared.send_end_ns.load(Ordering::Acquire);
             let phase = if now < warm_end {
-                "warm-up"
+                Phase::WarmUp
             } else if now < send_end {
-                "measuring"
+                Phase::Measuring
             } else {
-                "draining"
+                Phase::Draining
             };
-            format!(
-                "{phase} {:5.1}s  sent {sent}  deliveries {received}/{expected}  {:.0}/s",
-                now.saturating_sub(start) as f64 / 1e9,
-                rate
-            )
+            Reading::Sending {
+                phase,
+                elapsed_s: now.saturating_sub(start) as f64 / 1e9,
+                sent,
+                delivered: received,
+                expected,
+                per_sec,
+            }
         };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K{line}");
-        let _ = err.flush();
-    }
-
-    fn clear_progress(&self) {
-        if self.progress {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K");
-            let _ = err.flush();
-        }
+        self.console.show(&reading);
     }
 }
 
@@ -400,6 +395,7 @@ fn dur_ns(d: Duration) -> u64 {
 #[allow(clippy::too_many_arguments)]
 fn build_report(
     s: &Settings,
+    scenario: String,
     results: &[ThreadResult],
     registered: usize,
     connect_ms: Option<f64>,
@@ -438,6 +434,7 @@ fn build_report(
     let measured = window.is_some();
     let per_sec = |n: u64| if measured { n as f64 / secs } else { 0.0 };
     Report {
+        scenario,
         clients: s.clients,
         senders: s.senders,
         mode: s.mode.as_str(),

@@ -329,6 +329,158 @@ fn human_summary_without_json() {
     assert!(stdout.contains("result            OK"), "{stdout}");
 }
 
+/// The scenario header's first line, as the in-process broker's run with
+/// `clients` clients prints it.
+fn is_header(line: &str, clients: usize) -> bool {
+    line.starts_with(&format!("loadgen: {clients} clients ("))
+}
+
+/// A progress line: what the monitor shows every second when stderr is not
+/// a terminal.
+fn is_progress(line: &str) -> bool {
+    ["registering ", "warm-up ", "measuring ", "draining "]
+        .iter()
+        .any(|p| line.starts_with(p))
+}
+
+#[test]
+fn redirected_stderr_gets_the_header_then_a_plain_line_a_second() {
+    // stderr is a pipe here: no live line, one plain line per second.
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = loadgen(&["--duration", "2", "--clients", "10"]);
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(!stderr.contains(['\r', '\x1b']), "{stderr:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    // What will run comes first: clients, door and address, timing, pacing.
+    assert!(is_header(lines[0], 10), "{stderr}");
+    assert!(lines[1].contains("native door at 127.0.0.1:"), "{stderr}");
+    assert!(lines[2].contains("1 s warm-up, 2 s measured"), "{stderr}");
+    assert!(
+        lines[3].contains("closed loop, window 8, refill 1"),
+        "{stderr}"
+    );
+    let first = lines
+        .iter()
+        .position(|l| is_progress(l))
+        .unwrap_or_else(|| {
+            panic!("no progress line: {stderr}");
+        });
+    assert_eq!(first, 4, "the header, then progress: {stderr}");
+    let progress: Vec<&&str> = lines[first..].iter().filter(|l| is_progress(l)).collect();
+    // Sending lasts 3 s (1 s warm-up + 2 s), so at least two lines; never
+    // more than one a second.
+    assert!(progress.len() >= 2, "{stderr}");
+    assert!(
+        progress.len() as f64 <= wall + 1.0,
+        "{} lines in {wall} s",
+        progress.len()
+    );
+    assert!(
+        progress.iter().any(|l| l.starts_with("measuring ")),
+        "{stderr}"
+    );
+    // The summary on its own stream repeats the header, so a saved summary
+    // says what it measured.
+    assert!(
+        is_header(stdout.lines().next().unwrap_or(""), 10),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result            OK"), "{stdout}");
+}
+
+#[test]
+fn one_log_for_both_streams_reads_top_to_bottom() {
+    // `loadgen > log 2>&1`: the header once, then progress, then results.
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("loadgen-both-{}.log", std::process::id()));
+    let log = std::fs::File::create(&path).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--clients", "5", "--duration", "1.5", "--warmup", "0"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(is_header(lines[0], 5), "{text}");
+    assert!(lines[2].contains("no warm-up, 1.500 s measured"), "{text}");
+    assert_eq!(
+        lines.iter().filter(|l| is_header(l, 5)).count(),
+        1,
+        "{text}"
+    );
+    let last_progress = lines.iter().rposition(|l| is_progress(l));
+    let results = lines
+        .iter()
+        .position(|l| l.starts_with("  connect+register"));
+    assert!(last_progress.is_some() && results > last_progress, "{text}");
+    assert_eq!(
+        lines.last().copied(),
+        Some("  result            OK"),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_keeps_stdout_to_one_object_and_the_header_on_stderr() {
+    let (code, stdout, stderr) = loadgen(&small(&[]));
+    assert_eq!(code, 0, "{stderr}");
+    report(&stdout);
+    assert!(
+        is_header(stderr.lines().next().unwrap_or(""), 20),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_shows_a_default_for_every_flag_that_has_one() {
+    for flag in ["--help", "-h"] {
+        let (code, help, _) = loadgen(&[flag]);
+        assert_eq!(code, 0);
+        // Cut the help into one block per option.
+        let mut blocks: Vec<String> = Vec::new();
+        for line in help.lines() {
+            let t = line.trim_start();
+            if t.starts_with("--") || t.starts_with("-h") || t.starts_with("-V") {
+                blocks.push(String::new());
+            }
+            if let Some(b) = blocks.last_mut() {
+                b.push_str(line);
+                b.push('\n');
+            }
+        }
+        assert!(blocks.len() >= 20, "{help}");
+        for b in &blocks {
+            let spec = b.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            // Only flags that take a value have a default; switches don't.
+            let takes_value = spec.contains(" <");
+            assert_eq!(
+                b.matches("[default: ").count(),
+                usize::from(takes_value),
+                "{flag}: {b}"
+            );
+            assert!(!b.contains("Default:"), "{flag}: {b}");
+        }
+        let block = |name: &str| {
+            blocks
+                .iter()
+                .find(|b| b.trim_start().starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing: {help}"))
+                .clone()
+        };
+        assert!(
+            block("--window").contains("sent and not yet seen arrive"),
+            "{help}"
+        );
+        assert!(block("--window").contains("[default: 8]"), "{help}");
+        assert!(block("--refill").contains("[default: 1]"), "{help}");
+        assert!(block("--senders").contains("[default: 10, or --clients if fewer]"));
+    }
+}
+
 /// Runs against a fake broker that misbehaves once.
 fn against_fake(fault: Fault) -> (i32, Json) {
     let fake = FakeBroker::start(fault);
