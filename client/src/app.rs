@@ -1,13 +1,14 @@
-//! What both front ends share: the greeting and name registration, the
-//! reader thread that shows events and sends receipts, turning a parsed
-//! command into requests, and leaving.
+//! What both front ends share: the session both threads see, turning a
+//! parsed command into requests, and leaving. The connection itself (the
+//! greeting, signing in, the link thread, reconnecting) is
+//! [`crate::link`].
 //!
 //! ```text
 //!  keyboard / stdin ──▶ main thread ── parse ──▶ Writer ──▶ broker
-//!                          │ queue ▲ wait (JOIN/PART)  ▲
-//!                          ▼       │                   │ RECV
-//!                     Shared: Session + Condvar ◀── on_event ── reader thread ◀── broker
-//!                                                      │
+//!                          │ queue ▲ wait (JOIN/PART, online)  ▲
+//!                          ▼       │                           │ RECV, JOIN again
+//!                     Shared: Session + Condvar ◀── on_event ── link thread ◀── broker
+//!                                                      │         (reconnects)
 //!                                                      ▼ lines
 //!                                               Ui (printer / stdout)
 //! ```
@@ -16,14 +17,20 @@
 //! answer before the next line is read: the answer moves the current
 //! target, so the line typed next goes where the prompt then says, in a
 //! script as much as at a keyboard.
+//!
+//! While the link is reconnecting nothing is written: a command that needs
+//! the broker comes back as [`Outcome::Offline`], and the front end keeps
+//! the line (the terminal puts it back in the editor, a script waits until
+//! the link is back and carries it out then).
 
 use crate::command::{Command, To};
-use crate::net::{self, ReadError, Reader, Writer};
+use crate::link::Stopped;
+use crate::net::{self, Writer};
 use crate::render::{self, Style};
-use crate::session::{Asked, End, Session};
-use protocol::{ErrorCode, Event, Request, Targets};
+use crate::session::{Asked, Session, Status};
+use protocol::{Request, Targets};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long to wait for `BYE` after `QUIT` before leaving anyway.
@@ -48,13 +55,13 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The session, shared by the reader thread and the input loop, with a
-/// signal for "an event was handled" so the input loop can wait for the
-/// answer to a request.
+/// The session, shared by the link thread and the input loop, with a
+/// signal for "the session changed" (an event was handled, the link's
+/// status changed, we are quitting) so either side can wait for the other.
 #[derive(Debug)]
 pub struct Shared {
     session: Mutex<Session>,
-    handled: Condvar,
+    changed: Condvar,
 }
 
 impl Shared {
@@ -62,7 +69,7 @@ impl Shared {
     pub fn new(me: &str) -> Shared {
         Shared {
             session: Mutex::new(Session::new(me)),
-            handled: Condvar::new(),
+            changed: Condvar::new(),
         }
     }
 
@@ -72,30 +79,122 @@ impl Shared {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes whoever waits for an answer (after an event's lines are shown).
-    fn notify(&self) {
-        self.handled.notify_all();
+    /// The link's status if the session is free right now. For the editor's
+    /// thread, which is the one that empties the printer's queue: if it
+    /// waited for the lock, a holder that prints (nothing does today, by
+    /// rule: lines are printed after the lock is let go) would wait for it
+    /// in turn. A prompt's colour is not worth that risk.
+    pub fn try_status(&self) -> Option<Status> {
+        self.session.try_lock().ok().map(|s| s.status())
+    }
+
+    /// Wakes whoever waits (after an event's lines are shown).
+    pub fn notify(&self) {
+        self.changed.notify_all();
+    }
+
+    /// We are leaving: nothing more is asked, the link stops reconnecting.
+    pub fn set_quitting(&self) {
+        self.lock().set_quitting();
+        self.notify();
+    }
+
+    /// Waits until `done` says yes (`Some(true)`) or no (`Some(false)`)
+    /// about the session, at most until `deadline`; `None` at the deadline.
+    /// `done` also says how long at most to wait before asking again.
+    fn wait_for<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&Session) -> Result<T, Option<Duration>>,
+    ) -> Option<T> {
+        let mut session = self.lock();
+        loop {
+            let again = match done(&session) {
+                Ok(answer) => return Some(answer),
+                Err(again) => again,
+            };
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return None;
+            }
+            let wait = again
+                .map_or(left, |a| a.min(left))
+                .max(Duration::from_millis(1));
+            session = match self.changed.wait_timeout(session, wait) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
     }
 
     /// Waits until the broker has answered request `seq`, at most `wait`.
     fn wait_answered(&self, seq: u64, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
-        let mut session = self.lock();
-        while !session.answered(seq) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
+        self.wait_for(Some(deadline), |s| match s.answered(seq) {
+            true => Ok(()),
+            false => Err(None),
+        })
+        .is_some()
+    }
+
+    /// Waits until we are signed in (true) or leaving (false).
+    pub fn wait_online(&self) -> bool {
+        self.wait_for(None, |s| match (s.quitting(), s.status()) {
+            (true, _) => Ok(false),
+            (false, Status::Online) => Ok(true),
+            _ => Err(None),
+        })
+        .unwrap_or(false)
+    }
+
+    /// For the link: waits until it is time to try again (true; a new name
+    /// from `/name` makes it time at once) or we are leaving (false).
+    pub fn wait_for_retry(&self) -> bool {
+        self.wait_for(None, |s| {
+            if s.quitting() {
+                return Ok(false);
             }
-            session = match self.handled.wait_timeout(session, left) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
-        }
-        true
+            match s.status() {
+                Status::Online => Ok(true),
+                Status::NameTaken => Err(None),
+                Status::Reconnecting { next_ms } => match next_ms.checked_sub(now_ms()) {
+                    None | Some(0) => Ok(true),
+                    Some(ms) => Err(Some(Duration::from_millis(ms))),
+                },
+            }
+        })
+        .unwrap_or(false)
+    }
+
+    /// Waits until every message of ours is answered and shown by all its
+    /// recipients, at most `wait`; true if they were.
+    pub fn wait_all_read(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        self.wait_for(Some(deadline), |s| match s.all_read() {
+            true => Ok(()),
+            false => Err(None),
+        })
+        .is_some()
     }
 }
 
-/// How the conversation could not start or go on.
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The broker's address, as given.
+    pub addr: String,
+    /// The name to sign in with; asked for if `None`.
+    pub name: Option<String>,
+    /// Reconnect when the connection ends.
+    pub reconnect: bool,
+    /// Scripts: how long to wait for receipts after the last line.
+    pub wait_receipts: Option<Duration>,
+}
+
+/// How the process ends, and what to say first.
 #[derive(Debug)]
 pub struct Exit {
     /// Process exit code.
@@ -105,202 +204,74 @@ pub struct Exit {
 }
 
 impl Exit {
-    fn fail(message: String) -> Exit {
+    /// Ends with code 1 and `message`.
+    pub fn fail(message: String) -> Exit {
         Exit {
-            code: 1,
+            code: crate::session::code::CONNECTION,
             message: Some(message),
         }
     }
 }
 
-/// Reads the broker's greeting. Returns the server's name.
-pub fn greet(reader: &mut Reader, addr: &str) -> Result<String, Exit> {
-    loop {
-        match reader.next_event() {
-            Ok(Event::Hello { server, .. }) => return Ok(server.to_string()),
-            Ok(Event::Err {
-                code: ErrorCode::ServerFull,
-                text,
-                ..
-            }) => {
-                return Err(Exit::fail(format!(
-                    "{addr} is full, try again later: {}",
-                    render::escape(text, Style::PLAIN)
-                )))
-            }
-            Ok(_) | Err(ReadError::Skipped(_)) => continue,
-            Err(e) => return Err(Exit::fail(format!("no greeting from {addr}: {e}"))),
-        }
-    }
-}
-
-/// Registers a name: `name` first if given, then whatever `ask` returns
-/// (`None`: the user gave up). `say` shows the broker's reason when a name
-/// is refused. When `ask_again` is false, a refused `name` ends the client.
-pub fn register(
-    reader: &mut Reader,
-    writer: &Writer,
-    name: Option<String>,
-    ask: &mut dyn FnMut() -> Option<String>,
-    say: &mut dyn FnMut(String),
-    ask_again: bool,
-) -> Result<String, Exit> {
-    let mut next = name.or_else(&mut *ask);
-    loop {
-        let Some(candidate) = next.take() else {
-            let _ = writer.send(&Request::Quit { reason: None });
-            return Err(Exit {
-                code: 0,
-                message: None,
-            });
-        };
-        let candidate = candidate.trim().to_string();
-        if candidate.is_empty() {
-            say("a name needs 1 to 32 letters, digits, '_', '-' or '.'".to_string());
-            next = ask();
-            continue;
-        }
-        writer
-            .send(&Request::Name { name: &candidate })
-            .map_err(|e| Exit::fail(format!("connection lost: {e}")))?;
-        let refused = loop {
-            match reader.next_event() {
-                Ok(Event::NameOk { name }) => return Ok(name.to_string()),
-                Ok(Event::Err {
-                    code: code @ (ErrorCode::NameTaken | ErrorCode::BadName),
-                    text,
-                    ..
-                }) => {
-                    let why = match code {
-                        ErrorCode::NameTaken => "is taken",
-                        _ => "can't be used",
-                    };
-                    break format!(
-                        "the name {} {why}: {}",
-                        render::escape(&candidate, Style::PLAIN),
-                        render::escape(text, Style::PLAIN)
-                    );
-                }
-                Ok(Event::Err { text, code, .. }) => {
-                    break format!("{}: {code}", render::escape(text, Style::PLAIN))
-                }
-                Ok(Event::Shutdown { text }) => {
-                    return Err(Exit {
-                        code: 0,
-                        message: Some(format!(
-                            "*** the server is shutting down: {}",
-                            render::escape(text, Style::PLAIN)
-                        )),
-                    })
-                }
-                Ok(_) | Err(ReadError::Skipped(_)) => continue,
-                Err(e) => return Err(Exit::fail(format!("connection lost: {e}"))),
-            }
-        };
-        say(refused);
-        if !ask_again {
-            return Err(Exit {
-                code: 1,
-                message: None,
-            });
-        }
-        next = ask();
-    }
-}
-
-/// Why the reader thread stopped after we sent `QUIT`.
+/// What became of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
-    /// The broker said `BYE` (or `SHUTDOWN`).
-    Ended(End),
-    /// The connection closed without a word.
-    Closed,
+pub enum Outcome {
+    /// Done, or on its way to the broker.
+    Done,
+    /// Refused here (a local `!` line said why); nothing was sent.
+    Refused,
+    /// Not sent: we are not connected (the link is reconnecting). The
+    /// front end keeps the line.
+    Offline,
+    /// Time to leave.
+    Quit,
 }
 
-/// Runs the reader: shows every event, sends receipts, and ends the
-/// process when the broker does (unless we are quitting, then it reports
-/// on the returned channel and stops).
-pub fn spawn_reader(
-    mut reader: Reader,
-    writer: Writer,
-    session: Arc<Shared>,
-    ui: Arc<dyn Ui>,
-    style: Style,
-    addr: String,
-) -> std::io::Result<Receiver<Stopped>> {
-    let (stopped, stopped_rx) = std::sync::mpsc::channel::<Stopped>();
-    std::thread::Builder::new()
-        .name("reader".to_string())
-        .spawn(move || loop {
-            let reaction = match reader.next_event() {
-                Ok(event) => session.lock().on_event(&event, style, now_ms()),
-                Err(ReadError::Skipped(e)) => {
-                    ui.print(render::error(style, now_ms(), &e.to_string()));
-                    continue;
-                }
-                Err(e) => {
-                    if session.lock().quitting() {
-                        let _ = stopped.send(Stopped::Closed);
-                        return;
-                    }
-                    let message =
-                        render::error(style, now_ms(), &format!("connection to {addr} lost: {e}"));
-                    ui.finish(1, Some(message));
-                }
-            };
-            // If the broker ends the session without our asking (SHUTDOWN),
-            // the process ends here, and the last line goes out with the
-            // exit, which guarantees it is on screen (see `Ui::finish`).
-            let ours = reaction
-                .end
-                .map(|end| end == End::Bye || session.lock().quitting());
-            let mut lines = reaction.lines;
-            let last = if ours == Some(false) {
-                lines.pop()
-            } else {
-                None
-            };
-            for line in lines {
-                ui.print(line);
-            }
-            // Receipt only once the message is on its way to the screen.
-            if let Some((id, from)) = reaction.receipt {
-                let _ = writer.send(&Request::Recv { id, from: &from });
-            }
-            // An answer waited for is handled and on its way to the screen.
-            session.notify();
-            if let Some(end) = reaction.end {
-                if ours == Some(true) {
-                    let _ = stopped.send(Stopped::Ended(end));
-                    return;
-                }
-                ui.finish(0, last);
-            }
-        })?;
-    Ok(stopped_rx)
+/// Why a line typed now can't go out, and that it is kept.
+pub fn offline_hint(shared: &Shared) -> String {
+    let status = shared.lock().status();
+    match status {
+        Status::Reconnecting { next_ms } => format!(
+            "not connected: reconnecting, next try at {}; the line is kept, press Enter to send it once reconnected",
+            render::clock(next_ms)
+        ),
+        Status::NameTaken => "not signed in: your name was taken while you were away; pick another with /name <new name> (the line is kept)".to_string(),
+        Status::Online => "not sent: the connection was lost; the line is kept, press Enter to send it once reconnected".to_string(),
+    }
 }
 
-/// Carries out a command; returns false when it is time to leave.
+/// Carries out a command.
 pub fn execute(
     command: Command,
     writer: &Writer,
     shared: &Shared,
     ui: &dyn Ui,
     style: Style,
-) -> bool {
-    let hint = |text: &str| ui.print(render::hint(style, text));
+) -> Outcome {
+    let refuse = |text: &str| {
+        ui.print(render::hint(style, text));
+        Outcome::Refused
+    };
+    let asked = |sent: Result<u64, Offline>| match sent {
+        Ok(_) => Outcome::Done,
+        Err(Offline) => Outcome::Offline,
+    };
     match command {
-        Command::Nothing => {}
-        // One print, so the editor redraws the prompt once.
-        Command::Help => ui.print(crate::command::HELP.to_string()),
-        Command::List => {
-            if let Err(why) = ask(Asked::List, &Request::List { room: None }, writer, shared) {
-                hint(&format!("could not ask: {why}"));
-            }
+        Command::Nothing => Outcome::Done,
+        Command::Help => {
+            // One print, so the editor redraws the prompt once.
+            ui.print(crate::command::HELP.to_string());
+            Outcome::Done
         }
+        Command::List => asked(ask(
+            Asked::List,
+            &Request::List { room: None },
+            writer,
+            shared,
+        )),
         Command::Names { room } => {
             let room = room.or_else(|| shared.lock().current_room().map(String::from));
-            let asked = match &room {
+            asked(match &room {
                 Some(r) => ask(
                     Asked::Names(r.clone()),
                     &Request::List { room: Some(r) },
@@ -308,34 +279,25 @@ pub fn execute(
                     shared,
                 ),
                 None => ask(Asked::List, &Request::List { room: None }, writer, shared),
-            };
-            if let Err(why) = asked {
-                hint(&format!("could not ask: {why}"));
-            }
+            })
         }
-        Command::Rooms => {
-            if let Err(why) = ask(Asked::Rooms, &Request::Rooms, writer, shared) {
-                hint(&format!("could not ask: {why}"));
-            }
-        }
+        Command::Rooms => asked(ask(Asked::Rooms, &Request::Rooms, writer, shared)),
         Command::Join { room } => {
             // Already in it: talk there, as an IRC client shows the window.
             let shown = shared.lock().find_room(&room).map(String::from);
             if let Some(shown) = shown {
-                switch(Some(&shown), shared, ui, style);
-                return true;
+                return switch(Some(&shown), shared, ui, style);
             }
             let request = Request::Join { room: &room };
             match ask(Asked::Join(room.clone()), &request, writer, shared) {
                 Ok(seq) => wait(seq, &format!("/join {room}"), shared, ui, style),
-                Err(why) => hint(&format!("could not ask: {why}")),
+                Err(Offline) => Outcome::Offline,
             }
         }
         Command::Part { room, reason } => {
             let room = room.or_else(|| shared.lock().current_room().map(String::from));
             let Some(room) = room else {
-                hint("you are talking to everyone, not in a room; name it: /part #room");
-                return true;
+                return refuse("you are talking to everyone, not in a room; name it: /part #room");
             };
             let request = Request::Part {
                 room: &room,
@@ -343,19 +305,18 @@ pub fn execute(
             };
             match ask(Asked::Part(room.clone()), &request, writer, shared) {
                 Ok(seq) => wait(seq, &format!("/part {room}"), shared, ui, style),
-                Err(why) => hint(&format!("could not ask: {why}")),
+                Err(Offline) => Outcome::Offline,
             }
         }
         Command::Switch { room } => switch(room.as_deref(), shared, ui, style),
-        Command::Quit => return false,
+        Command::Name { name } => rename(&name, shared, ui, style),
+        Command::Quit => Outcome::Quit,
         Command::Say { text } => {
             let to = match shared.lock().current_room() {
                 Some(room) => To::Room(room.to_string()),
                 None => To::Everyone,
             };
-            if let Err(why) = send(to, &text, writer, shared) {
-                hint(&why);
-            }
+            send(to, &text, writer, shared, ui, style)
         }
         Command::Send { to, text } => {
             // A room we are in is shown as the broker shows it.
@@ -363,30 +324,40 @@ pub fn execute(
                 To::Room(r) => To::Room(shared.lock().find_room(&r).map_or(r, String::from)),
                 to => to,
             };
-            if let Err(why) = send(to, &text, writer, shared) {
-                hint(&why);
-            }
+            send(to, &text, writer, shared, ui, style)
         }
     }
-    true
 }
 
-/// Records a request, then writes it; returns its number.
+/// A request could not be written: we are not connected.
+#[derive(Debug)]
+struct Offline;
+
+/// Records a request, then writes it; returns its number. Nothing is
+/// written unless we are signed in (while the link reconnects, the new
+/// connection is not ours to write on before it has signed in again).
 fn ask(
     asked: Asked,
     request: &Request<'_>,
     writer: &Writer,
     shared: &Shared,
-) -> std::io::Result<u64> {
-    let seq = shared.lock().queue(asked);
-    writer
-        .send(request)
-        .inspect_err(|_| shared.lock().unqueue(seq))?;
+) -> Result<u64, Offline> {
+    let seq = {
+        let mut session = shared.lock();
+        if session.status() != Status::Online {
+            return Err(Offline);
+        }
+        session.queue(asked)
+    };
+    writer.send(request).map_err(|_| {
+        shared.lock().unqueue(seq);
+        Offline
+    })?;
     Ok(seq)
 }
 
 /// Waits for the answer to `seq` (`what` was typed to ask for it).
-fn wait(seq: u64, what: &str, shared: &Shared, ui: &dyn Ui, style: Style) {
+fn wait(seq: u64, what: &str, shared: &Shared, ui: &dyn Ui, style: Style) -> Outcome {
     if !shared.wait_answered(seq, ANSWER_WAIT) {
         let here = render::target(Style::PLAIN, shared.lock().current_room());
         ui.print(render::hint(
@@ -394,26 +365,79 @@ fn wait(seq: u64, what: &str, shared: &Shared, ui: &dyn Ui, style: Style) {
             &format!("no answer to {what} yet; still {here}"),
         ));
     }
+    Outcome::Done
 }
 
 /// `/switch`: shows where plain text goes now, or why it can't go there.
-fn switch(room: Option<&str>, shared: &Shared, ui: &dyn Ui, style: Style) {
+fn switch(room: Option<&str>, shared: &Shared, ui: &dyn Ui, style: Style) -> Outcome {
     let switched = shared.lock().switch(room);
     match switched {
-        Ok(target) => ui.print(render::notice(
-            style,
-            now_ms(),
-            &format!("now {}", render::target(style, target.as_deref())),
-        )),
-        Err(why) => ui.print(render::hint(style, &why)),
+        Ok(target) => {
+            ui.print(render::notice(
+                style,
+                now_ms(),
+                &format!("now {}", render::target(style, target.as_deref())),
+            ));
+            Outcome::Done
+        }
+        Err(why) => {
+            ui.print(render::hint(style, &why));
+            Outcome::Refused
+        }
+    }
+}
+
+/// `/name`: the name to sign in with when ours was taken while we were
+/// away. A connected client keeps its name (the broker registers a name
+/// once per connection).
+fn rename(name: &str, shared: &Shared, ui: &dyn Ui, style: Style) -> Outcome {
+    let line = {
+        let mut session = shared.lock();
+        match session.status() {
+            Status::Online => Err(format!(
+                "you are signed in as {}; the name can't change while connected",
+                session.me()
+            )),
+            Status::NameTaken => {
+                session.set_me(name);
+                session.set_status(Status::Reconnecting { next_ms: now_ms() });
+                Ok(format!("signing in as {name}"))
+            }
+            Status::Reconnecting { .. } => {
+                session.set_me(name);
+                Ok(format!("will sign in as {name} when reconnected"))
+            }
+        }
+    };
+    shared.notify();
+    match line {
+        Ok(line) => {
+            ui.print(render::notice(style, now_ms(), &line));
+            Outcome::Done
+        }
+        Err(why) => {
+            ui.print(render::hint(style, &why));
+            Outcome::Refused
+        }
     }
 }
 
 /// Sends a message, after the checks that keep the broker from closing the
 /// connection on us (a body or header line over its limits).
-fn send(to: To, text: &str, writer: &Writer, shared: &Shared) -> Result<(), String> {
+fn send(
+    to: To,
+    text: &str,
+    writer: &Writer,
+    shared: &Shared,
+    ui: &dyn Ui,
+    style: Style,
+) -> Outcome {
+    let refuse = |text: &str| {
+        ui.print(render::hint(style, text));
+        Outcome::Refused
+    };
     if text.len() > net::MAX_TEXT {
-        return Err(format!(
+        return refuse(&format!(
             "message too long: {} bytes, at most {} (not sent)",
             text.len(),
             net::MAX_TEXT
@@ -430,7 +454,7 @@ fn send(to: To, text: &str, writer: &Writer, shared: &Shared) -> Result<(), Stri
     };
     // "SEND " + targets + " " + length
     if targets.as_str().len() + 16 > net::MAX_LINE {
-        return Err("too many names in one message (not sent)".to_string());
+        return refuse("too many names in one message (not sent)");
     }
     let request = Request::Send {
         targets,
@@ -440,15 +464,17 @@ fn send(to: To, text: &str, writer: &Writer, shared: &Shared) -> Result<(), Stri
         to: to.clone(),
         text: text.to_string(),
     };
-    ask(asked, &request, writer, shared)
-        .map(|_| ())
-        .map_err(|e| format!("not sent: {e}"))
+    match ask(asked, &request, writer, shared) {
+        Ok(_) => Outcome::Done,
+        Err(Offline) => Outcome::Offline,
+    }
 }
 
-/// Says goodbye: `QUIT`, then waits (bounded) for `BYE` while the reader
-/// keeps showing what still arrives.
-pub fn quit(writer: &Writer, session: &Shared, stopped: &Receiver<Stopped>) {
-    session.lock().set_quitting();
+/// Says goodbye: `QUIT`, then waits (bounded) for `BYE` while the link
+/// keeps showing what still arrives. While reconnecting there is nobody to
+/// say it to: the link just stops.
+pub fn quit(writer: &Writer, shared: &Shared, stopped: &Receiver<Stopped>) {
+    shared.set_quitting();
     if writer.send(&Request::Quit { reason: None }).is_ok() {
         let _ = stopped.recv_timeout(BYE_WAIT);
     }

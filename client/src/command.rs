@@ -68,6 +68,12 @@ pub enum Command {
     },
     /// `/rooms`: which rooms exist.
     Rooms,
+    /// `/name alice2`: sign in with this name when ours was taken while the
+    /// client was reconnecting.
+    Name {
+        /// The new name, checked against the naming rules.
+        name: String,
+    },
     /// Show the local help.
     Help,
     /// Leave.
@@ -149,11 +155,13 @@ const USAGE_SEND: &str =
 const USAGE_TEXT: &str = "<text> sends to where you are talking; /help lists the commands";
 const USAGE_JOIN: &str = "/join #room   e.g. /join #rust";
 const USAGE_SWITCH: &str = "/switch #room (a room you are in) or /switch * (everyone)";
+const USAGE_NAME: &str =
+    "/name <new name>   e.g. /name alice2 (when your name was taken while reconnecting)";
 
 /// Every slash command, for suggestions and tab completion.
-pub const SLASH_COMMANDS: [&str; 17] = [
+pub const SLASH_COMMANDS: [&str; 19] = [
     "/msg", "/pm", "/dm", "/all", "/bm", "/join", "/part", "/leave", "/switch", "/rooms", "/list",
-    "/users", "/who", "/names", "/help", "/quit", "/exit",
+    "/users", "/who", "/names", "/name", "/nick", "/help", "/quit", "/exit",
 ];
 
 /// The slash commands whose first argument is a room you are in (or, for
@@ -162,21 +170,28 @@ pub const ROOM_COMMANDS: [&str; 5] = ["/part", "/leave", "/switch", "/names", "/
 /// The slash commands whose first argument is a name or a room you are in.
 pub const MSG_COMMANDS: [&str; 3] = ["/msg", "/pm", "/dm"];
 
-/// The text `/help` shows: every command with an example.
+/// The text `/help` shows: every command with an example. It lists every
+/// form docs/client.md lists (a unit test reads the doc's table).
 pub const HELP: &str = "\
 Commands, each with an example:
   to one person     /msg bob hi   /pm bob hi   /dm bob hi   @bob hi   @bob: hi
                     send bob: hi   MSG bob hi
-  to several        /msg bob,carol hi   @bob @carol hi   send bob carol dan : hi
+  to several        /msg bob,carol hi   /msg bob, carol hi   @bob @carol hi
+                    send bob carol dan : hi
   to everyone       /all hi   /bm hi   send all hi   (just type it when talking to everyone)
-  rooms             /join #rust   enter a room and talk there
-                    /part [#rust]   leave it (default: the room you are talking in)
-                    /switch #rust   talk in a room you are in;  /switch *  or  /all   everyone
-                    /msg #rust hi   to a room without switching
-                    /rooms   which rooms exist;  /names [#rust]   who is in a room
+  rooms             /join #rust   /join rust   /j #rust   enter a room and talk there
+                    /part   /leave   leave the room you are talking in
+                    /part #rust [reason]   leave another room
+                    /switch #rust   talk in a room you are in
+                    /switch *   /switch all   /all   talk to everyone again
+                    /msg #rust hi   send #rust: hi   MSG #rust hi   to a room, staying where you are
+                    /rooms   which rooms exist
+                    /names   /names #rust   /list #rust   /who #rust   who is in a room
   who is online     /list   /users   /who   get_list   GET_NAMES
+  your name         /name alice2   /nick alice2   sign in with another name when yours
+                    was taken while the client was reconnecting
   help              /help
-  leave             /quit   quit   EXIT   Ctrl-D
+  leave             /quit   /exit   quit   EXIT   Ctrl-D (Ctrl-C twice)
 Plain text goes where the prompt says: the room you are talking in (the one
 you joined or switched to last), else everyone.
 Quotes around the whole text are removed: /dm bob \"hello there\" sends hello there.
@@ -278,6 +293,19 @@ fn slash(rest: &str) -> Result<Command, ParseError> {
                 room: Some(room_arg(room)?),
             }),
             _ => Ok(Command::List),
+        },
+        "name" | "nick" => match split_word(args) {
+            ("", _) => Err(ParseError::Usage(USAGE_NAME)),
+            (name, "") => {
+                protocol::validate_name(name).map_err(|why| ParseError::BadName {
+                    name: name.to_string(),
+                    why,
+                })?;
+                Ok(Command::Name {
+                    name: name.to_string(),
+                })
+            }
+            _ => Err(ParseError::Usage(USAGE_NAME)),
         },
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" => Ok(Command::Quit),
@@ -967,41 +995,54 @@ mod tests {
         assert_eq!(parse("send bob: x\u{1b}[2J"), send(&["bob"], "x\u{1b}[2J"));
     }
 
-    #[test]
-    fn help_mentions_every_form() {
-        for form in [
-            "/msg",
-            "/pm",
-            "/dm",
-            "@bob hi",
-            "@bob: hi",
-            "send bob: hi",
-            "MSG bob hi",
-            "/msg bob,carol",
-            "send bob carol dan : hi",
-            "/all",
-            "/bm",
-            "send all hi",
-            "/list",
-            "/users",
-            "/who",
-            "get_list",
-            "GET_NAMES",
-            "/help",
-            "/quit",
-            "quit",
-            "EXIT",
-            "Ctrl-D",
-            "/join #rust",
-            "/part [#rust]",
-            "/switch #rust",
-            "/switch *",
-            "/msg #rust hi",
-            "/rooms",
-            "/names [#rust]",
-        ] {
-            assert!(HELP.contains(form), "{form}");
+    /// Every form in docs/client.md's table of commands.
+    fn documented_forms() -> Vec<String> {
+        let doc = include_str!("../../docs/client.md");
+        let table = doc
+            .split("## Commands")
+            .nth(1)
+            .expect("docs/client.md has a Commands section");
+        let mut forms = Vec::new();
+        for row in table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+        {
+            let accepted = row.split('|').nth(2).expect("a second column");
+            forms.extend(accepted.split('`').skip(1).step_by(2).map(String::from));
         }
+        forms
+    }
+
+    #[test]
+    fn help_lists_every_documented_form_and_each_parses() {
+        let forms = documented_forms();
+        assert!(forms.len() > 40, "{forms:?}");
+        for form in &forms {
+            assert!(HELP.contains(form.as_str()), "/help lacks {form}");
+            assert!(parse(form).is_ok(), "{form}: {:?}", parse(form));
+        }
+        for more in ["Ctrl-D", "Ctrl-C twice", "//"] {
+            assert!(HELP.contains(more), "{more}");
+        }
+    }
+
+    #[test]
+    fn name_takes_one_valid_name() {
+        let name = |n: &str| {
+            Ok(Command::Name {
+                name: n.to_string(),
+            })
+        };
+        assert_eq!(parse("/name alice2"), name("alice2"));
+        assert_eq!(parse("/NICK alice2"), name("alice2"));
+        assert_eq!(parse("/name"), Err(ParseError::Usage(USAGE_NAME)));
+        assert_eq!(parse("/name two words"), Err(ParseError::Usage(USAGE_NAME)));
+        assert!(matches!(
+            parse("/name b!b"),
+            Err(ParseError::BadName { .. })
+        ));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! wire contract (see `docs/client.md`).
 //!
 //! Modules: [`command`] parses typed lines, [`render`] draws events safely,
-//! [`session`] remembers the conversation, [`net`] owns the socket, [`app`]
-//! ties them together for the two front ends, [`terminal`] (a line editor
-//! with an external printer) and [`script`] (plain lines on stdin/stdout).
+//! [`session`] remembers the conversation, [`net`] owns the socket, [`link`]
+//! keeps the connection (signing in, reading, reconnecting), [`app`] ties
+//! them together for the two front ends, [`terminal`] (a line editor with
+//! an external printer) and [`script`] (plain lines on stdin/stdout).
 
 mod app;
 mod command;
+mod link;
 mod net;
 mod render;
 mod script;
@@ -17,6 +19,7 @@ mod terminal;
 
 use clap::Parser;
 use std::io::IsTerminal;
+use std::time::Duration;
 
 /// Chat from a terminal. Without a terminal on stdin, reads one command per
 /// line and prints one line per event.
@@ -29,6 +32,29 @@ struct Args {
     /// Your name; asked for if not given.
     #[arg(long)]
     name: Option<String>,
+    /// When the connection drops or the broker restarts, connect again
+    /// (waiting 1 s, doubling to 30 s) and take the same name and rooms.
+    /// The default at a terminal; scripts turn it on with this flag.
+    #[arg(long, overrides_with = "no_reconnect")]
+    reconnect: bool,
+    /// Exit when the connection ends instead of reconnecting. The default
+    /// for scripts (stdin not a terminal).
+    #[arg(long, overrides_with = "reconnect")]
+    no_reconnect: bool,
+    /// Scripts: after the last line, wait up to SECS seconds until everyone
+    /// a message reached has shown it (their receipts), and exit 5 if some
+    /// never did. Messages to everyone get no receipts and are not waited
+    /// for.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    wait_receipts: Option<Duration>,
+}
+
+/// A number of seconds, whole or not (`5`, `0.5`).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("expected a number of seconds ≥ 0 (like 5 or 0.5), not {s:?}"))
 }
 
 fn main() {
@@ -38,24 +64,15 @@ fn main() {
 
 fn run(args: Args) -> i32 {
     let interactive = std::io::stdin().is_terminal();
-    let stream = match net::connect(&args.addr) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("cannot connect to {}: {e}", args.addr);
-            return 1;
-        }
+    let reconnect = match (args.reconnect, args.no_reconnect) {
+        (true, _) => true,
+        (_, true) => false,
+        // A script's exit code is its only report, and a broker that may
+        // never come back would hang it: scripts opt in (docs/client.md).
+        _ => interactive,
     };
-    let read_half = match stream.try_clone() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("cannot use the connection: {e}");
-            return 1;
-        }
-    };
-    let mut reader = net::Reader::new(read_half);
-    let writer = net::Writer::new(stream);
-    let server = match app::greet(&mut reader, &args.addr) {
-        Ok(s) => s,
+    let (reader, stream, server) = match link::open(&args.addr) {
+        Ok(opened) => opened,
         Err(app::Exit { code, message }) => {
             if let Some(m) = message {
                 eprintln!("{m}");
@@ -63,10 +80,17 @@ fn run(args: Args) -> i32 {
             return code;
         }
     };
+    let writer = net::Writer::new(stream);
+    let options = app::Options {
+        addr: args.addr,
+        name: args.name,
+        reconnect,
+        wait_receipts: args.wait_receipts,
+    };
     if interactive {
         let style = terminal::style(std::io::stdout().is_terminal());
-        terminal::run(reader, writer, &args.addr, &server, args.name, style)
+        terminal::run(reader, writer, &server, options, style)
     } else {
-        script::run(reader, writer, &args.addr, args.name)
+        script::run(reader, writer, options)
     }
 }

@@ -1,6 +1,6 @@
 //! The only code that touches the socket: connecting, reading broker frames
 //! with the shared codec, and writing requests (one lock, so a receipt sent
-//! by the reader thread never interleaves with a message typed meanwhile).
+//! by the link thread never interleaves with a message typed meanwhile).
 
 use protocol::{Decoded, Event, Limits, ProtoError, Request};
 use std::io::{self, Read, Write};
@@ -138,32 +138,57 @@ impl Reader {
     }
 }
 
-/// Writes requests; cheap to clone and share between threads.
+/// Writes requests; cheap to clone and share between threads. The
+/// connection inside can be dropped and replaced (see [`crate::link`]), so
+/// every clone writes to the current connection, and a write while there is
+/// none fails with [`io::ErrorKind::NotConnected`].
 #[derive(Clone)]
 pub struct Writer {
-    stream: Arc<Mutex<TcpStream>>,
+    stream: Arc<Mutex<Option<TcpStream>>>,
 }
 
 impl Writer {
     /// A writer on the connection.
     pub fn new(stream: TcpStream) -> Writer {
         Writer {
-            stream: Arc::new(Mutex::new(stream)),
+            stream: Arc::new(Mutex::new(Some(stream))),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<TcpStream>> {
+        self.stream.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Encodes and writes one request (bodies in counted form).
     pub fn send(&self, request: &Request<'_>) -> io::Result<()> {
         let mut out = Vec::with_capacity(64);
         request.encode(&mut out);
-        let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        stream.write_all(&out)
+        match self.lock().as_mut() {
+            Some(stream) => stream.write_all(&out),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "not connected to the server",
+            )),
+        }
     }
 
     /// Closes our sending side: the broker sees end of input.
     pub fn close(&self) {
-        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = stream.shutdown(Shutdown::Write);
+        if let Some(stream) = self.lock().as_ref() {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Drops the connection: later writes fail until [`Writer::install`].
+    pub fn disconnect(&self) {
+        if let Some(stream) = self.lock().take() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Writes to `stream` from now on (a new connection, signed in).
+    pub fn install(&self, stream: TcpStream) {
+        *self.lock() = Some(stream);
     }
 }
 

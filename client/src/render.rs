@@ -367,6 +367,37 @@ pub fn you_left(style: Style, now_ms: u64, room: &str, now: Option<Option<&str>>
     notice(style, now_ms, &s)
 }
 
+/// After a reconnect, `OK JOIN` for a room we were in:
+/// `--> back in #rust (3 members)`.
+pub fn rejoined(style: Style, now_ms: u64, room: &str, members: usize) -> String {
+    let who = match members {
+        0 | 1 => "just you".to_string(),
+        n => format!("{n} members"),
+    };
+    notice(
+        style,
+        now_ms,
+        &format!("--> back in {} ({who})", escape(room, style)),
+    )
+}
+
+/// `SHUTDOWN`: `*** the server is shutting down`, with the broker's text
+/// only when it says more than that (the broker's own text is "server is
+/// shutting down", which would say it twice).
+pub fn shutdown(style: Style, now_ms: u64, text: &str) -> String {
+    let plain = text
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_ascii_lowercase();
+    let plain = plain.strip_prefix("the ").unwrap_or(&plain);
+    let says_more = !plain.is_empty() && plain != "server is shutting down";
+    let line = match says_more {
+        true => format!("*** the server is shutting down: {}", escape(text, style)),
+        false => "*** the server is shutting down".to_string(),
+    };
+    notice(style, now_ms, &line)
+}
+
 /// A room's members: `#rust (2): alice bob`.
 pub fn room_users(style: Style, now_ms: u64, room: &str, count: usize, names: &str) -> String {
     notice(
@@ -414,9 +445,13 @@ pub fn hint(style: Style, text: &str) -> String {
     paint(style, ERROR, &format!("! {}", escape(text, style)))
 }
 
-/// The prompt, coloured when a person is watching.
-pub fn prompt(style: Style, prompt: &str) -> String {
-    paint(style, "\x1b[1m", prompt)
+/// The prompt, coloured when a person is watching: bold, or bold red
+/// while not connected.
+pub fn prompt(style: Style, prompt: &str, online: bool) -> String {
+    match online {
+        true => paint(style, "\x1b[1m", prompt),
+        false => paint(style, ERROR, prompt),
+    }
 }
 
 #[cfg(test)]
@@ -620,6 +655,33 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_says_it_once_and_rejoins_are_short() {
+        for text in [
+            "server is shutting down",
+            "The server is shutting down.",
+            "",
+        ] {
+            assert_eq!(
+                body(&shutdown(Style::PLAIN, 0, text)),
+                "*** the server is shutting down",
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            body(&shutdown(Style::PLAIN, 0, "back at 5\u{1b}[2J")),
+            "*** the server is shutting down: back at 5^[[2J"
+        );
+        assert_eq!(
+            body(&rejoined(Style::PLAIN, 0, "#rust", 3)),
+            "--> back in #rust (3 members)"
+        );
+        // Colour changes, width doesn't: the editor measured the prompt.
+        let (on, off) = (prompt(COLOR, "a> ", true), prompt(COLOR, "a> ", false));
+        assert_ne!(on, off);
+        assert!(on.contains("a> ") && off.contains("a> "));
+    }
+
+    #[test]
     fn snippets_are_short_and_safe() {
         assert_eq!(snippet("hi"), "hi");
         assert_eq!(snippet(&"x".repeat(30)), format!("{}…", "x".repeat(24)));
@@ -637,7 +699,10 @@ mod tests {
             joined(Style::PLAIN, 0, "bob"),
             error(Style::PLAIN, 0, "oops"),
             hint(Style::PLAIN, "usage"),
-            prompt(Style::PLAIN, "alice> "),
+            prompt(Style::PLAIN, "alice> ", true),
+            prompt(Style::PLAIN, "alice> ", false),
+            shutdown(Style::PLAIN, 0, "going"),
+            rejoined(Style::PLAIN, 0, "#rust", 2),
         ] {
             assert!(!line.contains('\u{1b}'), "{line:?}");
         }

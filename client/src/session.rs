@@ -14,6 +14,18 @@
 //! room we are talking in goes back to where we talked before it: the
 //! previous target if it was everyone or a room we are still in, else
 //! everyone.
+//!
+//! **Across a reconnect** (see [`crate::link`]) the session stays: the
+//! rooms we are in and the target are what we want back, so the link joins
+//! each room again ([`Asked::Rejoin`], whose answer doesn't move the
+//! target), and a room that can't be joined again is forgotten as after a
+//! part. Requests that were waiting for an answer when the connection
+//! dropped never get one ([`Session::connection_lost`]).
+//!
+//! **For scripts** the session also keeps the worst thing that happened
+//! ([`Session::result`]: a refused request, a message that reached nobody
+//! or only some of its recipients) and, with `--wait-receipts`, which
+//! messages still wait for receipts.
 
 use crate::command::To;
 use crate::render::{self, Style};
@@ -45,6 +57,9 @@ pub enum Asked {
     Part(String),
     /// `ROOMS`: answered by `ROOMS`.
     Rooms,
+    /// `JOIN #room` after a reconnect, for a room we were in: answered by
+    /// `OK JOIN`, which doesn't move the target.
+    Rejoin(String),
 }
 
 impl Asked {
@@ -56,6 +71,7 @@ impl Asked {
             }
             | Asked::Names(r)
             | Asked::Join(r)
+            | Asked::Rejoin(r)
             | Asked::Part(r) => r,
             _ => return false,
         };
@@ -78,6 +94,42 @@ struct Sent {
     snippet: String,
     queued: u64,
     read: usize,
+    /// Not to everyone: its recipients send receipts.
+    receipted: bool,
+}
+
+/// Exit codes of a script (docs/client.md, "Scripted use"). When several
+/// apply, the lowest wins: it is the more basic failure.
+pub mod code {
+    /// Everything asked for was done.
+    pub const OK: i32 = 0;
+    /// The broker could not be reached, the connection ended before the
+    /// script did, or the name was refused.
+    pub const CONNECTION: i32 = 1;
+    /// A bad flag, or a line of the script the client could not carry out
+    /// (not a command, missing text, a bad name); nothing was sent for it.
+    pub const USAGE: i32 = 2;
+    /// The broker refused a request, or a message reached nobody.
+    pub const NOT_DELIVERED: i32 = 3;
+    /// A message reached some of the names it was for, not all.
+    pub const PARTLY: i32 = 4;
+    /// `--wait-receipts`: not every recipient showed a message in time.
+    pub const NO_RECEIPT: i32 = 5;
+}
+
+/// Whether we can talk to the broker now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Signed in: requests can be written.
+    Online,
+    /// The connection is gone; the next attempt is at `next_ms` (Unix ms).
+    Reconnecting {
+        /// When the link tries next.
+        next_ms: u64,
+    },
+    /// Reconnected, but someone else has our name now: waiting for the
+    /// user to pick another (`/name`).
+    NameTaken,
 }
 
 /// The conversation ended from the broker's side.
@@ -103,6 +155,9 @@ pub struct Reaction {
 /// The client's memory of the conversation.
 #[derive(Debug)]
 pub struct Session {
+    /// Our name, as the broker registered it.
+    me: String,
+    status: Status,
     names: Vec<String>,
     pending: VecDeque<Pending>,
     next_seq: u64,
@@ -117,12 +172,19 @@ pub struct Session {
     /// The rooms of the last `ROOMS` answer.
     listed: Vec<String>,
     quitting: bool,
+    /// The lowest non-zero [`code`] that applies so far.
+    result: i32,
+    /// Keep every message until its receipts are in (`--wait-receipts`),
+    /// rather than the last [`REMEMBER_SENT`].
+    keep_until_read: bool,
 }
 
 impl Session {
     /// A session for the registered name `me`.
     pub fn new(me: &str) -> Session {
         Session {
+            me: me.to_string(),
+            status: Status::Online,
             names: vec![me.to_string()],
             pending: VecDeque::new(),
             next_seq: 0,
@@ -133,7 +195,103 @@ impl Session {
             trail: Vec::new(),
             listed: Vec::new(),
             quitting: false,
+            result: code::OK,
+            keep_until_read: false,
         }
+    }
+
+    /// Our name.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Whether we can talk to the broker now.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The link's state changed.
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+    }
+
+    /// Sign in as `name` next time (the old one was taken).
+    pub fn set_me(&mut self, name: &str) {
+        self.names.retain(|n| !n.eq_ignore_ascii_case(&self.me));
+        self.me = name.to_string();
+        self.add_name(name);
+    }
+
+    /// Notes something that went wrong, for a script's exit code.
+    pub fn fail(&mut self, code: i32) {
+        if code != code::OK && (self.result == code::OK || code < self.result) {
+            self.result = code;
+        }
+    }
+
+    /// The exit code a script ends with, so far (see [`code`]).
+    pub fn result(&self) -> i32 {
+        self.result
+    }
+
+    /// Remember every message until all its receipts are in.
+    pub fn keep_until_read(&mut self) {
+        self.keep_until_read = true;
+    }
+
+    /// Whether every message of ours is answered and shown by everyone it
+    /// reached (messages to everyone get no receipts, so only their `ACK`
+    /// counts).
+    pub fn all_read(&self) -> bool {
+        !self
+            .pending
+            .iter()
+            .any(|p| matches!(p.asked, Asked::Send { .. }))
+            && self.unread().is_empty()
+    }
+
+    /// Our messages that not every recipient has shown yet: `(id, read,
+    /// queued, snippet)`, oldest first.
+    pub fn unread(&self) -> Vec<(u64, usize, u64, &str)> {
+        self.sent_order
+            .iter()
+            .filter_map(|id| self.sent.get(id).map(|s| (*id, s)))
+            .filter(|(_, s)| s.receipted && (s.read as u64) < s.queued)
+            .map(|(id, s)| (id, s.read, s.queued, s.snippet.as_str()))
+            .collect()
+    }
+
+    /// The connection dropped: no request still waiting will be answered.
+    /// Returns the lines that say which of them may not have happened.
+    pub fn connection_lost(&mut self, style: Style, now_ms: u64) -> Vec<String> {
+        let mut lines = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            let line = match p.asked {
+                Asked::Send { text, .. } => {
+                    self.fail(code::NOT_DELIVERED);
+                    format!(
+                        "\"{}\" may not have been sent: the connection was lost before the server answered",
+                        render::snippet(&text)
+                    )
+                }
+                Asked::Join(r) => format!("no answer to /join {r}: the connection was lost"),
+                Asked::Part(r) => format!("no answer to /part {r}: the connection was lost"),
+                Asked::List | Asked::Names(_) | Asked::Rooms | Asked::Rejoin(_) => continue,
+            };
+            lines.push(render::error(style, now_ms, &line));
+        }
+        lines
+    }
+
+    /// Signed in again after a reconnect: records the `JOIN`s that take us
+    /// back into our rooms and returns them, to be written in this order
+    /// before anything else.
+    pub fn rejoin(&mut self) -> Vec<String> {
+        let rooms = self.joined.clone();
+        for room in &rooms {
+            self.queue(Asked::Rejoin(room.clone()));
+        }
+        rooms
     }
 
     /// Everyone known to be online (us included), sorted case-insensitively.
@@ -207,6 +365,18 @@ impl Session {
         self.joined.retain(|r| !r.eq_ignore_ascii_case(shown));
         self.joined.push(shown.to_string());
         self.set_target(Some(shown.to_string()));
+    }
+
+    /// We are in `ours` again after a reconnect, shown now as `shown`.
+    fn rejoined(&mut self, ours: &str, shown: &str) {
+        if protocol::validate_room(shown).is_err() {
+            return;
+        }
+        for r in self.joined.iter_mut().chain(self.current.iter_mut()) {
+            if r.eq_ignore_ascii_case(ours) {
+                *r = shown.to_string();
+            }
+        }
     }
 
     /// We are not in `room` (any case). If we were talking there, goes back
@@ -286,7 +456,7 @@ impl Session {
     }
 
     fn remember(&mut self, id: u64, sent: Sent) {
-        if self.sent_order.len() >= REMEMBER_SENT {
+        if self.sent_order.len() >= REMEMBER_SENT && !self.keep_until_read {
             if let Some(old) = self.sent_order.pop_front() {
                 self.sent.remove(&old);
             }
@@ -325,6 +495,11 @@ impl Session {
                         &text,
                         (id, queued, missing),
                     ));
+                    if queued == 0 {
+                        self.fail(code::NOT_DELIVERED);
+                    } else if missing.is_some_and(|m| !m.is_empty()) {
+                        self.fail(code::PARTLY);
+                    }
                     let snippet = render::snippet(&text);
                     self.remember(
                         id,
@@ -332,6 +507,7 @@ impl Session {
                             snippet,
                             queued,
                             read: 0,
+                            receipted: to != To::Everyone,
                         },
                     );
                 }
@@ -377,14 +553,7 @@ impl Session {
             }
             Event::Info { text } => r.lines.push(render::info(style, now_ms, text)),
             Event::Shutdown { text } => {
-                r.lines.push(render::notice(
-                    style,
-                    now_ms,
-                    &format!(
-                        "*** the server is shutting down: {}",
-                        render::escape(text, style)
-                    ),
-                ));
+                r.lines.push(render::shutdown(style, now_ms, text));
                 r.end = Some(End::Shutdown);
             }
             Event::Bye => r.end = Some(End::Bye),
@@ -408,10 +577,16 @@ impl Session {
                 r.lines.push(render::room_parted(style, now_ms, name, room));
             }
             Event::JoinOk { room, members } => {
-                self.take_reply(|a| matches!(a, Asked::Join(_)), room);
-                self.enter(room);
-                r.lines
-                    .push(render::you_joined(style, now_ms, room, members));
+                let joins = |a: &Asked| matches!(a, Asked::Join(_) | Asked::Rejoin(_));
+                if let Some(Asked::Rejoin(ours)) = self.take_reply(joins, room) {
+                    // Back where we were: the target stays.
+                    self.rejoined(&ours, room);
+                    r.lines.push(render::rejoined(style, now_ms, room, members));
+                } else {
+                    self.enter(room);
+                    r.lines
+                        .push(render::you_joined(style, now_ms, room, members));
+                }
             }
             Event::PartOk { room } => {
                 self.take_reply(|a| matches!(a, Asked::Part(_)), room);
@@ -429,8 +604,12 @@ impl Session {
                     .collect();
                 r.lines.push(render::rooms(style, now_ms, count, rooms));
             }
-            // Not expected once registered; nothing to show.
-            Event::Hello { .. } | Event::NameOk { .. } | Event::Pong { .. } => {}
+            // Not expected once registered (`HELLO`, `OK NAME`), answers
+            // to requests this client doesn't make (`PONG`, and the
+            // account frames being added to the protocol): nothing to
+            // show. A wildcard, so a new broker frame never stops the
+            // client from building; one it should show gets its own arm.
+            _ => {}
         }
         r
     }
@@ -448,10 +627,10 @@ impl Session {
                 self.take(|a| matches!(a, Asked::Send { .. }))
             }
             ErrorCode::NotInRoom => {
-                self.take(|a| !matches!(a, Asked::Join(_)) && a.about_room(args))
+                self.take(|a| !matches!(a, Asked::Join(_) | Asked::Rejoin(_)) && a.about_room(args))
             }
             ErrorCode::AlreadyInRoom | ErrorCode::TooManyRooms => {
-                self.take(|a| matches!(a, Asked::Join(_)) && a.about_room(args))
+                self.take(|a| matches!(a, Asked::Join(_) | Asked::Rejoin(_)) && a.about_room(args))
             }
             // Errors any request can get: they answer the oldest one. (A
             // RATE_LIMITED could also answer a RECV, which waits for no
@@ -476,11 +655,20 @@ impl Session {
                 }
                 | Asked::Names(r)
                 | Asked::Join(r)
+                | Asked::Rejoin(r)
                 | Asked::Part(r),
             ) => Some(r.clone()),
             _ => args.map(String::from),
         };
         let room = room.unwrap_or_else(|| "that room".to_string());
+        let rejoin = matches!(answered, Some(Asked::Rejoin(_)));
+        if code == ErrorCode::AlreadyInRoom && rejoin {
+            return render::notice(
+                style,
+                now_ms,
+                &format!("--> back in {}", render::escape(&room, style)),
+            );
+        }
         if code == ErrorCode::AlreadyInRoom {
             // We are in it after all: do what the /join was for.
             let shown = self.find_room(&room).unwrap_or(&room).to_string();
@@ -494,6 +682,9 @@ impl Session {
                     render::target(style, Some(&shown))
                 ),
             );
+        }
+        if answered.is_some() {
+            self.fail(code::NOT_DELIVERED);
         }
         let mut why = match code {
             ErrorCode::NoSuchUser => format!(
@@ -523,11 +714,19 @@ impl Session {
                 why.push_str(&render::target(Style::PLAIN, now.as_deref()));
             }
         }
+        if rejoin {
+            // Not in the room any more: as after a part.
+            if let Some(now) = self.leave(&room) {
+                why.push_str("; ");
+                why.push_str(&render::target(Style::PLAIN, now.as_deref()));
+            }
+        }
         let line = match &answered {
             Some(Asked::Send { text, .. }) => {
                 format!("not sent \"{}\": {why}", render::snippet(text))
             }
             Some(Asked::Join(r)) => format!("not joined {r}: {why}"),
+            Some(Asked::Rejoin(r)) => format!("not back in {r}: {why}"),
             Some(Asked::Part(_)) if code == ErrorCode::NotInRoom => why,
             Some(Asked::Part(r)) => format!("not left {r}: {why}"),
             Some(Asked::Names(_)) if code == ErrorCode::NotInRoom => {
@@ -993,6 +1192,15 @@ mod tests {
             lines(&r),
             ["*** the server is shutting down: maintenance^[[2J"]
         );
+        // The broker's own text would say it twice.
+        let r = s.on_event(
+            &Event::Shutdown {
+                text: "server is shutting down",
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["*** the server is shutting down"]);
         assert_eq!(s.on_event(&Event::Bye, S, 0).end, Some(End::Bye));
     }
 
@@ -1013,5 +1221,178 @@ mod tests {
         }
         assert_eq!(s.sent.len(), REMEMBER_SENT);
         assert!(!s.sent.contains_key(&0));
+    }
+
+    #[test]
+    fn a_reconnect_joins_the_rooms_again_and_keeps_the_target() {
+        let mut s = Session::new("alice");
+        join(&mut s, "#a", "#a", 1);
+        join(&mut s, "#b", "#b", 2);
+        s.switch(Some("#a")).unwrap();
+        // A /join in flight is lost with the connection and says so.
+        let j = s.queue(Asked::Join("#c".into()));
+        let lost = s.connection_lost(S, 0);
+        assert_eq!(
+            lost.iter().map(|l| body(l)).collect::<Vec<_>>(),
+            ["! no answer to /join #c: the connection was lost"]
+        );
+        assert!(s.answered(j));
+        assert_eq!(s.rejoin(), ["#a", "#b"]);
+        // The broker shows #b in another case now; #a comes back as it was.
+        let r = s.on_event(
+            &Event::JoinOk {
+                room: "#a",
+                members: 1,
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["--> back in #a (just you)"]);
+        let r = s.on_event(
+            &Event::JoinOk {
+                room: "#B",
+                members: 3,
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["--> back in #B (3 members)"]);
+        assert_eq!(s.current_room(), Some("#a"));
+        assert_eq!(s.joined(), ["#a", "#B"]);
+        assert_eq!(s.result(), code::OK);
+    }
+
+    #[test]
+    fn a_room_that_cannot_be_joined_again_is_forgotten() {
+        let mut s = Session::new("alice");
+        join(&mut s, "#a", "#a", 1);
+        join(&mut s, "#b", "#b", 1);
+        s.connection_lost(S, 0);
+        assert_eq!(s.rejoin(), ["#a", "#b"]);
+        let r = s.on_event(
+            &Event::JoinOk {
+                room: "#a",
+                members: 1,
+            },
+            S,
+            0,
+        );
+        assert_eq!(lines(&r), ["--> back in #a (just you)"]);
+        // We were talking in #b: back to #a, where we talked before.
+        let r = s.on_event(&err(ErrorCode::TooManyRooms, None), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! not back in #b: you are in as many rooms as the server allows; /part one first; talking in #a"]
+        );
+        assert_eq!(s.current_room(), Some("#a"));
+        assert_eq!(s.joined(), ["#a"]);
+    }
+
+    #[test]
+    fn a_send_lost_with_the_connection_may_not_have_gone() {
+        let mut s = Session::new("alice");
+        send(&mut s, bob(), "are you there");
+        s.queue(Asked::List);
+        let lost = s.connection_lost(S, 0);
+        assert_eq!(
+            lost.iter().map(|l| body(l)).collect::<Vec<_>>(),
+            ["! \"are you there\" may not have been sent: the connection was lost before the server answered"]
+        );
+        assert_eq!(s.result(), code::NOT_DELIVERED);
+        assert!(s.all_read());
+    }
+
+    #[test]
+    fn a_script_result_is_the_lowest_code_that_applies() {
+        let ack = |s: &mut Session, to: To, queued: u64, missing: Option<&str>| {
+            send(s, to, "x");
+            s.on_event(
+                &Event::Ack {
+                    id: 1,
+                    queued,
+                    missing,
+                },
+                S,
+                0,
+            );
+        };
+        let mut s = Session::new("alice");
+        ack(&mut s, bob(), 1, None);
+        ack(&mut s, To::Everyone, 3, None);
+        assert_eq!(s.result(), code::OK);
+        ack(
+            &mut s,
+            To::Names(vec!["bob".into(), "dan".into()]),
+            1,
+            Some("dan"),
+        );
+        assert_eq!(s.result(), code::PARTLY);
+        // Alone in a room, or alone online: it reached nobody.
+        ack(&mut s, room("#a"), 0, None);
+        assert_eq!(s.result(), code::NOT_DELIVERED);
+        ack(&mut s, bob(), 1, Some("x"));
+        assert_eq!(s.result(), code::NOT_DELIVERED);
+        s.fail(code::USAGE);
+        s.fail(code::NO_RECEIPT);
+        assert_eq!(s.result(), code::USAGE);
+
+        // Any refusal of a request counts as not done.
+        let mut s = Session::new("alice");
+        s.queue(Asked::Rooms);
+        s.on_event(&err(ErrorCode::RateLimited, None), S, 0);
+        assert_eq!(s.result(), code::NOT_DELIVERED);
+    }
+
+    #[test]
+    fn receipts_due_are_counted_until_everyone_has_read() {
+        let mut s = Session::new("alice");
+        s.keep_until_read();
+        send(
+            &mut s,
+            To::Names(vec!["bob".into(), "carol".into()]),
+            "both",
+        );
+        send(&mut s, To::Everyone, "all");
+        assert!(!s.all_read(), "ACKs not in yet");
+        for (id, queued) in [(7, 2), (8, 5)] {
+            s.on_event(
+                &Event::Ack {
+                    id,
+                    queued,
+                    missing: None,
+                },
+                S,
+                0,
+            );
+        }
+        // Messages to everyone get no receipts: only #7 is waited for.
+        assert_eq!(s.unread(), [(7, 0, 2, "both")]);
+        s.on_event(&Event::Rcpt { id: 7, by: "bob" }, S, 0);
+        assert_eq!(s.unread(), [(7, 1, 2, "both")]);
+        assert!(!s.all_read());
+        s.on_event(&Event::Rcpt { id: 7, by: "carol" }, S, 0);
+        assert!(s.all_read());
+        // Kept past the usual memory while waiting.
+        for id in 100..(REMEMBER_SENT as u64 + 200) {
+            send(&mut s, bob(), "x");
+            s.on_event(
+                &Event::Ack {
+                    id,
+                    queued: 1,
+                    missing: None,
+                },
+                S,
+                0,
+            );
+        }
+        assert_eq!(s.unread().first().map(|u| u.0), Some(100));
+    }
+
+    #[test]
+    fn a_new_name_replaces_ours() {
+        let mut s = Session::new("alice");
+        s.set_me("alice2");
+        assert_eq!(s.me(), "alice2");
+        assert_eq!(s.names(), ["alice2"]);
     }
 }

@@ -12,21 +12,31 @@
 //!
 //! Ending while the editor waits for a key (the broker shut down, the
 //! connection dropped) needs care: the editor holds the terminal in raw
-//! mode on the main thread, and lines the reader thread handed to the
+//! mode on the main thread, and lines the link thread handed to the
 //! printer just before the end may not be on screen yet (the printer is a
 //! queue the editor works through, one line and one redraw at a time). So
-//! the reader thread waits [`EXIT_GRACE`] for the editor to print them,
+//! the link thread waits [`EXIT_GRACE`] for the editor to print them,
 //! then takes the exit ([`ExitFlag`]; from then on the editor's next redraw
 //! stops in our highlighter instead of drawing), clears the prompt row,
 //! puts the terminal back (see [`crate::sys`]), prints the last line
 //! itself and ends the process. (Ending on the editor's first redraw after
 //! the request, as we did before, could end after an earlier queued line's
 //! redraw, with the last line still in the queue.)
+//!
+//! Reconnecting (see [`crate::link`]) happens behind the editor's back, so
+//! the line being typed is never touched. Each step prints a line (lost,
+//! each failed try with the time of the next, back); in colour the prompt
+//! turns red while the client is not connected (the editor redraws it
+//! with every printed line, and colour doesn't change its width, which the
+//! editor measured once). A line entered while not connected is put back
+//! into the editor as it was, to be sent with Enter once the client is back.
 
-use crate::app::{self, Exit, Shared, Ui};
+use crate::app::{self, Exit, Options, Outcome, Shared, Ui};
 use crate::command::{self, Command, MSG_COMMANDS, ROOM_COMMANDS, SLASH_COMMANDS};
+use crate::link::{self, Link};
 use crate::net::{Reader, Writer};
 use crate::render::{self, Style};
+use crate::session::{code, Status};
 use crate::sys;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -41,7 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long the reader thread lets the editor print the lines queued before
+/// How long the link thread lets the editor print the lines queued before
 /// the end, before it takes the exit.
 const EXIT_GRACE: Duration = Duration::from_millis(100);
 
@@ -76,7 +86,7 @@ impl ExitFlag {
 }
 
 /// The editor's helper: completes names, rooms and commands, colours the
-/// prompt, and is the hook through which the reader thread ends the process.
+/// prompt, and is the hook through which the link thread ends the process.
 struct ChatHelper {
     session: Option<Arc<Shared>>,
     exit: Arc<ExitFlag>,
@@ -196,7 +206,11 @@ impl Highlighter for ChatHelper {
         // is drawn: stop here once the process is ending (module docs).
         self.exit.act();
         if self.style.color {
-            Cow::Owned(render::prompt(self.style, prompt))
+            let online = match &self.session {
+                Some(s) => s.try_status().is_none_or(|s| s == Status::Online),
+                None => true,
+            };
+            Cow::Owned(render::prompt(self.style, prompt, online))
         } else {
             Cow::Borrowed(prompt)
         }
@@ -272,11 +286,11 @@ pub fn style(stdout_is_tty: bool) -> Style {
 pub fn run(
     mut reader: Reader,
     writer: Writer,
-    addr: &str,
     server: &str,
-    name: Option<String>,
+    options: Options,
     style: Style,
 ) -> i32 {
+    let addr = options.addr.as_str();
     sys::save_terminal();
     // SIGTERM or SIGHUP (or a SIGINT sent from outside: in raw mode Ctrl-C is
     // a key, not a signal) while the line editor holds the terminal in raw
@@ -321,7 +335,8 @@ pub fn run(
         }
     };
     let mut say = |s: String| println!("{}", render::hint(style, &s));
-    let me = match app::register(&mut reader, &writer, name, &mut ask, &mut say, true) {
+    let name = options.name.clone();
+    let me = match link::register(&mut reader, &writer, name, &mut ask, &mut say, true) {
         Ok(me) => me,
         Err(Exit { code, message }) => {
             if let Some(m) = message {
@@ -349,13 +364,17 @@ pub fn run(
         "Signed in as {}. Type a message to send it to everyone, /join #room to talk in a room, /help for commands, /quit to leave.",
         render::escape(&me, style)
     );
-    let stopped = match app::spawn_reader(
+    let stopped = match link::spawn(
         reader,
-        writer.clone(),
-        Arc::clone(&session),
-        ui.clone(),
-        style,
-        addr.to_string(),
+        Link {
+            addr: addr.to_string(),
+            writer: writer.clone(),
+            shared: Arc::clone(&session),
+            ui: ui.clone(),
+            style,
+            reconnect: options.reconnect,
+            interactive: true,
+        },
     ) {
         Ok(stopped) => stopped,
         Err(e) => {
@@ -365,11 +384,16 @@ pub fn run(
     app::execute(Command::List, &writer, &session, ui.as_ref(), style);
 
     let mut interrupted = false;
+    // A line entered while not connected, put back into the editor.
+    let mut kept = String::new();
     loop {
         exit.act();
         // The target moves only on our own commands, so it is current here.
-        let prompt = prompt(&me, session.lock().current_room());
-        let line = match editor.readline(&prompt) {
+        let prompt = {
+            let s = session.lock();
+            prompt(s.me(), s.current_room())
+        };
+        let line = match editor.readline_with_initial(&prompt, (&std::mem::take(&mut kept), "")) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
                 if interrupted {
@@ -400,12 +424,17 @@ pub fn run(
                 continue;
             }
         };
-        if !app::execute(command, &writer, &session, ui.as_ref(), style) {
-            break;
+        match app::execute(command, &writer, &session, ui.as_ref(), style) {
+            Outcome::Done | Outcome::Refused => {}
+            Outcome::Quit => break,
+            Outcome::Offline => {
+                ui.print(render::hint(style, &app::offline_hint(&session)));
+                kept = line;
+            }
         }
     }
     app::quit(&writer, &session, &stopped);
-    0
+    code::OK
 }
 
 fn fail(message: &str) -> i32 {

@@ -14,7 +14,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::Duration;
 use testkit::{Peer, DEADLINE};
-use util::{broker, Client};
+use util::{broker, broker_at, restartable, Client};
 
 /// The body of every `MSG` the peer gets until it has `n` of them.
 fn msgs(peer: &mut Peer, n: usize) -> Vec<(String, String)> {
@@ -102,7 +102,8 @@ fn group_and_everyone_forms() {
     alice.type_line("send bob dan : g3");
     let line = alice.expect_line("you -> bob,dan: g3");
     assert!(line.contains("sent to 1; not online: dan"), "{line}");
-    assert!(alice.finish().success());
+    // Partly delivered: the script says so with its exit code.
+    assert_eq!(alice.finish_code(), Some(4));
 }
 
 #[test]
@@ -208,7 +209,8 @@ fn mistyped_commands_and_missing_parts_are_never_sent() {
     // The first and only message bob gets is the good one.
     let m = bob.next_msg();
     assert_eq!(m.body_str(), "fine");
-    assert!(alice.finish().success());
+    // Lines that were not carried out: a usage failure.
+    assert_eq!(alice.finish_code(), Some(2));
     assert!(bob
         .try_next(Duration::from_millis(200))
         .is_some_and(|g| g.verb() == "LEFT"));
@@ -266,7 +268,8 @@ fn rooms_join_talk_switch_and_part() {
     alice.expect_line("<-- you left #room; talking to everyone");
     alice.type_line("/part #room");
     alice.expect_line("! you are not in #room");
-    assert!(alice.finish().success());
+    // The broker refused the message to #elsewhere and that /part.
+    assert_eq!(alice.finish_code(), Some(3));
 }
 
 #[test]
@@ -289,7 +292,8 @@ fn room_presence_is_shown() {
         line.ends_with("sent to 0: nobody else is in #room)"),
         "{line}"
     );
-    assert!(alice.finish().success());
+    // It reached nobody.
+    assert_eq!(alice.finish_code(), Some(3));
     assert!(!alice.raw.contains(&0x1b), "raw escape in output");
 }
 
@@ -303,7 +307,7 @@ fn no_such_user_is_reported_with_the_text() {
         line.contains("\"are you there\"") && line.contains("not online: nobody"),
         "{line}"
     );
-    assert!(alice.finish().success());
+    assert_eq!(alice.finish_code(), Some(3));
 }
 
 #[test]
@@ -370,14 +374,17 @@ fn quit_forms_leave() {
 }
 
 #[test]
-fn broker_shutdown_is_shown_and_exits_0() {
+fn a_shutdown_ends_a_script_with_1_saying_so_once() {
     let b = broker();
     let mut alice = Client::signed_in(b.local_addr(), "alice");
     alice.type_line("/list");
     alice.expect_line("online (1): alice");
     b.shutdown();
-    alice.expect_line("*** the server is shutting down: ");
-    assert_eq!(alice.wait().code(), Some(0));
+    // Its input did not end: not all of it was carried out.
+    assert_eq!(alice.wait().code(), Some(1));
+    let err = alice.errors.join("");
+    assert_eq!(err.matches("shutting down").count(), 1, "{err}");
+    assert!(err.contains("*** the server is shutting down\n"), "{err}");
 }
 
 #[test]
@@ -418,14 +425,165 @@ fn no_broker_means_a_clear_error_and_1() {
     assert!(err.contains("cannot connect to"), "{err}");
 }
 
+/// A script's exit code, for lines typed against a broker where only bob
+/// is online; `flags` are extra client flags.
+fn script_code(lines: &[&str], flags: &[&str]) -> (Option<i32>, Client) {
+    let b = broker();
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    let mut alice = Client::signed_in_with(b.local_addr(), "alice", flags);
+    for l in lines {
+        alice.type_line(l);
+    }
+    alice.close_stdin();
+    bob.skip_until_line("LEFT alice quit");
+    (alice.wait().code(), alice)
+}
+
+#[test]
+fn scripted_exit_codes_tell_delivered_from_not() {
+    // Delivered to everyone it was for (and a message to everyone, and
+    // room traffic that reached someone).
+    let (code, c) = script_code(&["/msg bob hi", "hello all"], &[]);
+    assert_eq!(code, Some(0), "{:#?}", c.seen);
+    // To nobody online: ERR NO_SUCH_USER.
+    let (code, c) = script_code(&["/msg nobody hi"], &[]);
+    assert_eq!(code, Some(3), "{:#?}", c.seen);
+    assert_eq!(c.count("not online: nobody"), 1, "{:#?}", c.seen);
+    // To bob and someone not online: partly delivered.
+    let (code, c) = script_code(&["/msg bob,nobody hi"], &[]);
+    assert_eq!(code, Some(4), "{:#?}", c.seen);
+    assert_eq!(c.count("sent to 1; not online: nobody"), 1);
+    // A line that is no command: nothing sent for it.
+    let (code, _) = script_code(&["/mgs bob hi", "/msg bob fine"], &[]);
+    assert_eq!(code, Some(2));
+    // Several: the lowest code wins.
+    let (code, _) = script_code(&["/msg bob,nobody a", "/msg nobody b"], &[]);
+    assert_eq!(code, Some(3));
+    let (code, _) = script_code(&["/msg nobody b", "/mgs x"], &[]);
+    assert_eq!(code, Some(2));
+}
+
+#[test]
+fn wait_receipts_exits_0_once_the_reader_has_shown_it() {
+    let b = broker();
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    let mut alice = Client::signed_in_with(b.local_addr(), "alice", &["--wait-receipts", "10"]);
+    alice.type_line("/msg bob did you see this?");
+    alice.type_line("and a line to everyone, which gets no receipts");
+    alice.close_stdin();
+    let m = bob.next_msg();
+    assert_eq!(m.body_str(), "did you see this?");
+    assert_eq!(bob.next_msg().field(3), "all");
+    // Only now the receipt: the client waited for it before saying QUIT
+    // (its receipt line below shows it was still there to get it).
+    bob.send(&format!("RECV {} alice\n", m.field(1)));
+    bob.skip_until_line("LEFT alice quit");
+    assert_eq!(alice.wait().code(), Some(0), "{:#?}", alice.seen);
+    assert_eq!(alice.count("[read] bob read #"), 1, "{:#?}", alice.seen);
+}
+
+#[test]
+fn wait_receipts_exits_5_when_a_reader_never_shows_it() {
+    let b = broker();
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    let mut carol = Peer::named(b.local_addr(), "carol");
+    let mut alice = Client::signed_in_with(b.local_addr(), "alice", &["--wait-receipts", "0.5"]);
+    alice.type_line("/msg bob,carol read me");
+    alice.close_stdin();
+    // carol shows it, bob never does.
+    let m = carol.next_msg();
+    carol.send(&format!("RECV {} alice\n", m.field(1)));
+    bob.next_msg();
+    bob.skip_until_line("LEFT alice quit");
+    assert_eq!(alice.wait().code(), Some(5), "{:#?}", alice.seen);
+    let id = m.field(1);
+    assert_eq!(
+        alice.count(&format!(
+            "! not shown by everyone within 0.5 s: #{id} \"read me\" (1/2 read)"
+        )),
+        1,
+        "{:#?}",
+        alice.seen
+    );
+}
+
+#[test]
+fn a_script_with_reconnect_comes_back_to_a_restarted_broker_and_its_room() {
+    let (b, config) = restartable();
+    let addr = b.local_addr();
+    let mut ci = Client::signed_in_with(addr, "ci", &["--reconnect"]);
+    ci.type_line("/join #ci");
+    ci.expect_line("--> you joined #ci (just you); talking in #ci");
+    b.shutdown();
+    ci.expect_line("*** the server is shutting down");
+    ci.expect_line(&format!("*** reconnecting to {addr} in "));
+    // Read while the link is away: carried out once it is back, in the
+    // room (a room message from a non-member would be refused, so the
+    // echo shows the JOIN went first).
+    ci.type_line("typed while away");
+    ci.expect_line("*** reconnecting: ");
+    let _b = broker_at(addr, config);
+    ci.expect_line(&format!(
+        "*** reconnected to {addr} as ci; joining #ci again"
+    ));
+    ci.expect_line("--> back in #ci (just you)");
+    let line = ci.expect_line("[#ci] you: typed while away (#");
+    assert!(
+        line.ends_with("sent to 0: nobody else is in #ci)"),
+        "{line}"
+    );
+    // Plain text still goes to the room.
+    let mut bob = Peer::named(addr, "bob");
+    bob.send("JOIN #ci\n");
+    bob.expect("OK JOIN #ci 2");
+    ci.expect_line("--> bob joined #ci");
+    ci.type_line("build is green");
+    // (A broker that keeps room history may show bob the earlier line
+    // first.)
+    let m = std::iter::repeat_with(|| bob.next_msg())
+        .find(|m| m.body_str() != "typed while away")
+        .unwrap();
+    assert_eq!((m.field(2), m.field(3)), ("ci", "#ci"));
+    assert_eq!(m.body_str(), "build is green");
+    // The line typed while away reached nobody.
+    assert_eq!(ci.finish_code(), Some(3), "{:#?}", ci.seen);
+    assert_eq!(ci.count("shutting down"), 1, "{:#?}", ci.seen);
+}
+
+#[test]
+fn a_script_whose_name_is_taken_on_reconnect_gives_up_with_1() {
+    let (b, config) = restartable();
+    let addr = b.local_addr();
+    let mut ci = Client::signed_in_with(addr, "ci", &["--reconnect"]);
+    b.shutdown();
+    ci.expect_line("*** the server is shutting down");
+    // A try failed while the broker was down: the next is at least half a
+    // second away, time enough for someone else to take the name.
+    ci.expect_line("*** reconnecting: ");
+    let _b = broker_at(addr, config);
+    let _thief = Peer::named(addr, "ci");
+    assert_eq!(ci.wait().code(), Some(1));
+    let err = ci.errors.join("");
+    assert!(
+        err.contains(
+            "reconnected, but someone else has signed in as ci while you were away; giving up"
+        ),
+        "{err}"
+    );
+}
+
 mod pty {
     //! The interactive client in a pseudo-terminal.
     use super::*;
     use expectrl::{Eof, Session, WaitStatus};
 
     fn spawn(addr: std::net::SocketAddr, name: &str) -> Session {
+        spawn_with(addr, name, &[])
+    }
+
+    fn spawn_with(addr: std::net::SocketAddr, name: &str, flags: &[&str]) -> Session {
         let mut cmd = util::client_cmd(addr, Some(name));
-        cmd.env("TERM", "xterm").env("NO_COLOR", "1");
+        cmd.args(flags).env("TERM", "xterm").env("NO_COLOR", "1");
         let mut s = Session::spawn(cmd).unwrap();
         s.set_expect_timeout(Some(DEADLINE));
         s
@@ -532,11 +690,11 @@ mod pty {
 
     /// alice's client run through a shell (so the terminal's mode can be
     /// read with `stty -a` after it exits), with a half-typed line on screen.
-    fn typing_in_a_shell(addr: std::net::SocketAddr) -> Session {
+    fn typing_in_a_shell(addr: std::net::SocketAddr, flags: &str) -> Session {
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c")
             .arg(format!(
-                "'{}' --addr {addr} --name alice; echo EXIT=$?; stty -a",
+                "'{}' --addr {addr} --name alice {flags}; echo EXIT=$?; stty -a",
                 env!("CARGO_BIN_EXE_client"),
             ))
             .env("TERM", "xterm")
@@ -550,12 +708,15 @@ mod pty {
     }
 
     #[test]
-    fn shutdown_while_typing_exits_0_and_restores_the_terminal() {
+    fn no_reconnect_exits_0_on_shutdown_while_typing_and_restores_the_terminal() {
         let b = broker();
-        let mut s = typing_in_a_shell(b.local_addr());
+        let mut s = typing_in_a_shell(b.local_addr(), "--no-reconnect");
         b.shutdown();
         s.expect("*** the server is shutting down").unwrap();
-        s.expect("EXIT=0").unwrap();
+        let rest = s.expect("EXIT=0").unwrap();
+        // Said once, in plain words.
+        let rest = String::from_utf8_lossy(rest.before()).to_string();
+        assert!(!rest.contains("shutting down"), "{rest:?}");
         // Cooked mode again (raw mode would show `-icanon -isig`).
         s.expect("isig icanon").unwrap();
         s.expect(Eof).unwrap();
@@ -564,7 +725,7 @@ mod pty {
     #[test]
     fn sigterm_while_typing_restores_the_terminal() {
         let b = broker();
-        let mut s = typing_in_a_shell(b.local_addr());
+        let mut s = typing_in_a_shell(b.local_addr(), "");
         // The client is the shell's only child.
         let shell = s.get_process().pid().to_string();
         let child = std::process::Command::new("pgrep")
@@ -583,5 +744,131 @@ mod pty {
         // Cooked mode again (raw mode would show `-icanon -isig`).
         s.expect("isig icanon").unwrap();
         s.expect(Eof).unwrap();
+    }
+
+    #[test]
+    fn no_reconnect_exits_1_when_the_connection_drops() {
+        // A fake broker that greets, registers and hangs up.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"HELLO fake 1 :hi\nOK NAME alice\n").unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).unwrap();
+            // Hang up once the client has asked who is online.
+        });
+        let mut s = spawn_with(addr, "alice", &["--no-reconnect"]);
+        s.expect("alice> ").unwrap();
+        server.join().unwrap();
+        s.expect("connection to").unwrap();
+        s.expect("lost").unwrap();
+        assert_eq!(exit_code(&s), 1);
+    }
+
+    /// Text seen up to and including `needle`, for checks on what came
+    /// before it.
+    fn upto(s: &mut Session, needle: &str) -> String {
+        let found = s.expect(needle).unwrap();
+        let mut text = String::from_utf8_lossy(found.before()).to_string();
+        text.push_str(needle);
+        text
+    }
+
+    #[test]
+    fn reconnects_after_a_restart_keeping_the_half_typed_line_and_the_room() {
+        let (b, config) = restartable();
+        let addr = b.local_addr();
+        let mut s = spawn(addr, "alice");
+        s.expect("alice> ").unwrap();
+        s.send("/join #room\r").unwrap();
+        s.expect("talking in #room").unwrap();
+        s.expect("alice #room> ").unwrap();
+        s.send("half a li").unwrap();
+        s.expect("half a li").unwrap();
+
+        b.shutdown();
+        s.expect("*** the server is shutting down").unwrap();
+        s.expect(format!("*** reconnecting to {addr} in ").as_str())
+            .unwrap();
+        // The broker is not back yet: a failed try says why and when the
+        // next one comes; the half-typed line is redrawn under it.
+        let seen = upto(&mut s, "next try in ");
+        s.expect("alice #room> half a li").unwrap();
+        let b2 = broker_at(addr, config);
+        let mut bob = Peer::named(addr, "bob");
+        bob.send("JOIN #room\n");
+        assert!(bob.skip_until_verb("OK").line.starts_with("OK JOIN #room "));
+        let mut more = upto(
+            &mut s,
+            &format!("*** reconnected to {addr} as alice; joining #room again"),
+        );
+        more.push_str(&upto(&mut s, "--> back in #room"));
+        s.expect("alice #room> half a li").unwrap();
+        assert!(
+            !format!("{seen}{more}").contains("shutting down"),
+            "said twice: {seen}{more}"
+        );
+
+        // The line, finished now, goes to the room on the new broker.
+        s.send("ne\r").unwrap();
+        let m = bob.next_msg();
+        assert_eq!((m.field(2), m.field(3)), ("alice", "#room"));
+        assert_eq!(m.body_str(), "half a line");
+        s.expect("[#room] you: half a line (#").unwrap();
+        s.send("/quit\r").unwrap();
+        assert_eq!(exit_code(&s), 0);
+        drop(b2);
+    }
+
+    #[test]
+    fn a_name_taken_while_away_is_said_and_another_can_be_picked() {
+        let (b, config) = restartable();
+        let addr = b.local_addr();
+        let mut s = spawn(addr, "alice");
+        s.expect("alice> ").unwrap();
+        b.shutdown();
+        s.expect("*** the server is shutting down").unwrap();
+        // A try failed while the broker was down: the next is at least
+        // half a second away, time enough for someone to take the name.
+        s.expect("next try in").unwrap();
+        let _b = broker_at(addr, config);
+        let mut thief = Peer::named(addr, "alice");
+        s.expect("reconnected, but someone else has signed in as alice while you were away")
+            .unwrap();
+        s.expect("pick another name with /name <new name>, or /quit")
+            .unwrap();
+        // No more tries on its own: it waits for the user.
+        // A message typed now is not sent, and is kept in the editor.
+        s.send("hello?\r").unwrap();
+        s.expect("not signed in").unwrap();
+        s.expect("alice> hello?").unwrap();
+        s.send("\x15/name alice2\r").unwrap();
+        s.expect("signing in as alice2").unwrap();
+        s.expect(format!("*** reconnected to {addr} as alice2").as_str())
+            .unwrap();
+        thief.skip_until_line("JOINED alice2");
+        s.expect("alice2> ").unwrap();
+        s.send("/name alice3\r").unwrap();
+        s.expect("you are signed in as alice2").unwrap();
+        s.send("back\r").unwrap();
+        let m = thief.next_msg();
+        assert_eq!((m.field(2), m.body_str().as_str()), ("alice2", "back"));
+        s.send("/quit\r").unwrap();
+        assert_eq!(exit_code(&s), 0);
+    }
+
+    #[test]
+    fn quit_while_reconnecting_leaves_at_once() {
+        let b = broker();
+        let addr = b.local_addr();
+        let mut s = spawn(addr, "alice");
+        s.expect("alice> ").unwrap();
+        b.shutdown();
+        s.expect(format!("*** reconnecting to {addr} in ").as_str())
+            .unwrap();
+        s.send("/quit\r").unwrap();
+        assert_eq!(exit_code(&s), 0);
     }
 }

@@ -15,6 +15,30 @@ pub fn broker() -> broker::Broker {
     testkit::start_with(|c| c.rate_per_sec = 0)
 }
 
+/// A broker as [`broker`] starts it, and the configuration it runs with,
+/// for starting it again ([`broker_at`]).
+pub fn restartable() -> (broker::Broker, broker::Config) {
+    let mut used = None;
+    let b = testkit::start_with(|c| {
+        c.rate_per_sec = 0;
+        used = Some(c.clone());
+    });
+    (b, used.unwrap())
+}
+
+/// A broker on `addr`, where one with `config` was stopped: the restart the
+/// client should come back to. (The configuration is testkit's own, so the
+/// new broker is as test-friendly as the first, whatever keys the broker
+/// grows.) Binding waits (bounded) for the old listener to be gone.
+pub fn broker_at(addr: SocketAddr, config: broker::Config) -> broker::Broker {
+    let mut listener = None;
+    testkit::wait_for("the old broker's address to be free", || {
+        listener = broker::bind(addr).ok();
+        listener.is_some()
+    });
+    broker::start(listener.unwrap(), config).unwrap()
+}
+
 /// The client binary, run with stdin/stdout/stderr piped (scripted mode).
 pub struct Client {
     child: Child,
@@ -29,6 +53,7 @@ pub struct Client {
     pub errors: Vec<String>,
 }
 
+/// The client binary with `--addr` and, if given, `--name`.
 pub fn client_cmd(addr: SocketAddr, name: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_client"));
     cmd.arg("--addr").arg(addr.to_string());
@@ -63,7 +88,13 @@ fn pump(r: impl Read + Send + 'static) -> Receiver<String> {
 impl Client {
     /// Starts the client as `name` (or without `--name`).
     pub fn start(addr: SocketAddr, name: Option<&str>) -> Client {
+        Client::start_with(addr, name, &[])
+    }
+
+    /// Starts the client as `name` with more flags.
+    pub fn start_with(addr: SocketAddr, name: Option<&str>, flags: &[&str]) -> Client {
         let mut child = client_cmd(addr, name)
+            .args(flags)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -85,7 +116,12 @@ impl Client {
 
     /// Starts the client and waits until it is signed in.
     pub fn signed_in(addr: SocketAddr, name: &str) -> Client {
-        let mut c = Client::start(addr, Some(name));
+        Client::signed_in_with(addr, name, &[])
+    }
+
+    /// Starts the client with more flags and waits until it is signed in.
+    pub fn signed_in_with(addr: SocketAddr, name: &str, flags: &[&str]) -> Client {
+        let mut c = Client::start_with(addr, Some(name), flags);
         c.expect_line(&format!("signed in as {name}"));
         c
     }
@@ -154,10 +190,20 @@ impl Client {
         }
     }
 
-    /// Closes stdin and waits for a clean exit.
+    /// Closes stdin and waits for the client to exit.
     pub fn finish(&mut self) -> ExitStatus {
         self.close_stdin();
         self.wait()
+    }
+
+    /// Closes stdin, waits for the exit and returns its code.
+    pub fn finish_code(&mut self) -> Option<i32> {
+        self.finish().code()
+    }
+
+    /// How many stdout lines seen so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
     }
 }
 
