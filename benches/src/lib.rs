@@ -186,6 +186,8 @@ pub fn start_broker() -> io::Result<broker::Broker> {
         rate_bytes_per_sec: 0,
         conn_rate_per_sec: 0,
         irc_listen: String::new(),
+        http_listen: String::new(),
+        data_dir: String::new(),
         stats_interval_secs: 0,
         log_level: "warn".into(),
         ..broker::Config::default()

@@ -52,7 +52,13 @@ impl Fanout {
             queue_bytes: usize::MAX / 2,
             ..Config::default()
         };
-        let shared = Arc::new(Shared::new(config, workers, writers, None));
+        let shared = Arc::new(Shared::new(
+            config,
+            workers,
+            writers,
+            None,
+            crate::Kept::none(),
+        ));
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
         let mut out = Outbox::new(1, Some(0));
         let mut queues = Vec::with_capacity(n);

@@ -29,6 +29,15 @@ pub struct Config {
     pub tls_cert: String,
     /// The TLS private key, PEM.
     pub tls_key: String,
+    /// Where accounts, stored messages and room history live (an embedded
+    /// database); empty turns them off.
+    pub data_dir: String,
+    /// Messages each room keeps and replays on `JOIN`.
+    pub room_history: usize,
+    /// Stored messages per account; past it the oldest is dropped.
+    pub mailbox_max: usize,
+    /// Days a stored message is kept.
+    pub mailbox_days: u64,
     /// Name sent in `HELLO`.
     pub server_name: String,
     /// Worker (reader) threads; 0 means one per CPU core.
@@ -96,6 +105,10 @@ impl Default for Config {
             https_listen: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            data_dir: "./data".to_string(),
+            room_history: 100,
+            mailbox_max: 1000,
+            mailbox_days: 30,
             server_name: "chat".to_string(),
             workers: 0,
             writers: 0,
@@ -138,7 +151,11 @@ impl std::error::Error for ConfigError {}
 
 /// Keys a running broker can't change: a reload that changes them is
 /// warned about and keeps the running value until a restart.
-pub const RESTART_KEYS: [&str; 12] = [
+pub const RESTART_KEYS: [&str; 16] = [
+    "data_dir",
+    "room_history",
+    "mailbox_max",
+    "mailbox_days",
     "listen",
     "irc_listen",
     "http_listen",
@@ -199,6 +216,10 @@ impl Config {
         self.max_line = running.max_line;
         self.max_body = running.max_body;
         self.max_targets = running.max_targets;
+        self.data_dir.clone_from(&running.data_dir);
+        self.room_history = running.room_history;
+        self.mailbox_max = running.mailbox_max;
+        self.mailbox_days = running.mailbox_days;
         self
     }
 
@@ -260,6 +281,12 @@ impl Config {
                      `broker gen-cert --out DIR` makes a self-signed pair to try it",
                 );
             }
+        }
+        if self.mailbox_max == 0 {
+            return bad("mailbox_max", "must be at least 1");
+        }
+        if self.mailbox_days == 0 {
+            return bad("mailbox_days", "must be at least 1");
         }
         if self.server_name.is_empty() || !self.server_name.bytes().all(|b| b.is_ascii_graphic()) {
             return bad("server_name", "one word of printable ASCII");

@@ -58,6 +58,8 @@ pub mod log;
 pub mod metrics;
 pub mod sys;
 
+mod accounts;
+pub mod admin;
 #[doc(hidden)]
 pub mod bench_support;
 mod core;
@@ -65,6 +67,7 @@ mod doors;
 mod msg;
 mod net;
 mod prom;
+pub(crate) mod store;
 
 pub use config::{Config, ConfigError};
 pub use metrics::{CloseReason, Stats};
@@ -112,6 +115,14 @@ pub(crate) struct Shared {
     /// The configuration as last reloaded (SIGHUP): limits, rates, timeouts
     /// and the log level are read here, so a reload applies at once.
     live: arc_swap::ArcSwap<Config>,
+    /// The embedded database (accounts, stored messages, room history),
+    /// if `data_dir` is set.
+    pub store: Option<Arc<crate::store::Store>>,
+    /// Accounts, if there is a store.
+    pub accounts: Option<crate::accounts::Accounts>,
+    /// Each room's last messages (by folded room name), replayed on JOIN;
+    /// the store keeps them across restarts.
+    pub history: Mutex<HashMap<String, std::collections::VecDeque<crate::store::Stored>>>,
     /// The TLS server side (certificate and key), if a TLS listener is
     /// set; replaced when SIGHUP re-reads the files.
     pub tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
@@ -130,6 +141,11 @@ pub(crate) struct Shared {
     /// Streams writers still hold (graceful shutdown waits for zero).
     pub writer_streams: AtomicUsize,
     next_message: AtomicU64,
+    /// Ids below this are on record in the store as used (so ids keep
+    /// increasing across restarts); `u64::MAX` without a store.
+    ids_reserved: AtomicU64,
+    /// A reservation of more ids is under way.
+    reserving: AtomicBool,
     next_conn: AtomicU64,
     stopping: AtomicBool,
     stop_at: Mutex<Option<Instant>>,
@@ -144,6 +160,7 @@ impl Shared {
         workers: Vec<WorkerHandle>,
         writers: Vec<WriterHandle>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        parts: Kept,
     ) -> Shared {
         let mut hello = Vec::new();
         Event::Hello {
@@ -163,7 +180,12 @@ impl Shared {
             help: HELP.as_bytes().to_vec(),
             started: Instant::now(),
             writer_streams: AtomicUsize::new(0),
-            next_message: AtomicU64::new(1),
+            next_message: AtomicU64::new(parts.first_id),
+            ids_reserved: AtomicU64::new(parts.ids_reserved),
+            reserving: AtomicBool::new(false),
+            store: parts.store,
+            accounts: parts.accounts,
+            history: Mutex::new(parts.history),
             next_conn: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             stop_at: Mutex::new(None),
@@ -189,7 +211,35 @@ impl Shared {
     pub fn next_message_id(&self) -> u64 {
         // SeqCst (the same locked add on x86): receipts compare ids with
         // `peek_message_id` readings taken after a join became visible.
-        self.next_message.fetch_add(1, Ordering::SeqCst)
+        let id = self.next_message.fetch_add(1, Ordering::SeqCst);
+        let reserved = self.ids_reserved.load(Ordering::Relaxed);
+        if id >= reserved.saturating_sub(ID_BLOCK / 2)
+            && !self.reserving.swap(true, Ordering::AcqRel)
+        {
+            self.reserve_more(reserved);
+        }
+        id
+    }
+
+    /// Records the next block of ids in the store, on a thread of its own
+    /// (a durable write must not hold up a routing thread). Half a block
+    /// is left when it starts: far more than can be used meanwhile.
+    fn reserve_more(&self, reserved: u64) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let next = reserved.saturating_add(ID_BLOCK);
+        let done = std::thread::Builder::new().name("ids".into()).spawn({
+            let store = Arc::clone(&store);
+            move || store.reserve_ids(next)
+        });
+        match done.map(|t| t.join()) {
+            Ok(Ok(Ok(()))) => self.ids_reserved.store(next, Ordering::Relaxed),
+            _ => {
+                log_error!("cannot record more message ids in the store; ids stay below {reserved}")
+            }
+        }
+        self.reserving.store(false, Ordering::Release);
     }
 
     /// The id the next message will get (nothing is taken).
@@ -334,7 +384,19 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         )?;
     }
 
-    let shared = Arc::new(Shared::new(config, workers, writers, tls));
+    let (kept, accounts_inbox) = open_store(&config)?;
+    let shared = Arc::new(Shared::new(config, workers, writers, tls, kept));
+    let accounts_thread = match accounts_inbox {
+        Some(inbox) => {
+            let shared = Arc::clone(&shared);
+            Some(
+                std::thread::Builder::new()
+                    .name("accounts".into())
+                    .spawn(move || accounts::run(shared, inbox))?,
+            )
+        }
+        None => None,
+    };
 
     let mut writer_threads = Vec::new();
     for (i, (poll, rx)) in writer_polls.into_iter().zip(writer_rxs).enumerate() {
@@ -391,9 +453,85 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         workers: worker_threads,
         writers: writer_threads,
         stats,
+        accounts: accounts_thread,
         report: None,
     })
 }
+
+/// Ids recorded in the store at a time (see `Shared::next_message_id`).
+const ID_BLOCK: u64 = 1 << 32;
+
+/// What the store gives the broker at start.
+pub(crate) struct Kept {
+    store: Option<Arc<store::Store>>,
+    accounts: Option<accounts::Accounts>,
+    history: HashMap<String, std::collections::VecDeque<store::Stored>>,
+    first_id: u64,
+    ids_reserved: u64,
+}
+
+impl Kept {
+    /// Nothing kept: no `data_dir`.
+    pub(crate) fn none() -> Kept {
+        Kept {
+            store: None,
+            accounts: None,
+            history: HashMap::new(),
+            first_id: 1,
+            ids_reserved: u64::MAX,
+        }
+    }
+}
+
+/// Opens the store in `data_dir`, if set: the accounts, the rooms'
+/// history, and the first message id (past every id used before).
+fn open_store(
+    config: &Config,
+) -> io::Result<(Kept, Option<crossbeam_channel::Receiver<accounts::Ticket>>)> {
+    if config.data_dir.is_empty() {
+        return Ok((Kept::none(), None));
+    }
+    let bad = |e: String| io::Error::other(e);
+    let limits = store::Limits {
+        mailbox_max: config.mailbox_max,
+        mailbox_days: config.mailbox_days,
+        room_history: config.room_history,
+        queue_len: STORE_QUEUE,
+    };
+    let store =
+        Arc::new(store::Store::open(std::path::Path::new(&config.data_dir), limits).map_err(bad)?);
+    let last = store.last_id().map_err(bad)?;
+    let first_id = last.saturating_add(1);
+    let ids_reserved = first_id.saturating_add(ID_BLOCK);
+    store.reserve_ids(ids_reserved).map_err(bad)?;
+    let history = store
+        .histories()
+        .map_err(bad)?
+        .into_iter()
+        .map(|(room, msgs)| (room, msgs.into_iter().collect()))
+        .collect();
+    let (accounts, inbox) = accounts::Accounts::new(&store).map_err(bad)?;
+    log_info!(
+        "data in {}: {} accounts, {} stored messages",
+        store.path().display(),
+        accounts.count(),
+        store.stored_count()
+    );
+    Ok((
+        Kept {
+            store: Some(store),
+            accounts: Some(accounts),
+            history,
+            first_id,
+            ids_reserved,
+        },
+        Some(inbox),
+    ))
+}
+
+/// Messages and room lines that may wait for the store's writer; past it a
+/// message for an offline account is refused with `UNAVAILABLE`.
+const STORE_QUEUE: usize = 65_536;
 
 /// Writes a self-signed certificate for `localhost` and `127.0.0.1` into
 /// `dir` (`cert.pem`, `key.pem`, the key readable by its owner only);
@@ -486,6 +624,7 @@ pub struct Broker {
     workers: Vec<JoinHandle<usize>>,
     writers: Vec<JoinHandle<usize>>,
     stats: Option<JoinHandle<()>>,
+    accounts: Option<JoinHandle<()>>,
     report: Option<ShutdownReport>,
 }
 
@@ -657,6 +796,13 @@ impl Broker {
         let cut_off = self.writers.drain(..).map(|w| w.join().unwrap_or(0)).sum();
         if let Some(s) = self.stats.take() {
             let _ = s.join();
+        }
+        if let Some(a) = self.accounts.take() {
+            let _ = a.join();
+        }
+        if let Some(store) = &self.shared.store {
+            // Whatever is queued for the mailboxes and histories is written.
+            store.close();
         }
         let report = ShutdownReport { notified, cut_off };
         self.report = Some(report);

@@ -50,6 +50,12 @@ struct Args {
 /// What to do instead of running the broker.
 #[derive(clap::Subcommand, Debug)]
 enum Command {
+    /// Look after the accounts in `data_dir` (with --config FILE for a
+    /// data_dir other than ./data). Run these while the broker is stopped.
+    Account {
+        #[command(subcommand)]
+        op: AccountOp,
+    },
     /// Write a self-signed TLS certificate for localhost and 127.0.0.1
     /// (DIR/cert.pem, DIR/key.pem) to try the TLS listeners with.
     GenCert {
@@ -97,10 +103,31 @@ impl Args {
     }
 }
 
+/// `broker account …`.
+#[derive(clap::Subcommand, Debug)]
+enum AccountOp {
+    /// List the accounts.
+    List,
+    /// Delete an account and the messages stored for it.
+    Delete {
+        /// The account's name (any case).
+        name: String,
+    },
+    /// Set a new password: read from stdin (one line), so it appears in no
+    /// process list or shell history.
+    ResetPassword {
+        /// The account's name (any case).
+        name: String,
+    },
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::GenCert { out }) = &args.command {
         return gen_cert(out);
+    }
+    if let Some(Command::Account { op }) = &args.command {
+        return account(&args, op);
     }
     let checking = args.check_config.is_some();
     let mut config = match args.check_config.as_ref().or(args.config.as_ref()) {
@@ -297,6 +324,45 @@ fn gen_cert(dir: &std::path::Path) -> ExitCode {
                 "and connect with: client --tls --ca {} --addr 127.0.0.1:7879",
                 cert.display()
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("broker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `broker account list|delete NAME|reset-password NAME`.
+fn account(args: &Args, op: &AccountOp) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("broker: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    let done = match op {
+        AccountOp::List => broker::admin::list(&config),
+        AccountOp::Delete { name } => broker::admin::delete(&config, name),
+        AccountOp::ResetPassword { name } => {
+            let mut line = String::new();
+            match std::io::stdin().read_line(&mut line) {
+                Ok(_) => broker::admin::reset_password(
+                    &config,
+                    name,
+                    line.trim_end_matches(['\r', '\n']),
+                ),
+                Err(e) => Err(format!("cannot read the new password from stdin: {e}")),
+            }
+        }
+    };
+    match done {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {

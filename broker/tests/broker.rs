@@ -9,6 +9,7 @@
 )]
 
 mod abuse;
+mod accounts;
 mod browser;
 mod connrate;
 mod irc;
@@ -46,7 +47,7 @@ fn name_registers_and_rules_are_enforced() {
     for bad in [
         "-lead",
         ".dot",
-        "has space",
+        "has two spaces",
         "sl/ash",
         "all",
         "ALL",
@@ -60,6 +61,10 @@ fn name_registers_and_rules_are_enforced() {
     }
     c.send("NAME\n");
     c.expect_prefix("ERR BAD_FRAME");
+    // Two words are a name and a password (accounts): a short password
+    // breaks the password rules.
+    c.send("NAME has space\n");
+    c.expect_prefix("ERR BAD_PASSWORD :");
     c.send("NAME x_-.9\n");
     c.expect("OK NAME x_-.9");
     c.send("NAME other\n");

@@ -170,6 +170,8 @@ fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
         // 7880), which a broker of the machine's own may hold.
         irc_listen: "127.0.0.1:0".into(),
         http_listen: "127.0.0.1:0".into(),
+        // Nothing to keep: no database in the working directory.
+        data_dir: String::new(),
         stats_interval_secs: 0,
         log_level: "warn".into(),
         ..broker::Config::default()

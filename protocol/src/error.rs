@@ -37,11 +37,20 @@ pub enum ErrorCode {
     AlreadyInRoom,
     /// `JOIN` past `max_rooms_per_user`.
     TooManyRooms,
+    /// `NAME <name>` without a password for a name that is an account.
+    NameOwned,
+    /// A wrong password, or one that breaks the password rules.
+    BadPassword,
+    /// `REGISTER` of a name that is an account already.
+    AlreadyRegistered,
+    /// The broker can't do this now (a busy message store, an unreachable
+    /// cluster); try again later.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// All codes, in the order the contract lists them.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::UnknownCommand,
         ErrorCode::BadFrame,
         ErrorCode::TooLong,
@@ -58,6 +67,10 @@ impl ErrorCode {
         ErrorCode::NotInRoom,
         ErrorCode::AlreadyInRoom,
         ErrorCode::TooManyRooms,
+        ErrorCode::NameOwned,
+        ErrorCode::BadPassword,
+        ErrorCode::AlreadyRegistered,
+        ErrorCode::Unavailable,
     ];
 
     /// The code as written on the wire.
@@ -79,6 +92,10 @@ impl ErrorCode {
             ErrorCode::NotInRoom => "NOT_IN_ROOM",
             ErrorCode::AlreadyInRoom => "ALREADY_IN_ROOM",
             ErrorCode::TooManyRooms => "TOO_MANY_ROOMS",
+            ErrorCode::NameOwned => "NAME_OWNED",
+            ErrorCode::BadPassword => "BAD_PASSWORD",
+            ErrorCode::AlreadyRegistered => "ALREADY_REGISTERED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 

@@ -106,6 +106,11 @@ pub enum Event<'a> {
         /// The registered name.
         name: &'a str,
     },
+    /// `OK REGISTER <name>`: the name is now an account.
+    RegisterOk {
+        /// The name.
+        name: &'a str,
+    },
     /// `USERS <count> [#room] :<names>`.
     Users {
         /// How many names follow.
@@ -336,6 +341,7 @@ impl<'a> Event<'a> {
                 push_text(out, text);
             }
             Event::NameOk { name } => line2(out, b"OK NAME ", name),
+            Event::RegisterOk { name } => line2(out, b"OK REGISTER ", name),
             Event::Users { count, room, names } => {
                 out.extend_from_slice(b"USERS ");
                 push_u64(out, *count as u64);
@@ -482,6 +488,7 @@ fn decode_hello(rest: &[u8]) -> Option<Event<'_>> {
 fn decode_ok(rest: &[u8]) -> Option<Event<'_>> {
     match exact_fields::<2>(rest) {
         Some([b"NAME", name]) => utf8(name).map(|name| Event::NameOk { name }),
+        Some([b"REGISTER", name]) => utf8(name).map(|name| Event::RegisterOk { name }),
         Some([b"PART", room]) => utf8(room).map(|room| Event::PartOk { room }),
         _ => match exact_fields::<3>(rest)? {
             [b"JOIN", room, members] => Some(Event::JoinOk {

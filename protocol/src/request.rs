@@ -79,6 +79,18 @@ pub enum Request<'a> {
         /// The name as sent.
         name: &'a str,
     },
+    /// `NAME <name> <password>`: take a name that is an account.
+    Login {
+        /// The name as sent (not yet checked).
+        name: &'a str,
+        /// The password as sent (not yet checked against the rules).
+        password: &'a str,
+    },
+    /// `REGISTER <password>`: make the current name an account.
+    Register {
+        /// The password as sent (not yet checked against the rules).
+        password: &'a str,
+    },
     /// `LIST` (everyone online) or `LIST #room` (a room's members).
     List {
         /// The room, if one was named (not yet checked).
@@ -141,6 +153,9 @@ const BAD_NAME_UTF8: ProtoError = ProtoError::new(
     ErrorCode::BadName,
     "a name uses only letters, digits, '_', '-' and '.'",
 );
+const BAD_REGISTER: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: REGISTER <password>");
+const BAD_PASSWORD_UTF8: ProtoError =
+    ProtoError::new(ErrorCode::BadPassword, "a password is UTF-8 text");
 const BAD_LIST: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: LIST or LIST #room");
 const BAD_JOIN: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: JOIN #room");
 const BAD_PART: ProtoError = ProtoError::new(ErrorCode::BadFrame, "usage: PART #room [:<reason>]");
@@ -177,9 +192,29 @@ impl<'a> Request<'a> {
             return match rest {
                 None | Some(b"") => invalid(BAD_NAME_FRAME, end),
                 Some(name) => match std::str::from_utf8(name) {
-                    Ok(name) => frame(Request::Name { name }),
+                    Ok(rest) => match rest.split_once(' ') {
+                        // `NAME <name> <password>`; anything else with
+                        // spaces is a name that breaks the rules.
+                        Some((name, password))
+                            if !name.is_empty()
+                                && !password.is_empty()
+                                && !password.contains(' ') =>
+                        {
+                            frame(Request::Login { name, password })
+                        }
+                        _ => frame(Request::Name { name: rest }),
+                    },
                     Err(_) => invalid(BAD_NAME_UTF8, end),
                 },
+            };
+        }
+        if verb.eq_ignore_ascii_case(b"REGISTER") {
+            return match rest.map(std::str::from_utf8) {
+                Some(Ok(password)) if !password.is_empty() => {
+                    frame(Request::Register { password })
+                }
+                Some(Err(_)) => invalid(BAD_PASSWORD_UTF8, end),
+                _ => invalid(BAD_REGISTER, end),
             };
         }
         if verb.eq_ignore_ascii_case(b"LIST") {
@@ -256,6 +291,18 @@ impl<'a> Request<'a> {
             Request::Name { name } => {
                 out.extend_from_slice(b"NAME ");
                 out.extend_from_slice(name.as_bytes());
+                out.push(b'\n');
+            }
+            Request::Login { name, password } => {
+                out.extend_from_slice(b"NAME ");
+                out.extend_from_slice(name.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(password.as_bytes());
+                out.push(b'\n');
+            }
+            Request::Register { password } => {
+                out.extend_from_slice(b"REGISTER ");
+                out.extend_from_slice(password.as_bytes());
                 out.push(b'\n');
             }
             Request::List { room } => {

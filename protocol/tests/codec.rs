@@ -695,8 +695,24 @@ fn name_frames() {
         Request::Name { name: "Bob_1.x" }
     );
     // The naming rules are the broker's (§2): it must answer ALREADY_NAMED
-    // first, so the codec passes any name through, spaces included.
-    assert_eq!(req_frame(b"NAME a b\n"), Request::Name { name: "a b" });
+    // first, so the codec passes any name through. Two words are a name
+    // and a password (accounts); more spaces than that are one bad name.
+    assert_eq!(
+        req_frame(b"NAME a b\n"),
+        Request::Login {
+            name: "a",
+            password: "b"
+        }
+    );
+    assert_eq!(req_frame(b"NAME a b c\n"), Request::Name { name: "a b c" });
+    assert_eq!(req_frame(b"NAME a \n"), Request::Name { name: "a " });
+    assert_eq!(
+        req_frame(b"REGISTER hunter22\n"),
+        Request::Register {
+            password: "hunter22"
+        }
+    );
+    req_invalid(b"REGISTER\n", ErrorCode::BadFrame, 9);
     assert_eq!(req_frame(b"NAME -x\n"), Request::Name { name: "-x" });
     assert_eq!(req_frame(b"NAME all\n"), Request::Name { name: "all" });
     assert_eq!(req_frame(b"NAME :x\n"), Request::Name { name: ":x" });
@@ -1304,6 +1320,10 @@ fn kinds_reasons_and_codes_are_the_contracts() {
             "NOT_IN_ROOM",
             "ALREADY_IN_ROOM",
             "TOO_MANY_ROOMS",
+            "NAME_OWNED",
+            "BAD_PASSWORD",
+            "ALREADY_REGISTERED",
+            "UNAVAILABLE",
         ]
     );
     for (i, c) in ErrorCode::ALL.into_iter().enumerate() {

@@ -51,6 +51,8 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Broker {
         // Each test broker opens its IRC door on a port of its own.
         irc_listen: "127.0.0.1:0".into(),
         http_listen: "127.0.0.1:0".into(),
+        // No database unless a test asks for one (`data_dir()`).
+        data_dir: String::new(),
         ..Config::default()
     };
     tweak(&mut config);
@@ -60,6 +62,19 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Broker {
     );
     let listener = broker::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     broker::start(listener, config).unwrap()
+}
+
+/// A fresh, empty directory for a broker's database.
+pub fn data_dir() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "broker-test-data-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.display().to_string()
 }
 
 /// Starts a broker with the built-in defaults (as [`start_with`] sets them).

@@ -44,6 +44,32 @@ pub(crate) struct Session {
     /// Receipts already sent for messages to everyone or to rooms (those
     /// have no per-reader record to use up).
     receipted: conn::Ring,
+    /// Set by a request whose answer comes from another thread (a login
+    /// checked by the accounts thread, a message stored before its `ACK`):
+    /// the connection is not read until that thread is done, so its
+    /// answers stay in order.
+    held: Option<Hold>,
+}
+
+/// A connection waiting for another thread (see `Session::hold`).
+pub(crate) struct Hold {
+    /// [`hold::WAITING`] until the other thread sets [`hold::DONE`] or
+    /// [`hold::FAILED`].
+    pub state: Arc<std::sync::atomic::AtomicU8>,
+    /// Frames to queue when it is over: the first if it is done, the
+    /// second if it failed (a stored message's `ACK`, without and with
+    /// the names it could not be stored for).
+    pub then: Option<[Frame; 2]>,
+}
+
+/// The states of a [`Hold`].
+pub(crate) mod hold {
+    /// The other thread is at work.
+    pub const WAITING: u8 = 1;
+    /// It is done.
+    pub const DONE: u8 = 0;
+    /// It failed.
+    pub const FAILED: u8 = 2;
 }
 
 impl Session {
@@ -57,7 +83,19 @@ impl Session {
             budget: shared.live().rate_bytes_burst as f64,
             budget_at: now,
             receipted: conn::Ring::default(),
+            held: None,
         }
+    }
+
+    /// Holds the connection until another thread moves `state` on from
+    /// [`hold::WAITING`]; then `then` is queued to it.
+    pub fn hold(&mut self, state: Arc<std::sync::atomic::AtomicU8>, then: Option<[Frame; 2]>) {
+        self.held = Some(Hold { state, then });
+    }
+
+    /// The hold set by the last request, if any.
+    pub fn take_hold(&mut self) -> Option<Hold> {
+        self.held.take()
     }
 
     /// Takes one token; false if the connection is over its rate.
@@ -440,7 +478,27 @@ pub(crate) struct Sent {
     pub bytes: u64,
     /// How it was addressed.
     pub kind: MessageKind,
+    /// Offline accounts it is being stored for, if any.
+    pub stored: Option<StoredFor>,
 }
+
+/// A message on its way into offline accounts' mailboxes: its `ACK` waits
+/// until the store has it on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredFor {
+    /// The names, as given.
+    pub names: Vec<String>,
+    /// [`hold::WAITING`] until the store has committed it, then
+    /// [`hold::DONE`] or [`hold::FAILED`].
+    pub state: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl PartialEq for StoredFor {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names && Arc::ptr_eq(&self.state, &other.state)
+    }
+}
+impl Eq for StoredFor {}
 
 /// Why a message went nowhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,6 +509,9 @@ pub(crate) enum SendError {
     BadRoom(&'static str),
     /// The sender is not in that room (or it doesn't exist).
     NotInRoom,
+    /// It is for an offline account and the message store is too busy to
+    /// take it now (nothing was delivered).
+    Unavailable,
 }
 
 /// Routes a message from `conn` to `targets`, for every door: encoded once
@@ -492,6 +553,7 @@ fn route_message(
             let id = shared.next_message_id();
             conn.remember_sent(id, r.id);
             let kind = Kind::Room(&r.name);
+            remember_room_message(shared, &r.name, id, from, ts, body);
             let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body, notice), server);
             let queued = fan_out(&r.members(), conn.id, out, &mut fan);
             return Ok(sent(
@@ -514,10 +576,10 @@ fn route_message(
         }
         Targets::Names(one) if !one.contains(',') => {
             // The common case, without building target lists.
-            let target = shared
-                .registry
-                .get(one)
-                .ok_or_else(|| SendError::NoSuchUser(one.to_string()))?;
+            let Some(target) = shared.registry.get(one) else {
+                // Offline: perhaps an account to store it for.
+                return deliver_multi(shared, out, conn, targets, body, ts, notice);
+            };
             let id = shared.next_message_id();
             let note = msg_note(id, from, conn, Kind::Direct, ts, body, notice);
             let queued = u64::from(Fan::new(note, server).push(out, &target));
@@ -534,6 +596,7 @@ fn sent(id: u64, queued: u64, missing: String, kind: Kind<'_>, size: u64) -> Sen
         queued,
         missing,
         bytes: queued * size,
+        stored: None,
         kind: match kind {
             Kind::Direct => MessageKind::Direct,
             Kind::Multi => MessageKind::Multi,
@@ -560,6 +623,8 @@ fn deliver_multi(
     let mut online = std::mem::take(&mut out.targets);
     let mut missing = String::new();
     let mut distinct_missing = 0usize;
+    // Offline accounts, folded and as given.
+    let mut offline: Vec<(String, String)> = Vec::new();
     // (A name repeated while its user joins or leaves is looked up twice;
     // the text checks keep it out of one list once it is in the other.)
     let listed = |missing: &str, name: &str| {
@@ -570,6 +635,12 @@ fn deliver_multi(
             Some(c) => {
                 if !online.iter().any(|o| o.id == c.id) && !listed(&missing, name) {
                     online.push(c);
+                }
+            }
+            None if shared.accounts.as_ref().is_some_and(|a| a.owned(name)) => {
+                let folded = protocol::fold_name(name);
+                if !offline.iter().any(|(f, _)| *f == folded) {
+                    offline.push((folded, name.to_string()));
                 }
             }
             None => {
@@ -588,16 +659,25 @@ fn deliver_multi(
             }
         }
     }
-    if online.is_empty() {
+    if online.is_empty() && offline.is_empty() {
         out.targets = online;
         return Err(SendError::NoSuchUser(missing));
     }
-    let kind = if online.len() + distinct_missing == 1 {
+    let kind = if online.len() + offline.len() + distinct_missing == 1 {
         Kind::Direct
     } else {
         Kind::Multi
     };
     let id = shared.next_message_id();
+    // Into the mailboxes first: if the store can't take it, nobody gets it.
+    let stored = match store_for(shared, &offline, id, from, kind, ts, body) {
+        Ok(s) => s,
+        Err(e) => {
+            online.clear();
+            out.targets = online;
+            return Err(e);
+        }
+    };
     let mut fan = Fan::new(
         msg_note(id, from, conn, kind, ts, body, notice),
         &shared.config.server_name,
@@ -611,7 +691,55 @@ fn deliver_multi(
     // Keep the buffer for the next message, without the handles.
     online.clear();
     out.targets = online;
-    Ok(sent(id, queued, missing, kind, msg_size(from, kind, body)))
+    let mut s = sent(id, queued, missing, kind, msg_size(from, kind, body));
+    s.queued += offline.len() as u64;
+    s.stored = stored;
+    Ok(s)
+}
+
+/// Hands a message for offline accounts to the store; its state moves on
+/// when the store has committed it.
+fn store_for(
+    shared: &Shared,
+    offline: &[(String, String)],
+    id: u64,
+    from: &str,
+    kind: Kind<'_>,
+    ts: u64,
+    body: &[u8],
+) -> Result<Option<StoredFor>, SendError> {
+    let Some(store) = shared.store.as_ref().filter(|_| !offline.is_empty()) else {
+        return Ok(None);
+    };
+    let state = Arc::new(std::sync::atomic::AtomicU8::new(hold::WAITING));
+    let done = Arc::clone(&state);
+    let msg = crate::store::Stored {
+        id,
+        from: from.to_string(),
+        kind: if kind == Kind::Direct {
+            crate::store::StoredKind::Direct
+        } else {
+            crate::store::StoredKind::Multi
+        },
+        ts_ms: ts,
+        body: body.to_vec(),
+    };
+    let to = offline.iter().map(|(f, _)| f.clone()).collect();
+    let appended = store.try_append(
+        to,
+        msg,
+        Box::new(move |r: Result<(), String>| {
+            let s = if r.is_ok() { hold::DONE } else { hold::FAILED };
+            done.store(s, Ordering::Release);
+        }),
+    );
+    match appended {
+        Ok(()) => Ok(Some(StoredFor {
+            names: offline.iter().map(|(_, n)| n.clone()).collect(),
+            state,
+        })),
+        Err(_) => Err(SendError::Unavailable),
+    }
 }
 
 /// A message from `conn` as a core note.
@@ -668,6 +796,54 @@ pub(crate) fn join_room(
     let mut fan = Fan::new(note, &shared.config.server_name);
     fan_out(&j.others, conn.id, out, &mut fan);
     Ok(j.room)
+}
+
+/// Most bytes of history one room keeps in memory, whatever
+/// `room_history` says (the oldest lines go first).
+const HISTORY_BYTES: usize = 1 << 20;
+
+/// Keeps a room message in the room's history (in memory for `JOIN`, and
+/// in the store across restarts).
+fn remember_room_message(shared: &Shared, room: &str, id: u64, from: &str, ts: u64, body: &[u8]) {
+    let keep = shared.config.room_history;
+    if keep == 0 {
+        return;
+    }
+    let folded = protocol::fold_name(room);
+    let msg = crate::store::Stored {
+        id,
+        from: from.to_string(),
+        kind: crate::store::StoredKind::Room(room.to_string()),
+        ts_ms: ts,
+        body: body.to_vec(),
+    };
+    if let Some(store) = &shared.store {
+        if store.try_append_history(&folded, msg.clone()).is_err() {
+            log_debug!("room history of {room}: the store is busy; kept in memory only");
+        }
+    }
+    let mut history = shared.history.lock();
+    let lines = history.entry(folded).or_default();
+    lines.push_back(msg);
+    let mut bytes: usize = lines.iter().map(|m| m.body.len()).sum();
+    while lines.len() > keep || (bytes > HISTORY_BYTES && lines.len() > 1) {
+        if let Some(old) = lines.pop_front() {
+            bytes -= old.body.len();
+        }
+    }
+}
+
+/// Queues a room's history to a connection that just joined it, as the
+/// messages it would have seen (original ids and times).
+pub(crate) fn replay_history(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
+    let lines: Vec<crate::store::Stored> =
+        match shared.history.lock().get(&protocol::fold_name(room)) {
+            Some(lines) => lines.iter().cloned().collect(),
+            None => return,
+        };
+    for m in &lines {
+        crate::accounts::deliver_stored(shared, out, conn, m);
+    }
 }
 
 /// Takes `conn` out of `room` for every door; the others in it are told.

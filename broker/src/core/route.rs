@@ -265,6 +265,17 @@ pub(crate) fn with_reply_ref<R>(
     result
 }
 
+/// The `ref` of the web request being applied, if it is `conn`'s: for a
+/// request answered later, by another thread.
+pub(crate) fn current_reply_ref(conn: u64) -> Option<serde_json::Value> {
+    REPLY_REF.with(|r| {
+        r.borrow()
+            .as_ref()
+            .filter(|(id, _)| *id == conn)
+            .map(|(_, v)| v.clone())
+    })
+}
+
 /// A reply to one connection in its door's form: a native frame, or JSON
 /// on the web.
 pub(crate) fn reply_frame(conn: &Conn, event: &Event<'_>) -> Frame {

@@ -449,6 +449,11 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
                     cx.numeric(403, &[t], Some("No such channel"));
                 }
             }
+            Err(SendError::Unavailable) => {
+                if !notice {
+                    cx.numeric(404, &[t], Some("Message store busy; try again"));
+                }
+            }
             Err(SendError::NotInRoom | SendError::NoSuchUser(_)) => {
                 if !notice {
                     if cx.shared.rooms.exists(t) {
@@ -485,6 +490,16 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
             s.missing
         }
         Err(SendError::NoSuchUser(m)) => m,
+        Err(SendError::Unavailable) => {
+            if !notice {
+                cx.numeric(
+                    404,
+                    &[&joined],
+                    Some("Message store busy; nothing was sent, try again"),
+                );
+            }
+            String::new()
+        }
         Err(_) => String::new(),
     };
     if !notice {
@@ -548,10 +563,12 @@ fn join_one(cx: &mut Ctx<'_>, chan: &str) {
     }
     let time = cx.conn.has(flag::SERVER_TIME).then(now_ms);
     let conn = Arc::clone(cx.conn);
+    let cx_shared = cx.shared;
     let joined = core::join_room(cx.shared, cx.out, cx.conn, chan, |out, r, _| {
         let mut b = Vec::with_capacity(64);
         wire::push_command(&mut b, time, Some(&prefix), "JOIN", &[&r.name], None);
         out.push(&conn, &Frame::from(b));
+        core::replay_history(cx_shared, out, &conn, &r.name);
     });
     match joined {
         Ok(r) => {

@@ -1,10 +1,12 @@
 //! The native door's adapter: decoded native frames (docs/protocol.md) into
 //! core operations, and their results into native frames.
 
+use crate::accounts;
 use crate::core::conn::{Conn, Door};
+use crate::core::hold;
 use crate::core::outbound::Outbox;
 use crate::core::rooms::RoomError;
-use crate::core::route::{reply_frame, web_closing};
+use crate::core::route::{current_reply_ref, reply_frame, web_closing};
 use crate::core::{
     close, deliver, error, join_room, member_names, part_room, receipt, strike, take_name, Flow,
     NameError, SendError, Session,
@@ -13,6 +15,7 @@ use crate::metrics::CloseReason;
 use crate::Shared;
 use protocol::web::ws;
 use protocol::{validate_room, ErrorCode, Event, Request, Targets};
+use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +41,7 @@ pub(crate) fn handle(
     let named = conn.name().is_some();
     match req {
         Request::Name { name } => register(shared, out, conn, name),
+        Request::Login { name, password } => login(shared, out, conn, session, name, password),
         Request::Ping { token } => reply(out, conn, &Event::Pong { token }),
         Request::Help => reply(out, conn, &Event::Info { text: &shared.help }),
         Request::Quit { reason } => {
@@ -55,6 +59,7 @@ pub(crate) fn handle(
             None,
             "choose a name first: NAME <name>",
         ),
+        Request::Register { password } => register_account(shared, out, conn, session, password),
         Request::List { room: None } => {
             let names = shared.registry.names_sorted();
             let joined = names.join(" ");
@@ -78,7 +83,7 @@ pub(crate) fn handle(
             reply(out, conn, &rooms);
         }
         Request::Send { targets, body } => {
-            let cost = send(shared, out, conn, targets, body);
+            let cost = send(shared, out, conn, session, targets, body);
             session.spend(shared, cost, now);
         }
         Request::Recv { id, from } => {
@@ -118,6 +123,16 @@ fn rate_limited(
 
 /// `NAME <name>` on the native door.
 fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
+    if conn.name().is_none() && shared.accounts.as_ref().is_some_and(|a| a.owned(name)) {
+        return error(
+            shared,
+            out,
+            conn,
+            ErrorCode::NameOwned,
+            None,
+            "that name is an account: NAME <name> <password>",
+        );
+    }
     let taken = take_name(shared, out, conn, name, |out| {
         reply(out, conn, &Event::NameOk { name });
     });
@@ -143,19 +158,124 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
     }
 }
 
+/// `NAME <name> <password>`: checked by the accounts thread, which answers;
+/// the connection is held until it has.
+fn login(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    name: &str,
+    password: &str,
+) {
+    if conn.name().is_some() {
+        let text = "this connection already has a name";
+        return error(shared, out, conn, ErrorCode::AlreadyNamed, None, text);
+    }
+    if let Err(why) = protocol::validate_name(name) {
+        return error(shared, out, conn, ErrorCode::BadName, None, why);
+    }
+    let job = accounts::Job::Login {
+        conn: Arc::clone(conn),
+        name: name.to_string(),
+        password: password.to_string(),
+    };
+    submit(shared, out, conn, session, password, job);
+}
+
+/// `REGISTER <password>`: the current name becomes an account.
+fn register_account(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    password: &str,
+) {
+    if conn
+        .name()
+        .is_some_and(|n| shared.accounts.as_ref().is_some_and(|a| a.owned(n)))
+    {
+        let text = "this name is an account already";
+        return error(shared, out, conn, ErrorCode::AlreadyRegistered, None, text);
+    }
+    let job = accounts::Job::Register {
+        conn: Arc::clone(conn),
+        password: password.to_string(),
+    };
+    submit(shared, out, conn, session, password, job);
+}
+
+/// Checks the password rules and hands `job` to the accounts thread.
+fn submit(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    password: &str,
+    job: accounts::Job,
+) {
+    if let Err(why) = accounts::password_ok(password) {
+        return error(shared, out, conn, ErrorCode::BadPassword, None, why);
+    }
+    let Some(accounts) = shared.accounts.as_ref() else {
+        let text = "accounts are off on this broker (it has no data_dir)";
+        return error(shared, out, conn, ErrorCode::Unavailable, None, text);
+    };
+    let state = Arc::new(AtomicU8::new(hold::WAITING));
+    let reference = current_reply_ref(conn.id);
+    if accounts.submit(job, reference, Arc::clone(&state)) {
+        session.hold(state, None);
+    } else {
+        let text = "too many logins at once; try again";
+        error(shared, out, conn, ErrorCode::Unavailable, None, text);
+    }
+}
+
 /// `SEND` on the native door: `ACK`, or the error. Returns the bytes
 /// queued, for the byte budget.
 fn send(
     shared: &Shared,
     out: &mut Outbox,
     conn: &Arc<Conn>,
+    session: &mut Session,
     targets: Targets<'_>,
     body: &[u8],
 ) -> u64 {
     match deliver(shared, out, conn, targets, body, false) {
         Ok(s) => {
             let missing = (!s.missing.is_empty()).then_some(s.missing.as_str());
-            accepted(out, conn, s.id, s.queued, missing);
+            match &s.stored {
+                None => accepted(out, conn, s.id, s.queued, missing),
+                Some(stored) => {
+                    // The ACK waits until the store has it on disk (the
+                    // connection is held meanwhile, so ACKs stay in
+                    // order); if the store fails, the ACK says those
+                    // accounts were missed.
+                    let ack = |queued, missing: Option<&str>| {
+                        reply_frame(
+                            conn,
+                            &Event::Ack {
+                                id: s.id,
+                                queued,
+                                missing,
+                            },
+                        )
+                    };
+                    let mut failed_missing = s.missing.clone();
+                    for n in &stored.names {
+                        if !failed_missing.is_empty() {
+                            failed_missing.push(',');
+                        }
+                        failed_missing.push_str(n);
+                    }
+                    let unstored = s.queued.saturating_sub(stored.names.len() as u64);
+                    let then = [
+                        ack(s.queued, missing),
+                        ack(unstored, Some(failed_missing.as_str())),
+                    ];
+                    session.hold(Arc::clone(&stored.state), Some(then));
+                }
+            }
             s.bytes
         }
         Err(SendError::NoSuchUser(names)) => {
@@ -176,6 +296,17 @@ fn send(
         }
         Err(SendError::NotInRoom) => {
             not_in_room(shared, out, conn, targets.as_str());
+            0
+        }
+        Err(SendError::Unavailable) => {
+            error(
+                shared,
+                out,
+                conn,
+                ErrorCode::Unavailable,
+                None,
+                "the message store is busy; nothing was sent, try again",
+            );
             0
         }
     }
@@ -230,6 +361,7 @@ fn join(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
                 members,
             },
         );
+        crate::core::replay_history(shared, out, conn, &r.name);
     });
     if let Err(e) = joined {
         room_error(shared, out, conn, room, e);

@@ -391,10 +391,19 @@ fn metrics(shared: &Shared) -> String {
         "Bytes queued to users and not yet written.",
         &[(&[], queued as f64)],
     );
+    let store = shared.store.as_deref();
     e.gauge(
         "chat_stored_messages",
-        "Messages stored for offline accounts (none until accounts exist).",
-        &[(&[], 0.0)],
+        "Messages stored for offline accounts, waiting for them to log in.",
+        &[(&[], store.map_or(0, |s| s.stored_count()) as f64)],
+    );
+    e.counter(
+        "chat_stored_dropped_total",
+        "Stored messages dropped: a mailbox past mailbox_max (full), or older than mailbox_days (expired).",
+        &[
+            (&[("reason", "full")], store.map_or(0, |s| s.dropped_count())),
+            (&[("reason", "expired")], store.map_or(0, |s| s.expired_count())),
+        ],
     );
     e.gauge(
         "chat_uptime_seconds",

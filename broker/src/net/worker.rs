@@ -77,6 +77,9 @@ struct Entry {
 struct Pause {
     /// The byte budget is out of debt at this time.
     until: Option<Instant>,
+    /// Another thread answers this sender's last request (a login, a
+    /// stored message's `ACK`).
+    held: Option<core::Hold>,
     /// Readers over `queue_bytes` that it waits for.
     waits: Vec<Wait>,
 }
@@ -540,8 +543,23 @@ impl Worker {
                     }
                     true
                 });
-                if !p.waits.is_empty() || p.until.is_some_and(|t| now < t) {
+                let state = p
+                    .held
+                    .as_ref()
+                    .map(|h| h.state.load(std::sync::atomic::Ordering::Acquire));
+                if state == Some(core::hold::WAITING)
+                    || !p.waits.is_empty()
+                    || p.until.is_some_and(|t| now < t)
+                {
                     return true;
+                }
+                if let Some([done, failed]) = p.held.take().and_then(|h| h.then) {
+                    let frame = if state == Some(core::hold::FAILED) {
+                        failed
+                    } else {
+                        done
+                    };
+                    out.push(&e.conn, &frame);
                 }
             }
             e.pause = None;
@@ -806,7 +824,8 @@ fn irc_one(shared: &Shared, out: &mut Outbox, e: &mut Entry, rest: &[u8], now: I
 /// `queue_bytes` (it waits for them) or put its byte budget in debt.
 fn pause_for(shared: &Shared, out: &mut Outbox, e: &mut Entry, now: Instant) -> Option<Pause> {
     let debt = e.session.debt(shared, now);
-    if out.over.is_empty() && debt.is_none() {
+    let held = e.session.take_hold();
+    if out.over.is_empty() && debt.is_none() && held.is_none() {
         return None;
     }
     let waits = out
@@ -824,6 +843,7 @@ fn pause_for(shared: &Shared, out: &mut Outbox, e: &mut Entry, now: Instant) -> 
         .collect();
     Some(Pause {
         until: debt.map(|d| now + d),
+        held,
         waits,
     })
 }

@@ -538,11 +538,14 @@ fn receipts_for_everyone_and_room_messages_need_the_reader_to_have_got_them() {
         .to_string();
     bob.next_msg();
     bob.next_msg();
-    // Mallory came later: she got neither, so her receipts do nothing.
+    // Mallory came later: she got neither live (the room message reaches
+    // her as history on JOIN, which takes no receipts), so her receipts do
+    // nothing.
     let mut mallory = Peer::named(addr, "mallory");
     alice.expect("JOINED mallory");
     mallory.send("JOIN #r\n");
     mallory.expect_prefix("OK JOIN #r");
+    assert_eq!(mallory.next_msg().field(1), room);
     alice.expect("JOINED mallory #r");
     bob.skip_until("JOINED mallory #r");
     mallory.send(&format!("RECV {all} alice\nRECV {room} alice\n"));

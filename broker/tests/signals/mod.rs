@@ -36,6 +36,11 @@ impl Proc {
     /// Writes a config with a long grace time and no rate limits, starts the
     /// binary with it on port 0, and waits for its `listening on` line.
     fn start() -> Proc {
+        Proc::start_in("")
+    }
+
+    /// As [`Proc::start`], with its database in `data_dir` ("" for none).
+    fn start_in(data_dir: &str) -> Proc {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let config = std::env::temp_dir().join(format!(
             "broker-signals-{}-{}.toml",
@@ -57,6 +62,7 @@ impl Proc {
                  stats_interval_secs = 0\n\
                  irc_listen = \"127.0.0.1:0\"\n\
                  http_listen = \"127.0.0.1:0\"\n\
+                 data_dir = \"{data_dir}\"\n\
                  log_level = \"info\"\n"
             ),
         )
@@ -299,4 +305,62 @@ fn sighup_applies_a_new_rate_limit_to_connected_clients_and_keeps_what_takes_a_r
     b.wait_log("keeping the running config");
     bob.send("PING\n");
     bob.expect("PONG");
+}
+
+#[test]
+fn kill_9_loses_no_acked_message_for_an_offline_account() {
+    let dir = testkit::data_dir();
+    let mut b = Proc::start_in(&dir);
+    {
+        let mut inbox = Peer::named(b.addr, "inbox");
+        inbox.send("REGISTER inbox-pass\nQUIT\n");
+        inbox.expect("OK REGISTER inbox");
+        inbox.expect("BYE");
+    }
+    // The sender pipelines messages to the offline account; the broker is
+    // killed while they flow. Every ACK it saw is a promise.
+    let mut sender = Peer::named(b.addr, "sender");
+    let writer = sender.stream.try_clone().unwrap();
+    let pump = std::thread::spawn(move || {
+        let mut w = writer;
+        for i in 0..5000 {
+            if w.write_all(format!("SEND inbox :m{i}\n").as_bytes())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut sent_bodies = 0usize;
+    while acked.len() < 200 {
+        let f = sender.next();
+        if f.verb() == "ACK" {
+            assert_eq!(f.field(2), "1", "{}", f.line);
+            acked.push((f.field(1).parse().unwrap(), format!("m{sent_bodies}")));
+            sent_bodies += 1;
+        }
+    }
+    let _ = b.child.kill(); // SIGKILL
+    let _ = b.child.wait();
+    let _ = pump.join();
+    drop(b);
+
+    let b = Proc::start_in(&dir);
+    let mut inbox = Peer::connect(b.addr);
+    inbox.send("NAME inbox inbox-pass\n");
+    inbox.expect("OK NAME inbox");
+    let mut got: Vec<(u64, String)> = Vec::new();
+    while let Some(f) = inbox.try_next(Duration::from_secs(2)) {
+        assert_eq!(f.verb(), "MSG", "{}", f.line);
+        got.push((f.field(1).parse().unwrap(), f.body_str()));
+    }
+    // In order, each at most once, and every ACKed one there.
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "out of order");
+    for (id, body) in &acked {
+        let n = got.iter().filter(|(g, _)| g == id).count();
+        assert_eq!(n, 1, "ACKed message {id} ({body}) delivered {n} times");
+        assert!(got.iter().any(|(g, b)| g == id && b == body), "{id} {body}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,11 +29,15 @@ const BAD_FIELD: ProtoError = ProtoError::new(
 );
 const UNKNOWN_OP: ProtoError = ProtoError::new(
     ErrorCode::UnknownCommand,
-    "unknown op; ops are name, list, send, join, part, rooms, recv, ping, help, quit",
+    "unknown op; ops are name, register, list, send, join, part, rooms, recv, ping, help, quit",
 );
 const NEED_NAME: ProtoError = ProtoError::new(
     ErrorCode::BadFrame,
     "usage: {\"op\":\"name\",\"name\":\"alice\"}",
+);
+const NEED_PASSWORD: ProtoError = ProtoError::new(
+    ErrorCode::BadFrame,
+    "usage: {\"op\":\"register\",\"password\":\"…\"}",
 );
 const NEED_ROOM: ProtoError = ProtoError::new(ErrorCode::BadFrame, "this op needs \"room\"");
 const NEED_SEND: ProtoError = ProtoError::new(
@@ -55,8 +59,6 @@ const TOO_LONG: ProtoError = ProtoError::new(ErrorCode::TooLong, "text is over t
 struct Fields {
     op: String,
     name: Option<String>,
-    /// Accepted for the accounts to come; not used yet.
-    #[allow(dead_code)]
     password: Option<String>,
     room: Option<String>,
     to: Option<To>,
@@ -136,12 +138,19 @@ impl WebRequest {
         let f = &self.fields;
         let room = || f.room.as_deref().ok_or(NEED_ROOM);
         Ok(match f.op.as_str() {
-            "name" => Request::Name {
-                name: f
+            "name" => {
+                let name = f
                     .name
                     .as_deref()
                     .filter(|n| !n.is_empty())
-                    .ok_or(NEED_NAME)?,
+                    .ok_or(NEED_NAME)?;
+                match f.password.as_deref() {
+                    Some(password) => Request::Login { name, password },
+                    None => Request::Name { name },
+                }
+            }
+            "register" => Request::Register {
+                password: f.password.as_deref().ok_or(NEED_PASSWORD)?,
             },
             "list" => Request::List {
                 room: f.room.as_deref(),
@@ -301,6 +310,12 @@ impl<'a> Out<'a> {
                 room: None,
                 members: None,
             },
+            Event::RegisterOk { name } => Out::Ok {
+                op: "register",
+                name: Some(name),
+                room: None,
+                members: None,
+            },
             Event::JoinOk { room, members } => Out::Ok {
                 op: "join",
                 name: None,
@@ -411,7 +426,20 @@ mod tests {
     fn every_op_maps_to_its_native_request() {
         assert_eq!(
             req(r#"{"op":"name","name":"alice","password":"x"}"#),
+            Ok(Request::Login {
+                name: "alice",
+                password: "x"
+            })
+        );
+        assert_eq!(
+            req(r#"{"op":"name","name":"alice"}"#),
             Ok(Request::Name { name: "alice" })
+        );
+        assert_eq!(
+            req(r#"{"op":"register","password":"s3cret-pw"}"#),
+            Ok(Request::Register {
+                password: "s3cret-pw"
+            })
         );
         assert_eq!(req(r#"{"op":"list"}"#), Ok(Request::List { room: None }));
         assert_eq!(
