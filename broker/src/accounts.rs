@@ -52,6 +52,19 @@ pub(crate) enum Job {
         /// The password given.
         password: String,
     },
+    /// An IRC client's `PASS` or SASL `PLAIN`: only checks the password
+    /// (and takes the account's stored messages); the IRC door registers
+    /// the nick itself, with its welcome, when the hold is over.
+    Verify {
+        /// Who asks.
+        conn: Arc<Conn>,
+        /// The account.
+        name: String,
+        /// The password given.
+        password: String,
+        /// Filled on success.
+        slot: Arc<parking_lot::Mutex<Option<Verified>>>,
+    },
     /// `REGISTER <password>` by a connection that has a name.
     Register {
         /// Who asks.
@@ -59,6 +72,16 @@ pub(crate) enum Job {
         /// The password to set.
         password: String,
     },
+}
+
+/// A password checked for the IRC door: the account's name as registered,
+/// and its stored messages, to deliver after the welcome.
+#[derive(Debug, Default)]
+pub(crate) struct Verified {
+    /// The account's name as shown.
+    pub name: String,
+    /// Its stored messages, oldest first.
+    pub stored: Vec<Stored>,
 }
 
 /// A job with what every job carries: the web request's `ref` and the
@@ -239,7 +262,7 @@ pub(crate) fn run(shared: Arc<Shared>, inbox: Receiver<Ticket>) {
                 // hashing costs this thread nothing meanwhile.
                 let now = Instant::now();
                 let delay = match &ticket.job {
-                    Job::Login { conn, name, .. } => {
+                    Job::Login { conn, name, .. } | Job::Verify { conn, name, .. } => {
                         failures.delay(&fold_name(name), conn.peer.ip(), now)
                     }
                     Job::Register { .. } => Duration::ZERO,
@@ -282,8 +305,11 @@ fn serve(
         held,
     } = ticket;
     let conn = match &job {
-        Job::Login { conn, .. } | Job::Register { conn, .. } => Arc::clone(conn),
+        Job::Login { conn, .. } | Job::Verify { conn, .. } | Job::Register { conn, .. } => {
+            Arc::clone(conn)
+        }
     };
+    let mut state = core::hold::DONE;
     if !conn.is_closing() {
         with_reply_ref(conn.id, reference, || match job {
             Job::Login {
@@ -291,12 +317,54 @@ fn serve(
                 name,
                 password,
             } => login(shared, store, failures, out, &conn, &name, &password),
+            Job::Verify {
+                conn,
+                name,
+                password,
+                slot,
+            } => {
+                if !verify(store, failures, &conn, &name, &password, &slot) {
+                    state = core::hold::FAILED;
+                }
+            }
             Job::Register { conn, password } => {
                 register(shared, accounts, store, out, &conn, &password)
             }
         });
     }
-    held.store(core::hold::DONE, Ordering::Release);
+    held.store(state, Ordering::Release);
+}
+
+/// Checks a password for the IRC door; on success fills `slot` with the
+/// account's name and stored messages.
+fn verify(
+    store: &Store,
+    failures: &mut Failures,
+    conn: &Conn,
+    name: &str,
+    password: &str,
+    slot: &parking_lot::Mutex<Option<Verified>>,
+) -> bool {
+    let folded = fold_name(name);
+    let account = store.account(&folded).ok().flatten();
+    let Some(account) = account.filter(|a| crate::store::verify_password(password, &a.hash)) else {
+        failures.failed(&folded, conn.peer.ip(), Instant::now());
+        log_info!("{}: wrong password for {name}", conn.peer);
+        return false;
+    };
+    failures.succeeded(&folded);
+    let stored = store.take_mailbox(&folded).unwrap_or_else(|e| {
+        log_warn!(
+            "accounts: cannot read {}'s stored messages: {e}",
+            account.name
+        );
+        Vec::new()
+    });
+    *slot.lock() = Some(Verified {
+        name: account.name,
+        stored,
+    });
+    true
 }
 
 fn error(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, code: ErrorCode, text: &str) {

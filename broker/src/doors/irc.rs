@@ -10,6 +10,7 @@
 //! encodes them as `PRIVMSG`/`JOIN`/`PART`/`QUIT`. docs/irc.md has the
 //! mapping.
 
+use crate::accounts::Verified;
 use crate::core::conn::{flag, Conn, Frame};
 use crate::core::outbound::Outbox;
 use crate::core::rooms::RoomError;
@@ -19,15 +20,17 @@ use crate::metrics::CloseReason;
 use crate::{log_debug, Shared};
 use protocol::irc::{self as wire, IrcMessage};
 use protocol::{validate_name, validate_room, ErrorCode, Targets};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Capabilities offered in `CAP LS`, with the flag each one sets.
-const CAPS: [(&str, u8); 4] = [
+const CAPS: [(&str, u8); 5] = [
     ("server-time", flag::SERVER_TIME),
     ("echo-message", flag::ECHO),
     ("message-tags", 0),
     ("multi-prefix", flag::MULTI_PREFIX),
+    ("sasl", 0),
 ];
 
 /// One IRC connection's state, owned by its worker.
@@ -47,6 +50,25 @@ pub(crate) struct IrcSession {
     pub last_heard: Instant,
     /// When the broker pinged it, if it hasn't answered since.
     pub pinged: Option<Instant>,
+    /// `PASS` given before registering: an account's password.
+    password: Option<String>,
+    /// `AUTHENTICATE PLAIN` seen: the credentials come next.
+    sasl_started: bool,
+    /// A password check under way at the accounts thread.
+    pending: Option<Pending>,
+    /// The account this connection has proved it owns.
+    verified: Option<Verified>,
+}
+
+/// A password check the accounts thread is doing for this connection
+/// (which is held, not read, meanwhile: see `after_hold`).
+#[derive(Debug)]
+struct Pending {
+    state: Arc<AtomicU8>,
+    slot: Arc<parking_lot::Mutex<Option<Verified>>>,
+    /// From SASL (answered 903/904) or from `PASS` (registration goes on,
+    /// or 464).
+    by_sasl: bool,
 }
 
 impl IrcSession {
@@ -60,6 +82,10 @@ impl IrcSession {
             caps: Vec::new(),
             last_heard: now,
             pinged: None,
+            password: None,
+            sasl_started: false,
+            pending: None,
+            verified: None,
         }
     }
 
@@ -74,6 +100,7 @@ struct Ctx<'a> {
     shared: &'a Shared,
     out: &'a mut Outbox,
     conn: &'a Arc<Conn>,
+    session: &'a mut Session,
     irc: &'a mut IrcSession,
 }
 
@@ -137,15 +164,17 @@ pub(crate) fn handle(
         shared,
         out,
         conn,
+        session,
         irc,
     };
-    if cmd != "QUIT" && !session.take_token(shared, now) {
-        return core::strike(shared, cx.out, conn, session, now);
+    if cmd != "QUIT" && !cx.session.take_token(shared, now) {
+        return core::strike(shared, cx.out, conn, cx.session, now);
     }
     match cmd.as_str() {
         "CAP" => cap(&mut cx, msg),
         "PASS" if cx.irc.registered => cx.numeric(462, &[], Some("You may not reregister")),
-        "PASS" => {}
+        "PASS" => cx.irc.password = msg.param_str(0).map(str::to_string),
+        "AUTHENTICATE" => authenticate(&mut cx, msg),
         "NICK" => nick(&mut cx, msg),
         "USER" => user(&mut cx, msg),
         "PING" => match msg.param_str(0) {
@@ -160,7 +189,7 @@ pub(crate) fn handle(
         _ if !cx.irc.registered => cx.numeric(451, &[], Some("You have not registered")),
         "PRIVMSG" | "NOTICE" => {
             let cost = privmsg(&mut cx, msg, cmd == "NOTICE");
-            session.spend(shared, cost, now);
+            cx.session.spend(shared, cost, now);
         }
         "JOIN" => join(&mut cx, msg),
         "PART" => part(&mut cx, msg),
@@ -218,7 +247,9 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
             if !cx.irc.registered {
                 cx.irc.cap_open = true;
             }
-            let offered = CAPS.map(|(c, _)| c).join(" ");
+            let offered = CAPS
+                .map(|(c, _)| if c == "sasl" { "sasl=PLAIN" } else { c })
+                .join(" ");
             cx.command(Some(&server), "CAP", &[&me, "LS"], Some(&offered));
         }
         Some("LIST") => {
@@ -300,11 +331,37 @@ fn try_register(cx: &mut Ctx<'_>) {
     if cx.irc.registered || cx.irc.cap_open || !cx.irc.user {
         return;
     }
-    let Some(nick) = cx.irc.nick.clone() else {
+    if cx.irc.pending.is_some() {
+        return;
+    }
+    let Some(mut nick) = cx.irc.nick.clone() else {
         return;
     };
+    let mut stored = Vec::new();
+    if cx.shared.accounts.as_ref().is_some_and(|a| a.owned(&nick)) {
+        match cx.irc.verified.take() {
+            Some(v) if v.name.eq_ignore_ascii_case(&nick) => {
+                nick = v.name;
+                stored = v.stored;
+            }
+            other => {
+                cx.irc.verified = other;
+                if let Some(password) = cx.irc.password.take() {
+                    // PASS: checked first; registration goes on after.
+                    return check_password(cx, &nick, password, false);
+                }
+                cx.irc.nick = None;
+                return cx.numeric(
+                    433,
+                    &[&nick],
+                    Some("Nickname is an account: log in with SASL PLAIN or PASS"),
+                );
+            }
+        }
+    }
     let server = cx.server().to_string();
     let join_all = cx.shared.live().irc_join_all;
+    let shared = cx.shared;
     let conn = Arc::clone(cx.conn);
     let max_targets = cx.shared.config.max_targets;
     let registry = &cx.shared.registry;
@@ -326,6 +383,10 @@ fn try_register(cx: &mut Ctx<'_>) {
             names_lines(&mut b, &server, &nick, "#all", &everyone);
         }
         out.push(&conn, &Frame::from(b));
+        // An account's messages kept while it was away, before anything new.
+        for m in &stored {
+            crate::accounts::deliver_stored(shared, out, &conn, m);
+        }
     });
     match taken {
         Ok(()) => cx.irc.registered = true,
@@ -338,6 +399,131 @@ fn try_register(cx: &mut Ctx<'_>) {
             cx.numeric(432, &[&nick], Some("Erroneous nickname"));
         }
         Err(NameError::Already) => {}
+    }
+}
+
+/// `AUTHENTICATE`: SASL `PLAIN` (RFC 4616) for an account.
+fn authenticate(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    if cx.irc.registered {
+        return cx.numeric(907, &[], Some("You have already authenticated"));
+    }
+    if !cx.irc.caps.contains(&"sasl") {
+        return cx.numeric(
+            904,
+            &[],
+            Some("SASL authentication failed: CAP REQ :sasl first"),
+        );
+    }
+    let arg = msg.param_str(0).unwrap_or_default();
+    if arg == "*" {
+        cx.irc.sasl_started = false;
+        return cx.numeric(906, &[], Some("SASL authentication aborted"));
+    }
+    if !cx.irc.sasl_started {
+        if arg.eq_ignore_ascii_case("PLAIN") {
+            cx.irc.sasl_started = true;
+            return cx.command(None, "AUTHENTICATE", &["+"], None);
+        }
+        cx.numeric(908, &["PLAIN"], Some("are available SASL mechanisms"));
+        return cx.numeric(904, &[], Some("SASL authentication failed"));
+    }
+    cx.irc.sasl_started = false;
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(arg)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    // authzid NUL authcid NUL password
+    let parts: Option<(String, String)> = decoded.as_deref().and_then(|d| {
+        let mut it = d.split('\0');
+        let (_, who, password) = (it.next()?, it.next()?, it.next()?);
+        Some((who.to_string(), password.to_string()))
+    });
+    match parts {
+        Some((who, password)) if !who.is_empty() => check_password(cx, &who, password, true),
+        _ => cx.numeric(904, &[], Some("SASL authentication failed")),
+    }
+}
+
+/// Hands a password to the accounts thread; the connection is held until
+/// it has answered, then `after_hold` goes on.
+fn check_password(cx: &mut Ctx<'_>, name: &str, password: String, by_sasl: bool) {
+    let failed = |cx: &mut Ctx<'_>| {
+        if by_sasl {
+            cx.numeric(904, &[], Some("SASL authentication failed"));
+        } else {
+            cx.numeric(464, &[], Some("Password incorrect"));
+        }
+    };
+    let Some(accounts) = cx.shared.accounts.as_ref() else {
+        return failed(cx);
+    };
+    if crate::accounts::password_ok(&password).is_err() {
+        return failed(cx);
+    }
+    let state = Arc::new(AtomicU8::new(core::hold::WAITING));
+    let slot = Arc::new(parking_lot::Mutex::new(None));
+    let job = crate::accounts::Job::Verify {
+        conn: Arc::clone(cx.conn),
+        name: name.to_string(),
+        password,
+        slot: Arc::clone(&slot),
+    };
+    if !accounts.submit(job, None, Arc::clone(&state)) {
+        return failed(cx);
+    }
+    cx.session.hold(Arc::clone(&state), None);
+    cx.irc.pending = Some(Pending {
+        state,
+        slot,
+        by_sasl,
+    });
+}
+
+/// After a hold: answers a finished password check (SASL: 900 and 903,
+/// or 904; `PASS`: registration goes on, or 464).
+pub(crate) fn after_hold(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    irc: &mut IrcSession,
+) {
+    let Some(p) = irc.pending.take() else {
+        return;
+    };
+    let state = p.state.load(Ordering::Acquire);
+    if state == core::hold::WAITING {
+        irc.pending = Some(p);
+        return;
+    }
+    let mut cx = Ctx {
+        shared,
+        out,
+        conn,
+        session,
+        irc,
+    };
+    let verified = p.slot.lock().take();
+    match (state, verified) {
+        (core::hold::DONE, Some(v)) => {
+            if p.by_sasl {
+                let me = cx.me();
+                let mask = irc_prefix(&v.name, cx.server());
+                let text = format!("You are now logged in as {}", v.name);
+                cx.numeric(900, &[&me, &mask, &v.name], Some(&text));
+                cx.numeric(903, &[], Some("SASL authentication successful"));
+                cx.irc.verified = Some(v);
+            } else {
+                cx.irc.verified = Some(v);
+                try_register(&mut cx);
+            }
+        }
+        _ if p.by_sasl => cx.numeric(904, &[], Some("SASL authentication failed")),
+        _ => {
+            cx.irc.nick = None;
+            cx.numeric(464, &[], Some("Password incorrect"));
+        }
     }
 }
 

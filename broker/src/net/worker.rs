@@ -583,6 +583,17 @@ impl Worker {
             e.inbuf = Vec::new();
         }
         e.partial_since = None;
+        if let Some(irc) = e.irc.as_deref_mut() {
+            // A password check for the IRC door may be what it waited on.
+            self.out.over.clear();
+            doors::irc::after_hold(shared, &mut self.out, &e.conn, &mut e.session, irc);
+            if let Some(pause) = pause_for(shared, &mut self.out, e, now) {
+                // Registration went on to another check.
+                e.pause = Some(pause);
+                self.paused.push(id);
+                return;
+            }
+        }
         if !e.inbuf.is_empty() {
             match apply_inbuf(shared, &mut self.out, e, now) {
                 Step::Closed => {

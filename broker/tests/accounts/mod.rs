@@ -221,3 +221,60 @@ fn without_a_data_dir_accounts_are_unavailable() {
     q.send("NAME ivy2 long-enough\n");
     q.expect_prefix("ERR UNAVAILABLE");
 }
+
+#[test]
+fn irc_users_log_in_with_sasl_plain_or_pass() {
+    use super::irc::Irc;
+    let b = broker_in(&data_dir());
+    let (addr, irc) = (b.local_addr(), b.irc_addr().unwrap());
+    make_account(addr, "Ida", "ida-pass-1");
+    let mut bob = Peer::named(addr, "bob");
+    bob.send("SEND ida :kept for you\n");
+    bob.expect_prefix("ACK ");
+
+    // Without a password the owned nick is refused (433: pick another).
+    let mut c = Irc::connect(irc, "ida");
+    c.send("NICK ida");
+    c.send("USER ida 0 * :Ida");
+    c.until(" 433 * ida :Nickname is an account");
+    // PASS with a wrong password: 464; the right one registers.
+    let mut c = Irc::connect(irc, "ida");
+    c.send("PASS wrong-pass-1");
+    c.send("NICK ida");
+    c.send("USER ida 0 * :Ida");
+    c.until(" 464 ");
+    let mut c = Irc::connect(irc, "ida");
+    c.send("PASS ida-pass-1");
+    c.send("NICK IDA");
+    c.send("USER ida 0 * :Ida");
+    c.until(" 001 Ida ");
+    // The message kept while away, after the welcome.
+    c.until(":bob!bob@chat PRIVMSG Ida :kept for you");
+    c.send("QUIT :bye");
+    bob.skip_until("LEFT Ida quit");
+
+    // SASL PLAIN, the way irssi and WeeChat do it.
+    use base64::Engine as _;
+    let mut s = Irc::connect(irc, "ida");
+    s.send("CAP LS 302");
+    s.send("NICK ida");
+    s.send("USER ida 0 * :Ida");
+    let ls = s.until(" CAP * LS ");
+    assert!(ls.contains("sasl=PLAIN"), "{ls}");
+    s.send("CAP REQ :sasl");
+    s.until(" ACK ");
+    s.send("AUTHENTICATE PLAIN");
+    s.until("AUTHENTICATE +");
+    let wrong = base64::engine::general_purpose::STANDARD.encode("ida\0ida\0nope-nope-1");
+    s.send(&format!("AUTHENTICATE {wrong}"));
+    s.until(" 904 ");
+    s.send("AUTHENTICATE PLAIN");
+    s.until("AUTHENTICATE +");
+    let right = base64::engine::general_purpose::STANDARD.encode("ida\0ida\0ida-pass-1");
+    s.send(&format!("AUTHENTICATE {right}"));
+    s.until(" 900 ");
+    s.until(" 903 ");
+    s.send("CAP END");
+    s.until(" 001 Ida ");
+    bob.skip_until("JOINED Ida");
+}

@@ -14,7 +14,7 @@ pub(crate) struct Irc {
 }
 
 impl Irc {
-    fn connect(addr: SocketAddr, nick: &str) -> Irc {
+    pub(crate) fn connect(addr: SocketAddr, nick: &str) -> Irc {
         let w = TcpStream::connect(addr).unwrap();
         w.set_read_timeout(Some(DEADLINE)).unwrap();
         let r = BufReader::new(w.try_clone().unwrap());
