@@ -364,3 +364,42 @@ fn kill_9_loses_no_acked_message_for_an_offline_account() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_corrupt_or_unusable_database_stops_the_broker_with_a_clear_error() {
+    let dir = testkit::data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(format!("{dir}/chat.redb"), b"this is not a database at all").unwrap();
+    let run = |data_dir: &str| {
+        Command::new(env!("CARGO_BIN_EXE_broker"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--irc-listen",
+                "",
+                "--http-listen",
+                "",
+            ])
+            .arg("--config")
+            .arg({
+                let p = std::env::temp_dir().join(format!("broker-db-{}.toml", std::process::id()));
+                std::fs::write(&p, format!("data_dir = \"{data_dir}\"\n")).unwrap();
+                p
+            })
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{dir}/chat.redb")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // A data_dir that is a file, not a directory.
+    let file = format!("{dir}/chat.redb");
+    let out = run(&file);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&file), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
