@@ -362,30 +362,20 @@ fn metrics(shared: &Shared) -> String {
         "Message copies queued to recipients.",
         &[(&[], stats.deliveries)],
     );
-    let reasons: Vec<[(&str, &str); 1]> = CloseReason::ALL
-        .iter()
-        .map(|r| [("reason", r.as_str())])
-        .collect();
-    let closes: Vec<(&[(&str, &str)], u64)> = reasons
-        .iter()
-        .zip(stats.closes)
-        .map(|(l, n)| (&l[..], n))
-        .collect();
+    let reasons: Vec<&str> = CloseReason::ALL.iter().map(|r| r.as_str()).collect();
+    let closes = by_label("reason", &reasons, &stats.closes);
     e.counter(
         "chat_closed_total",
         "Connections closed, by reason.",
-        &closes,
+        &samples(&closes),
     );
-    let codes: Vec<[(&str, &str); 1]> = ErrorCode::ALL
-        .iter()
-        .map(|c| [("code", c.as_str())])
-        .collect();
-    let errors: Vec<(&[(&str, &str)], u64)> = codes
-        .iter()
-        .zip(stats.errors)
-        .map(|(l, n)| (&l[..], n))
-        .collect();
-    e.counter("chat_errors_total", "Errors sent, by code.", &errors);
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let errors = by_label("code", &codes, &stats.errors);
+    e.counter(
+        "chat_errors_total",
+        "Errors sent, by code.",
+        &samples(&errors),
+    );
     e.gauge(
         "chat_queue_bytes",
         "Bytes queued to users and not yet written.",
@@ -421,6 +411,24 @@ fn metrics(shared: &Shared) -> String {
         &[(&[], stats.bytes_out)],
     );
     e.finish()
+}
+
+/// One label set per value, with its count.
+fn by_label<'a>(
+    key: &'a str,
+    values: &[&'a str],
+    counts: &[u64],
+) -> Vec<([(&'a str, &'a str); 1], u64)> {
+    values
+        .iter()
+        .zip(counts)
+        .map(|(v, n)| ([(key, *v)], *n))
+        .collect()
+}
+
+/// The samples of [`by_label`]'s label sets.
+fn samples<'a>(sets: &'a [([(&'a str, &'a str); 1], u64)]) -> Vec<(&'a [(&'a str, &'a str)], u64)> {
+    sets.iter().map(|(l, n)| (&l[..], *n)).collect()
 }
 
 fn door_label(door: Door) -> &'static [(&'static str, &'static str)] {

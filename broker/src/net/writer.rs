@@ -261,28 +261,37 @@ fn refill(st: &mut State) {
     }
 }
 
+/// Takes what is queued into `pending`. With nothing to write: `Idle`, or
+/// `Finished` if the connection is closing (the caller ends the stream).
+fn take_queue(st: &mut State) -> Option<Done> {
+    refill(st);
+    if !st.pending.is_empty() {
+        return None;
+    }
+    // Load the state only now: a closing frame is queued before the state
+    // changes, so if we see CLOSING the re-check finds it.
+    if st.s.conn.state() != CLOSING {
+        if st.pending.capacity() > KEEP_FRAMES {
+            // A burst is over: idle connections keep little.
+            st.pending = VecDeque::new();
+        }
+        return Some(Done::Idle);
+    }
+    refill(st);
+    st.pending.is_empty().then_some(Done::Finished)
+}
+
 fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
     let sock = Arc::clone(&st.s.sock);
     if let Some(session) = &sock.tls {
         return flush_tls(shared, out, st, session);
     }
     loop {
-        refill(st);
-        if st.pending.is_empty() {
-            // Load the state only now: a closing frame is queued before the
-            // state changes, so if we see CLOSING the re-check finds it.
-            if st.s.conn.state() != CLOSING {
-                if st.pending.capacity() > KEEP_FRAMES {
-                    // A burst is over: idle connections keep little.
-                    st.pending = VecDeque::new();
-                }
-                return Done::Idle;
-            }
-            refill(st);
-            if st.pending.is_empty() {
+        if let Some(done) = take_queue(st) {
+            if let Done::Finished = done {
                 let _ = st.s.sock.stream.shutdown(Shutdown::Write);
-                return Done::Finished;
             }
+            return done;
         }
         let written = {
             let mut iov: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
@@ -369,22 +378,14 @@ fn flush_tls(shared: &Shared, out: &mut Outbox, st: &mut State, session: &tls::S
                 Err(e) => return fail(shared, out, st, e),
             }
         }
-        refill(st);
-        if st.pending.is_empty() {
-            if st.s.conn.state() != CLOSING {
-                if st.pending.capacity() > KEEP_FRAMES {
-                    st.pending = VecDeque::new();
-                }
-                return Done::Idle;
-            }
-            refill(st);
-            if st.pending.is_empty() {
+        if let Some(done) = take_queue(st) {
+            if let Done::Finished = done {
                 tls.send_close_notify();
                 let mut to: &std::net::TcpStream = &st.s.sock.stream;
                 let _ = tls.write_tls(&mut to);
                 let _ = st.s.sock.stream.shutdown(Shutdown::Write);
-                return Done::Finished;
             }
+            return done;
         }
         // Encrypt a batch. Before the handshake is done the session keeps
         // the plaintext and sends it once it can.
