@@ -1,14 +1,21 @@
-// The web door in a real browser: two Chromium pages (alice and bob, each in
-// a context of its own) and native users on raw TCP (carol, dave) talk to
-// one broker. Run by broker/tests/browser/mod.rs, which starts the broker:
+// The web door in a real browser: Chromium pages (alice and bob, each in a
+// context of its own, and for a while erin) and native users on raw TCP
+// (carol, dave) talk to one broker with a database (accounts, stored
+// messages, room history). Run by broker/tests/browser/mod.rs, which starts
+// the broker:
 //
 //   node e2e/browser.mjs <page-url> <native-host:port> <screenshot-dir>
 //
 // Phases, told to the Rust side by lines on stdout:
-//   1. the chat checks, then `READY-FOR-SHUTDOWN`: the test stops the broker;
+//   1. the chat checks, then the accounts: alice and bob register in their
+//      pages; alice's page closes, carol sends to her, a new page logs in
+//      with her password and shows it "delivered late"; erin joins a room
+//      and sees its "history". Then `READY-FOR-SHUTDOWN`: the test stops the
+//      broker;
 //   2. the shutdown banner on both pages, then `READY-FOR-RESTART`: the test
-//      starts a broker on the same web address;
-//   3. both pages come back by themselves, with their names and rooms.
+//      starts a broker on the same web address and the same database;
+//   3. both pages come back by themselves, logging in to their accounts
+//      with the passwords they keep in memory, in their rooms again.
 // Exit code 0 means every check passed; anything else prints why.
 
 import { chromium } from 'playwright-core';
@@ -25,6 +32,9 @@ fs.mkdirSync(shots, { recursive: true });
 
 /** How long one expectation may wait. */
 const WAIT_MS = 10000;
+/** The page marks a stored message "delivered late" when it is older than
+ *  the login by more than this (LATE_MS in broker/web/app.js). */
+const LATE_MS = 3000;
 /** The page's first reconnect comes after about 1 s, the next after 2 s. */
 const RECONNECT_MS = 15000;
 const started = Date.now();
@@ -248,7 +258,8 @@ try {
     await page.context().close();
   });
 
-  const { alice, bob } = pages;
+  let { alice } = pages;
+  const { bob } = pages;
 
   await step('alice → bob direct, tagged direct, "read by bob" at alice', async () => {
     await alice.click('#users li[data-name="bob"] .pick');
@@ -371,6 +382,121 @@ try {
     check(wide.length === 0, `at 375 px: ${wide.join('; ')}`);
   });
 
+  await step('alice registers her name in the page: two passwords, the errors, then "now yours"', async () => {
+    check(await alice.locator('#account').isHidden(), 'alice: "account" shows before registering');
+    await alice.click('#register-open');
+    await alice.locator('#register').waitFor({ state: 'visible' });
+    check(await alice.evaluate(() => document.activeElement.id) === 'reg-password', 'the first password field has no focus');
+    await alice.fill('#reg-password', 'alice-secret');
+    await alice.fill('#reg-again', 'alice-secreT');
+    await alice.click('#reg-submit');
+    await alice.locator('#register-note').filter({ hasText: 'The two passwords differ' }).waitFor();
+    // The broker judges the rules: too short is BAD_PASSWORD, said plainly.
+    await alice.fill('#reg-password', 'short');
+    await alice.fill('#reg-again', 'short');
+    await alice.press('#reg-again', 'Enter');
+    await alice.locator('#register-note').filter({ hasText: 'BAD_PASSWORD: A password is 8 to 128 characters' }).waitFor();
+    await shot(alice, 'register-form.png');
+    await alice.fill('#reg-password', 'alice-secret');
+    await alice.fill('#reg-again', 'alice-secret');
+    await alice.click('#reg-submit');
+    await noticed(alice, 'alice is now yours: log in with this password next time.');
+    await alice.locator('#register').waitFor({ state: 'hidden' });
+    await alice.locator('#account').waitFor({ state: 'visible' });
+    check(await alice.locator('#register-open').isHidden(), 'alice: "Register this name" still shows');
+    await shot(alice, 'account.png');
+  });
+
+  await step('bob registers too (after the restart his page must log in with it)', async () => {
+    await bob.click('#register-open');
+    await bob.fill('#reg-password', 'bob-secret-1');
+    await bob.fill('#reg-again', 'bob-secret-1');
+    await shot(bob, 'register-375.png');
+    await bob.press('#reg-again', 'Enter');
+    await noticed(bob, 'bob is now yours');
+    await bob.locator('#account').waitFor({ state: 'visible' });
+  });
+
+  let sentAway;
+  await step('alice closes her page; carol (native) sends to her: stored, counted as queued', async () => {
+    await alice.context().close();
+    delete pages.alice;
+    await carol.expect((f) => f.line === 'LEFT alice disconnect', 'LEFT alice disconnect');
+    carol.send('SEND alice :while you were away');
+    const ack = await carol.expect((f) => f.line.startsWith('ACK '), 'ACK');
+    check(/^ACK \d+ 1$/.test(ack.line), `carol got ${ack.line}, not "ACK <id> 1" (stored for alice)`);
+    sentAway = { id: Number(ack.line.split(' ')[1]), at: Date.now() };
+  });
+
+  await step('erin joins #lobby later: its last messages show as "history", live ones not', async () => {
+    const erin = await openPage('erin');
+    pages.erin = erin;
+    await login(erin, 'erin');
+    const joinedAt = Date.now();
+    await erin.fill('#room-name', 'lobby');
+    await erin.press('#room-name', 'Enter');
+    await target(erin, 'To #lobby');
+    const old = erin.locator('#log li.msg[data-from="alice"]').filter({ hasText: 'hi lobby' });
+    await old.waitFor();
+    check(await old.locator('.marker').textContent() === 'history', 'erin: "hi lobby" has no "history" marker');
+    check(Number(await old.getAttribute('data-ts')) < joinedAt, 'erin: "hi lobby" does not keep its original time');
+    await bob.click('#rooms li[data-room="#lobby"] .pick');
+    await say(bob, 'live in the lobby');
+    check(await seen(erin, 'bob', 'live in the lobby') === '#lobby', 'erin: kind tag is not #lobby');
+    const live = erin.locator('#log li.msg[data-from="bob"]').filter({ hasText: 'live in the lobby' });
+    check(await live.locator('.marker').count() === 0, 'erin: a live message is marked');
+    await shot(erin, 'history.png');
+    await erin.context().close();
+    delete pages.erin;
+  });
+
+  await step('alice in a new page: NAME_OWNED asks for the password, a wrong one is refused, the right one brings the stored message "delivered late"', async () => {
+    alice = await openPage('alice');
+    pages.alice = alice;
+    await alice.fill('#name', 'alice');
+    await alice.click('#join-btn');
+    await alice.locator('#login-error').filter({ hasText: 'this name is an account — enter its password' }).waitFor();
+    check(await alice.evaluate(() => document.activeElement.id) === 'password', 'NAME_OWNED: the password field has no focus');
+    await shot(alice, 'name-owned.png');
+    await alice.fill('#password', 'not-her-password');
+    await alice.press('#password', 'Enter');
+    await alice.locator('#login-error').filter({ hasText: 'BAD_PASSWORD: wrong password for alice' }).waitFor();
+    check(await alice.locator('#chat-view').isHidden(), 'the chat opened despite BAD_PASSWORD');
+    await shot(alice, 'bad-password.png');
+    // The stored message must be older than the login by more than the
+    // page's threshold; the steps above usually took that long already.
+    const wait = sentAway.at + LATE_MS + 300 - Date.now();
+    if (wait > 0) await new Promise((ok) => { setTimeout(ok, wait); });
+    await alice.fill('#password', 'alice-secret');
+    await alice.click('#join-btn');
+    // After a wrong try the broker answers no sooner than 250 ms: the page
+    // says it is checking meanwhile.
+    await alice.locator('#login-wait').filter({ hasText: 'checking…' }).waitFor();
+    await alice.waitForFunction(() => document.getElementById('me').textContent === 'alice');
+    const loggedIn = Date.now();
+    const late = alice.locator('#log li.msg[data-from="carol"]').filter({ hasText: 'while you were away' });
+    await late.waitFor();
+    check(await late.getAttribute('data-id') === String(sentAway.id), 'the stored message has another id');
+    check(await late.locator('.marker').textContent() === 'delivered late', 'no "delivered late" marker');
+    check(await late.locator('.tag').textContent() === 'direct', 'the stored message is not tagged direct');
+    const ts = Number(await late.getAttribute('data-ts'));
+    check(ts <= sentAway.at && ts < loggedIn - LATE_MS, `the stored message shows ts ${ts}, not its original time`);
+    check(await late.locator('time').getAttribute('datetime') === new Date(ts).toISOString(), 'its time is not the original one');
+    // Shown, so carol gets her receipt.
+    await carol.expect((f) => f.line === `RCPT ${sentAway.id} alice`, `RCPT ${sentAway.id} alice`);
+    await alice.locator('#account').waitFor({ state: 'visible' });
+    check(await alice.locator('#register-open').isHidden(), 'alice: "Register this name" shows for an account');
+    // Back in #lobby, for the restart below; its history comes marked.
+    await alice.fill('#room-name', '#lobby');
+    await alice.press('#room-name', 'Enter');
+    await target(alice, 'To #lobby');
+    await alice.locator('#log li.msg.history').filter({ hasText: 'live in the lobby' }).waitFor();
+    await shot(alice, 'late.png');
+    await alice.emulateMedia({ colorScheme: 'dark' });
+    await shot(alice, 'late-dark.png');
+    await alice.emulateMedia({ colorScheme: 'light' });
+  });
+
   tell('READY-FOR-SHUTDOWN');
   await step('shutdown: a clear banner on both pages, then "Reconnecting"', async () => {
     for (const page of [alice, bob]) {
@@ -382,15 +508,23 @@ try {
   });
 
   tell('READY-FOR-RESTART');
-  await step('back by themselves: same names, #lobby again, talking', async () => {
+  await step('back by themselves: their accounts (same database), #lobby again, talking', async () => {
+    // Their names are owned now: without the passwords the pages keep in
+    // memory (typed at the prompt, or registered) they would be refused.
     for (const [name, page] of [['alice', alice], ['bob', bob]]) {
       await noticed(page, `Reconnected as ${name}.`, RECONNECT_MS);
       await noticed(page, 'Back in #lobby.');
       check(await page.locator('#banner').isHidden(), `${name}: the banner is still up`);
+      check(await page.locator('#chat-view').isVisible(), `${name}: back at the name prompt`);
     }
     await alice.click('#rooms li[data-room="#lobby"] .pick');
     await say(alice, 'back again');
     check(await seen(bob, 'alice', 'back again') === '#lobby', 'bob: kind tag is not #lobby');
+    const live = bob.locator('#log li.msg[data-from="alice"]').filter({ hasText: 'back again' });
+    check(await live.locator('.marker').count() === 0, 'bob: a live message is marked');
+    // Rejoining replayed #lobby's history: nothing shows twice.
+    const twice = await bob.locator('#log li.msg').filter({ hasText: 'hi lobby' }).count();
+    check(twice === 1, `bob: "hi lobby" shows ${twice} times after the rejoin`);
     await shot(bob, 'reconnected-375.png');
   });
 

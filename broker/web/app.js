@@ -18,6 +18,10 @@ const SILENT_MS = 60000;
 const ROOMS_EVERY_MS = 15000;
 /** Log entries kept; older ones are dropped so a long session stays light. */
 const LOG_MAX = 1000;
+/** A message stored while we were away is marked "delivered late" when it
+ *  is older than our login by more than this: a message from a second ago
+ *  is not news. */
+const LATE_MS = 3000;
 
 const state = {
   ws: null,
@@ -27,9 +31,23 @@ const state = {
   wanted: null,
   /** Our name once the broker said `ok name`. */
   me: null,
-  /** Its password, if one was given: kept in memory only (never stored),
-   *  to take an owned name again after a reconnect. */
+  /** Its password, if one was given or registered: kept in memory only
+   *  (never in storage), to take the owned name again after a reconnect. */
   password: undefined,
+  /** Whether our name is an account (we logged in or registered with a
+   *  password): then there is nothing to register. */
+  account: false,
+  /** Messages the broker replays right after a reply: stored ones after
+   *  `ok name` ({kind: 'late'}), a room's history after `ok join`
+   *  ({kind: 'history', room}); `at` is when that reply came. Any other
+   *  frame ends it. */
+  replay: null,
+  /** Every message line in the log, `id:from` → its `ts` (null for our
+   *  own, timed by the page), so a replay (a room's history again after a
+   *  reconnect) doesn't show a message twice. The `ts` tells a message
+   *  apart from a newer one with a reused id (a broker without a database
+   *  counts ids from 1 again after a restart). */
+  shown: new Map(),
   /** A `name` request is out: don't send another (ALREADY_NAMED). */
   naming: false,
   /** Everyone online, as the broker lists them (sorted, includes us). */
@@ -86,14 +104,21 @@ function el(tag, props = {}, ...children) {
 const lower = (s) => s.toLowerCase();
 const isRoom = (s) => typeof s === 'string' && s.startsWith('#');
 
+/** The time of a line; with the date too when it is not today (a stored
+ *  message may be days old). */
 function clock(ms) {
   const d = new Date(ms);
+  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  const today = d.toDateString() === new Date().toDateString();
   return el('time', {
     class: 'ts',
     dateTime: d.toISOString(),
     title: d.toLocaleString(),
-  }, d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+  }, today ? time : `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} ${time}`);
 }
+
+/** What identifies a message line for `state.shown`. */
+const shownKey = (id, from) => `${id}:${lower(from)}`;
 
 // ---- The log ----
 
@@ -105,6 +130,7 @@ function append(li) {
   while (log.childElementCount > LOG_MAX) {
     const old = log.firstElementChild;
     state.own.delete(Number(old.dataset.id));
+    if (old.dataset.from) state.shown.delete(shownKey(old.dataset.id, old.dataset.from));
     old.remove();
   }
   if (state.stick) log.scrollTop = log.scrollHeight;
@@ -119,17 +145,28 @@ function notice(text, kind = 'info') {
 /** The kind tag class: direct, multi, all, or room for any `#room`. */
 const kindClass = (kind) => (isRoom(kind) ? 'room' : kind);
 
-/** One message line: time, kind tag, sender, (our target), text. */
-function messageLine({ id, from, kind, ts, text, to, own }) {
+/** The marker of a message that was not live, by `replay` kind. */
+const MARKERS = {
+  late: { text: 'delivered late', title: 'Sent while you were away; kept for you and delivered when you logged in. The time is when it was sent.' },
+  history: { text: 'history', title: 'Sent before you joined: the room’s recent messages. The time is when it was sent.' },
+};
+
+/** One message line: time, kind tag, (a late/history marker), sender,
+ *  (our target), text. */
+function messageLine({ id, from, kind, ts, text, to, own, marker }) {
+  const mark = marker ? MARKERS[marker] : null;
+  state.shown.set(shownKey(id, from), own ? null : ts);
   return el('li', {
-    class: `msg kind-${kindClass(kind)}${own ? ' own' : ''}`,
+    class: `msg kind-${kindClass(kind)}${own ? ' own' : ''}${marker ? ` ${marker}` : ''}`,
     'data-id': String(id),
     'data-kind': kind,
     'data-from': from,
+    'data-ts': String(ts),
     'data-testid': 'msg',
   },
   clock(ts),
   el('span', { class: 'tag', 'data-testid': 'kind' }, kind),
+  mark ? el('span', { class: 'marker', title: mark.title, 'data-testid': 'marker' }, mark.text) : null,
   el('span', { class: 'from' }, from),
   to ? el('span', { class: 'to' }, `→ ${to}`) : null,
   el('span', { class: 'text', 'data-testid': 'text' }, text));
@@ -187,9 +224,14 @@ function lost() {
   state.open = false;
   state.ws = null;
   state.naming = false;
+  state.replay = null;
+  checking(false);
   // Sends without an ack may or may not have gone out: say which.
   for (const ctx of state.pending.values()) {
     if (ctx.op === 'send') notice(`Maybe not sent to ${ctx.label} (connection lost): ${ctx.text}`, 'error');
+    if (ctx.op === 'register') {
+      registerNote('Connection lost before the answer: the name may or may not be registered. Try again once back.', 'error');
+    }
   }
   state.pending.clear();
   status('offline');
@@ -210,6 +252,9 @@ function lost() {
 }
 
 function handle(f) {
+  // A replay is the run of messages right after its reply; anything else
+  // ends it (see `message`).
+  if (f.type !== 'msg') state.replay = null;
   switch (f.type) {
     case 'hello': return greeted(f);
     case 'ok': return ok(f);
@@ -265,7 +310,18 @@ function takeName() {
   const { name, password } = state.wanted;
   const frame = { op: 'name', name };
   if (password) frame.password = password;
-  request(frame, { op: 'name' });
+  // A password is checked slowly on purpose (and ever more slowly after
+  // wrong ones): say we are waiting rather than look stuck.
+  if (password) checking(true);
+  request(frame, { op: 'name', name, password });
+}
+
+/** Shows (or hides) that a password is being checked: under the prompt,
+ *  and in the status while a reconnect logs in by itself. */
+function checking(on) {
+  $('login-wait').hidden = !on;
+  $('join-btn').disabled = on;
+  if (on) status('checking password…');
 }
 
 function ok(f) {
@@ -273,9 +329,16 @@ function ok(f) {
   state.pending.delete(f.ref);
   if (f.op === 'name') {
     state.naming = false;
-    return named(f.name);
+    checking(false);
+    named(f.name);
+    // The messages stored for us come next, before any other reply.
+    state.replay = { kind: 'late', at: Date.now() };
+    return undefined;
   }
+  if (f.op === 'register') return registered(f.name, ctx);
   if (f.op === 'join') {
+    // The room's history comes next, before any other reply.
+    state.replay = { kind: 'history', room: f.room, at: Date.now() };
     state.mine.set(lower(f.room), f.room);
     if (ctx?.rejoin) {
       notice(`Back in ${f.room}.`, 'room');
@@ -301,13 +364,17 @@ function named(name) {
   const again = state.me !== null;
   state.me = name;
   state.password = state.wanted?.password;
+  // Only an account's name is taken with a password.
+  state.account = Boolean(state.password);
   state.wanted = null;
+  $('password').value = '';
   state.attempt = 0;
   banner(null);
   $('login-error').textContent = '';
   $('login-view').hidden = true;
   $('chat-view').hidden = false;
   $('me').textContent = name;
+  renderAccount();
   status('online');
   notice(again ? `Reconnected as ${name}.` : `You are ${name}.`);
   request({ op: 'list' });
@@ -332,9 +399,32 @@ function roomsList(rooms) {
 }
 
 function message(m) {
-  append(messageLine(m));
+  const marker = replayed(m);
+  // A room's history again after a reconnect: what we show already stays
+  // as it is (its receipt was sent then).
+  const key = shownKey(m.id, m.from);
+  if (marker && state.shown.has(key) && [null, m.ts].includes(state.shown.get(key))) return;
+  append(messageLine({ ...m, marker }));
   // A receipt for every message shown: the sender sees "read by".
   request({ op: 'recv', id: m.id, from: m.from });
+}
+
+/** 'late' or 'history' if `m` is part of a replay and older than the
+ *  reply it follows (by LATE_MS for stored messages); otherwise null.
+ *  Both times are by the page's clock against the broker's `ts`, and a
+ *  message that is not part of a replay is never marked, so a clock that
+ *  is off marks nothing live. */
+function replayed(m) {
+  const r = state.replay;
+  if (!r) return null;
+  if (r.kind === 'late' && (m.kind === 'direct' || m.kind === 'multi')) {
+    return m.ts < r.at - LATE_MS ? 'late' : null;
+  }
+  if (r.kind === 'history' && lower(m.kind) === lower(r.room)) {
+    return m.ts <= r.at ? 'history' : null;
+  }
+  state.replay = null;
+  return null;
 }
 
 /** Our message went out: show it, with where it went. */
@@ -403,12 +493,28 @@ function left(f) {
 const HINTS = {
   NAME_TAKEN: 'Someone online has that name already. Pick another.',
   BAD_NAME: 'Names are 1 to 32 of A–Z a–z 0–9 _ - . and can’t start with - or .',
-  NAME_OWNED: 'That name belongs to an account: enter its password.',
-  BAD_PASSWORD: 'Wrong password for that name.',
+  NAME_OWNED: 'This name is an account — enter its password.',
+  ALREADY_REGISTERED: 'This name is an account already.',
+  UNAVAILABLE: 'This broker keeps no accounts now (it may have been started without a data directory).',
   NO_SUCH_USER: 'Nobody you addressed is online.',
   NOT_IN_ROOM: 'You are not in that room.',
   RATE_LIMITED: 'Slow down: too many messages at once.',
 };
+
+/** Whether `pw` breaks the broker's password rules (8 to 128 bytes of
+ *  UTF-8, no spaces): then BAD_PASSWORD is about the rules, not a guess. */
+function badPassword(pw) {
+  const bytes = new TextEncoder().encode(pw ?? '').length;
+  return bytes < 8 || bytes > 128 || pw.includes(' ');
+}
+const PASSWORD_RULES = 'A password is 8 to 128 characters, without spaces (é and other letters beyond A–Z count as two or more).';
+
+/** The reason under the name prompt for a refused `name`. */
+function nameRefusal(f, ctx) {
+  if (f.code !== 'BAD_PASSWORD') return `${f.code}: ${HINTS[f.code] ?? f.text}`;
+  if (badPassword(ctx.password)) return `BAD_PASSWORD: ${PASSWORD_RULES}`;
+  return `BAD_PASSWORD: wrong password for ${ctx.name} (or ${ctx.name} is not an account: then leave the password empty). Wrong tries make the next answer slower.`;
+}
 
 function failed(f) {
   const ctx = state.pending.get(f.ref);
@@ -416,14 +522,36 @@ function failed(f) {
   const text = `${f.code}: ${HINTS[f.code] ?? f.text}`;
   if (ctx?.op === 'name') {
     state.naming = false;
+    checking(false);
     // Back at the prompt (also when a reconnect finds the name taken).
     state.me = null;
+    state.password = undefined;
+    state.account = false;
     state.mine.clear();
+    renderAccount();
     $('chat-view').hidden = true;
     $('login-view').hidden = false;
-    $('login-error').textContent = text;
+    $('name').value = ctx.name;
+    const err = $('login-error');
+    err.textContent = nameRefusal(f, ctx);
+    // NAME_OWNED is not a mistake: it asks for the password.
+    err.dataset.tone = f.code === 'NAME_OWNED' ? 'hint' : 'error';
     banner(null);
-    $('name').focus();
+    status('connected');
+    if (f.code === 'NAME_OWNED' || f.code === 'BAD_PASSWORD') {
+      $('password').select();
+      $('password').focus();
+    } else {
+      $('name').focus();
+    }
+    return;
+  }
+  if (ctx?.op === 'register') {
+    const hint = f.code === 'BAD_PASSWORD' ? PASSWORD_RULES : HINTS[f.code] ?? f.text;
+    registerNote(`${f.code}: ${hint}`, 'error');
+    $('reg-submit').disabled = false;
+    $('reg-password').select();
+    $('reg-password').focus();
     return;
   }
   if (ctx?.op === 'join' && f.code !== 'ALREADY_IN_ROOM') {
@@ -436,6 +564,69 @@ function failed(f) {
     return;
   }
   notice(`Error ${text}`, 'error');
+}
+
+// ---- Registering the name: the form under the header ----
+
+/** Shows whether our name is an account, or the control to make it one. */
+function renderAccount() {
+  const named = state.me !== null;
+  $('account').hidden = !(named && state.account);
+  $('register-open').hidden = !named || state.account;
+  if (!named || state.account) closeRegister();
+}
+
+function openRegister() {
+  $('register-name').textContent = state.me;
+  $('register').hidden = false;
+  $('register-open').setAttribute('aria-expanded', 'true');
+  $('reg-submit').disabled = false;
+  registerNote('');
+  $('reg-password').focus();
+}
+
+function closeRegister() {
+  $('register').hidden = true;
+  $('register-open').setAttribute('aria-expanded', 'false');
+  $('reg-password').value = '';
+  $('reg-again').value = '';
+}
+
+function registerNote(text, tone = '') {
+  const note = $('register-note');
+  note.textContent = text;
+  note.dataset.tone = tone;
+}
+
+function submitRegister(e) {
+  e.preventDefault();
+  const password = $('reg-password').value;
+  if (!password) {
+    registerNote('Type the password twice.', 'error');
+    $('reg-password').focus();
+    return;
+  }
+  if (password !== $('reg-again').value) {
+    registerNote('The two passwords differ: type the same one twice.', 'error');
+    $('reg-again').select();
+    $('reg-again').focus();
+    return;
+  }
+  // The broker judges the rules (and says which one failed); hashing
+  // takes a moment on purpose.
+  if (request({ op: 'register', password }, { op: 'register', password })) {
+    registerNote('checking…', 'wait');
+    $('reg-submit').disabled = true;
+  }
+}
+
+/** `ok register`: the name is ours; a reconnect logs in with the password
+ *  (kept in memory only, like the one typed at the prompt). */
+function registered(name, ctx) {
+  state.password = ctx?.password;
+  state.account = true;
+  renderAccount();
+  notice(`${name} is now yours: log in with this password next time.`, 'ok');
 }
 
 // ---- Targets, lists and the banner ----
@@ -628,12 +819,18 @@ $('login').addEventListener('submit', (e) => {
   e.preventDefault();
   const name = $('name').value.trim();
   if (!name) return;
-  $('login-error').textContent = '';
   if (state.naming || state.me) return;
+  $('login-error').textContent = '';
   state.wanted = { name, password: $('password').value || undefined };
   if (state.open) takeName();
 });
 $('send-form').addEventListener('submit', submit);
+$('register-open').addEventListener('click', () => ($('register').hidden ? openRegister() : closeRegister()));
+$('register').addEventListener('submit', submitRegister);
+$('reg-cancel').addEventListener('click', closeRegister);
+$('register').addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') closeRegister();
+});
 $('log').addEventListener('scroll', () => {
   const log = $('log');
   state.stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40;

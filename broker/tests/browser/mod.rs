@@ -1,8 +1,10 @@
 //! The chat page in a real browser (docs/doors.md "Web door"):
-//! `e2e/browser.mjs` drives two headless Chromium pages (alice and bob) and
-//! native users on raw TCP against this in-process broker, then the test
-//! stops the broker under the pages and starts another on the same web
-//! address, and the pages must come back by themselves.
+//! `e2e/browser.mjs` drives headless Chromium pages (alice, bob, erin) and
+//! native users on raw TCP against this in-process broker, which has a
+//! database: names registered in the pages, a message stored for a closed
+//! page, a room's history. Then the test stops the broker under the pages
+//! and starts another on the same web address and the same database, and
+//! the pages must come back by themselves, logged in to their accounts.
 //!
 //! The script tells us its phase on stdout (`READY-FOR-SHUTDOWN`,
 //! `READY-FOR-RESTART`); everything it prints is shown if it fails.
@@ -170,7 +172,10 @@ fn chat_page_in_a_real_browser() {
     std::fs::create_dir_all(&shots).unwrap();
     let started = Instant::now();
 
-    let broker = testkit::start();
+    // Accounts, stored messages and room history need a database; the
+    // broker after the restart opens the same one.
+    let data_dir = testkit::data_dir();
+    let broker = testkit::start_with(|c| c.data_dir = data_dir.clone());
     let web = broker.http_addr().expect("the web door is open");
     let mut script = Script::spawn(
         &root,
@@ -188,7 +193,10 @@ fn chat_page_in_a_real_browser() {
     // Phase 2 has shown the banner; a broker on the same address brings
     // the pages back.
     script.wait_line("READY-FOR-RESTART");
-    let again = testkit::start_with(|c| c.http_listen = web.to_string());
+    let again = testkit::start_with(|c| {
+        c.http_listen = web.to_string();
+        c.data_dir = data_dir.clone();
+    });
     assert_eq!(
         again.http_addr(),
         Some(web),
@@ -203,4 +211,6 @@ fn chat_page_in_a_real_browser() {
         "the browser test failed ({status}):\n{output}"
     );
     println!("browser test: {:.1} s", started.elapsed().as_secs_f64());
+    drop(again);
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
