@@ -23,9 +23,10 @@
 //! the line (the terminal puts it back in the editor, a script waits until
 //! the link is back and carries it out then).
 
-use crate::command::{Command, To};
-use crate::link::Stopped;
-use crate::net::{self, Writer};
+use crate::command::{Command, To, USAGE_REGISTER};
+use crate::link::{SignedIn, Stopped};
+use crate::net::{self, Dialer, Writer};
+use crate::password::Secret;
 use crate::render::{self, Style};
 use crate::session::{Asked, Session, Status};
 use protocol::{Request, Targets};
@@ -65,10 +66,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The shared session for the registered name `me`.
-    pub fn new(me: &str) -> Shared {
+    /// The shared session for who we signed in as.
+    pub fn new(signed: &SignedIn) -> Shared {
+        let mut session = Session::new(&signed.name);
+        session.signed_in(&signed.name, signed.since_ms);
+        session.set_password(signed.password.clone());
         Shared {
-            session: Mutex::new(Session::new(me)),
+            session: Mutex::new(session),
             changed: Condvar::new(),
         }
     }
@@ -182,12 +186,15 @@ impl Shared {
 }
 
 /// What the command line asked for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
-    /// The broker's address, as given.
-    pub addr: String,
+    /// How to reach the broker (its address, TLS).
+    pub dialer: Dialer,
     /// The name to sign in with; asked for if `None`.
     pub name: Option<String>,
+    /// The password (`--password`, `CHAT_PASSWORD`), sent if the name is
+    /// an account.
+    pub password: Option<Secret>,
     /// Reconnect when the connection ends.
     pub reconnect: bool,
     /// Scripts: how long to wait for receipts after the last line.
@@ -235,7 +242,7 @@ pub fn offline_hint(shared: &Shared) -> String {
             "not connected: reconnecting, next try at {}; the line is kept, press Enter to send it once reconnected",
             render::clock(next_ms)
         ),
-        Status::NameTaken => "not signed in: your name was taken while you were away; pick another with /name <new name> (the line is kept)".to_string(),
+        Status::NameTaken => "not signed in: your name was taken (or its password refused) while you were away; pick another with /name <new name> (the line is kept)".to_string(),
         Status::Online => "not sent: the connection was lost; the line is kept, press Enter to send it once reconnected".to_string(),
     }
 }
@@ -289,6 +296,8 @@ pub fn execute(
                 return switch(Some(&shown), shared, ui, style);
             }
             let request = Request::Join { room: &room };
+            // Older messages of the room are its history.
+            shared.lock().joining(&room, now_ms());
             match ask(Asked::Join(room.clone()), &request, writer, shared) {
                 Ok(seq) => wait(seq, &format!("/join {room}"), shared, ui, style),
                 Err(Offline) => Outcome::Offline,
@@ -310,6 +319,21 @@ pub fn execute(
         }
         Command::Switch { room } => switch(room.as_deref(), shared, ui, style),
         Command::Name { name } => rename(&name, shared, ui, style),
+        Command::Register { password } => {
+            let Some(password) = password else {
+                return refuse(&format!("usage: {USAGE_REGISTER}"));
+            };
+            if let Some(why) = registered_already(shared) {
+                return refuse(&why);
+            }
+            let request = Request::Register {
+                password: password.expose(),
+            };
+            match ask(Asked::Register(password.clone()), &request, writer, shared) {
+                Ok(seq) => wait(seq, "/register", shared, ui, style),
+                Err(Offline) => Outcome::Offline,
+            }
+        }
         Command::Quit => Outcome::Quit,
         Command::Say { text } => {
             let to = match shared.lock().current_room() {
@@ -327,6 +351,16 @@ pub fn execute(
             send(to, &text, writer, shared, ui, style)
         }
     }
+}
+
+/// Why `/register` is pointless now: we signed in to our account (or
+/// registered it) with its password.
+pub fn registered_already(shared: &Shared) -> Option<String> {
+    let session = shared.lock();
+    session
+        .password()
+        .is_some()
+        .then(|| format!("{} is an account already", session.me()))
 }
 
 /// A request could not be written: we are not connected.
@@ -399,12 +433,12 @@ fn rename(name: &str, shared: &Shared, ui: &dyn Ui, style: Style) -> Outcome {
                 session.me()
             )),
             Status::NameTaken => {
-                session.set_me(name);
+                session.set_name(name);
                 session.set_status(Status::Reconnecting { next_ms: now_ms() });
                 Ok(format!("signing in as {name}"))
             }
             Status::Reconnecting { .. } => {
-                session.set_me(name);
+                session.set_name(name);
                 Ok(format!("will sign in as {name} when reconnected"))
             }
         }

@@ -11,6 +11,7 @@
 //! The parser knows nothing about which rooms you are in: `/part` without a
 //! room or `/names` alone are resolved against the session by `app`.
 
+use crate::password::Secret;
 use std::fmt;
 
 /// Who a message is for.
@@ -74,6 +75,13 @@ pub enum Command {
         /// The new name, checked against the naming rules.
         name: String,
     },
+    /// `/register [password]`: make our name an account. Without the
+    /// password, a terminal asks for it (twice, without echo); a script
+    /// must give it.
+    Register {
+        /// The password, if typed on the line.
+        password: Option<Secret>,
+    },
     /// Show the local help.
     Help,
     /// Leave.
@@ -105,6 +113,8 @@ pub enum ParseError {
     MixedAll,
     /// A room given together with names, `all` or another room.
     MixedRoom,
+    /// A password the wire can't carry (a space, a control character).
+    BadPassword(&'static str),
     /// Something that can't be a room's name.
     BadRoom {
         /// The room as typed.
@@ -136,6 +146,7 @@ impl fmt::Display for ParseError {
             ParseError::MixedRoom => {
                 f.write_str("a message goes to one room, or to names, not both")
             }
+            ParseError::BadPassword(why) => write!(f, "{why}; usage: {USAGE_REGISTER}"),
             ParseError::BadRoom { room, why } => {
                 write!(f, "{room:?} is not a valid room: {why}")
             }
@@ -157,11 +168,32 @@ const USAGE_JOIN: &str = "/join #room   e.g. /join #rust";
 const USAGE_SWITCH: &str = "/switch #room (a room you are in) or /switch * (everyone)";
 const USAGE_NAME: &str =
     "/name <new name>   e.g. /name alice2 (when your name was taken while reconnecting)";
+/// Also what a script is told for `/register` alone.
+pub const USAGE_REGISTER: &str =
+    "/register (asks for the password) or, in a script, /register <password>";
 
 /// Every slash command, for suggestions and tab completion.
-pub const SLASH_COMMANDS: [&str; 19] = [
-    "/msg", "/pm", "/dm", "/all", "/bm", "/join", "/part", "/leave", "/switch", "/rooms", "/list",
-    "/users", "/who", "/names", "/name", "/nick", "/help", "/quit", "/exit",
+pub const SLASH_COMMANDS: [&str; 20] = [
+    "/msg",
+    "/pm",
+    "/dm",
+    "/all",
+    "/bm",
+    "/join",
+    "/part",
+    "/leave",
+    "/switch",
+    "/rooms",
+    "/list",
+    "/users",
+    "/who",
+    "/names",
+    "/name",
+    "/nick",
+    "/register",
+    "/help",
+    "/quit",
+    "/exit",
 ];
 
 /// The slash commands whose first argument is a room you are in (or, for
@@ -190,6 +222,9 @@ Commands, each with an example:
   who is online     /list   /users   /who   get_list   GET_NAMES
   your name         /name alice2   /nick alice2   sign in with another name when yours
                     was taken while the client was reconnecting
+                    /register   make your name yours: an account with a password (asked
+                    twice, not shown); messages to it wait while you are away
+                    /register <password>   the same in a script
   help              /help
   leave             /quit   /exit   quit   EXIT   Ctrl-D (Ctrl-C twice)
 Plain text goes where the prompt says: the room you are talking in (the one
@@ -306,6 +341,13 @@ fn slash(rest: &str) -> Result<Command, ParseError> {
                 })
             }
             _ => Err(ParseError::Usage(USAGE_NAME)),
+        },
+        "register" => match split_word(args) {
+            ("", _) => Ok(Command::Register { password: None }),
+            (password, "") => Ok(Command::Register {
+                password: Some(Secret::new(password).map_err(ParseError::BadPassword)?),
+            }),
+            _ => Err(ParseError::BadPassword("a password has no spaces")),
         },
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" => Ok(Command::Quit),
@@ -1043,6 +1085,23 @@ mod tests {
             parse("/name b!b"),
             Err(ParseError::BadName { .. })
         ));
+    }
+
+    #[test]
+    fn register_takes_one_password_or_none() {
+        assert_eq!(parse("/register"), Ok(Command::Register { password: None }));
+        assert_eq!(
+            parse("/REGISTER s3cret-pw"),
+            Ok(Command::Register {
+                password: Some(Secret::new("s3cret-pw").unwrap())
+            })
+        );
+        let e = parse("/register two words").unwrap_err();
+        assert!(matches!(e, ParseError::BadPassword(_)));
+        assert!(e.to_string().contains("no spaces"), "{e}");
+        assert_eq!(suggest("regsiter"), Some("/register"));
+        // Never shown: not even in a debug print of the command.
+        assert!(!format!("{:?}", parse("/register s3cret-pw")).contains("s3cret"));
     }
 
     #[test]

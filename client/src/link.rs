@@ -3,10 +3,10 @@
 //! and reconnecting when the connection drops or the broker restarts.
 //!
 //! ```text
-//!   connect ──▶ HELLO ──▶ NAME ──▶ JOIN each room again ──▶ online: show events
-//!      ▲                   │ taken: wait for /name                 │ lost, SHUTDOWN
-//!      │                   ▼                                       ▼
-//!      └──── wait: 1 s doubling to 30 s, jittered ◀──── (unless --no-reconnect)
+//!   connect (TLS) ──▶ HELLO ──▶ NAME [password] ──▶ JOIN each room again ──▶ online: show events
+//!      ▲                         │ taken, refused: wait for /name                   │ lost, SHUTDOWN
+//!      │                         ▼                                                  ▼
+//!      └──── wait: 1 s doubling to 30 s, jittered ◀──────────────── (unless --no-reconnect)
 //! ```
 //!
 //! **Why the link thread reconnects, not the input loop.** The input loop
@@ -25,42 +25,81 @@
 //! than the step it was drawn from. Every failed try prints one line with
 //! the reason and when the next one comes.
 //!
-//! **Who we are again.** A reconnect signs in with the name we had. If
-//! someone else has it by then, the link does not guess another: it says
-//! so and waits for the user's `/name` (a script, with nobody to ask, ends
-//! with exit code 1). Accounts don't exist yet; [`Identity`] is where the
-//! password will go, so a reconnect can send it without asking again.
+//! **Who we are again.** A reconnect signs in with the name we had, and
+//! the password if we have one (given at start, typed at the prompt, or
+//! set by `/register`), without asking again. [`sign_in`] sends `NAME`
+//! alone first and the password only if the broker says the name is an
+//! account (`NAME_OWNED`): a name that is no account signs in as before
+//! even when `CHAT_PASSWORD` is set, the password goes only where it is
+//! needed, and a broker without accounts sees the frames it always saw.
+//! If someone else has the name by then, or the broker refuses the
+//! password, the link does not guess: it says so and waits for the user's
+//! `/name` (a script, with nobody to ask, ends: 1 for a taken name, 6 for
+//! a password).
 
 use crate::app::{now_ms, Exit, Shared, Ui};
-use crate::net::{self, ReadError, Reader, Writer};
+use crate::net::{ConnectError, Dialer, ReadError, Reader, Stream, Writer};
+use crate::password::Secret;
 use crate::render::{self, Style};
 use crate::session::{code, Asked, End, Status};
 use protocol::{ErrorCode, Event, Request};
-use std::net::TcpStream;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Who we sign in as.
-///
-/// Accounts don't exist yet. When they do, the password (or a token) goes
-/// here, [`sign_in`] sends it right after `NAME`, and a reconnect signs in
-/// with it too, without asking the user again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The name to register.
     pub name: String,
+    /// The account's password, sent if the broker says the name is one.
+    pub password: Option<Secret>,
+}
+
+/// Signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    /// The name as the broker registered it.
+    pub name: String,
+    /// The local time just before `NAME` was sent: a message older than
+    /// this was sent while we were away (stored, see [`crate::session`]).
+    pub since_ms: u64,
+    /// The password that signed us in (kept for reconnecting).
+    pub password: Option<Secret>,
+}
+
+/// Why the broker refused to sign us in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Someone else has the name (`NAME_TAKEN`).
+    Taken,
+    /// The name is an account and we have no password for it
+    /// (`NAME_OWNED`).
+    Owned,
+    /// The broker refused our password (`BAD_PASSWORD`).
+    Password,
+    /// The broker can't sign anyone in now (`UNAVAILABLE`): try later.
+    Unavailable,
+    /// Anything else (`BAD_NAME`, …).
+    Other,
+}
+
+impl Refusal {
+    /// A password would (or a better one might) sign us in.
+    pub fn wants_password(self) -> bool {
+        matches!(self, Refusal::Owned | Refusal::Password)
+    }
 }
 
 /// How signing in failed.
 #[derive(Debug)]
 pub enum SignIn {
-    /// The broker refused the name; why, in words.
+    /// The broker refused; why, in words.
     Refused {
         /// The reason, with the broker's words.
         why: String,
-        /// Refused because someone else has it (`NAME_TAKEN`).
-        taken: bool,
+        /// Which kind of refusal.
+        reason: Refusal,
     },
     /// The broker is shutting down; the line that says so.
     Shutdown(String),
@@ -77,22 +116,24 @@ struct NoConnection {
     long: String,
 }
 
-/// Connects to `addr` and reads the broker's greeting: returns the reader,
-/// the stream to write on and the server's name.
-pub fn open(addr: &str) -> Result<(Reader, TcpStream, String), Exit> {
-    dial(addr).map_err(|e| Exit::fail(e.long))
+/// Connects with `dialer` and reads the broker's greeting: returns the
+/// reader, the stream to write on and the server's name.
+pub fn open(dialer: &Dialer) -> Result<(Reader, Stream, String), Exit> {
+    dial(dialer).map_err(|e| Exit::fail(e.long))
 }
 
-fn dial(addr: &str) -> Result<(Reader, TcpStream, String), NoConnection> {
-    let stream = net::connect(addr).map_err(|e| NoConnection {
-        short: plain(&e),
-        long: format!("cannot connect to {addr}: {e}"),
+fn dial(dialer: &Dialer) -> Result<(Reader, Stream, String), NoConnection> {
+    let addr = dialer.addr();
+    let (mut reader, stream) = dialer.connect().map_err(|e| match e {
+        ConnectError::Io(e) => NoConnection {
+            short: plain(&e),
+            long: format!("cannot connect to {addr}: {e}"),
+        },
+        ConnectError::Tls(why) => NoConnection {
+            long: format!("cannot connect to {addr} with TLS: {why}"),
+            short: why,
+        },
     })?;
-    let read_half = stream.try_clone().map_err(|e| NoConnection {
-        short: plain(&e),
-        long: format!("cannot use the connection: {e}"),
-    })?;
-    let mut reader = Reader::new(read_half);
     let server = greet(&mut reader, addr)?;
     Ok((reader, stream, server))
 }
@@ -141,42 +182,13 @@ fn greet(reader: &mut Reader, addr: &str) -> Result<String, NoConnection> {
     }
 }
 
-/// Signs in as `who` on a greeted connection; returns the name as the
-/// broker registered it.
-pub fn sign_in(reader: &mut Reader, writer: &Writer, who: &Identity) -> Result<String, SignIn> {
-    let name = who.name.as_str();
-    writer
-        .send(&Request::Name { name })
-        .map_err(|e| SignIn::Lost(e.to_string()))?;
-    // Accounts: send the password here, once `Identity` has one.
+/// The broker's answer to `NAME`: the registered name, or the error's
+/// code and text.
+fn answer(reader: &mut Reader) -> Result<Result<String, (ErrorCode, String)>, SignIn> {
     loop {
         match reader.next_event() {
-            Ok(Event::NameOk { name }) => return Ok(name.to_string()),
-            Ok(Event::Err {
-                code: code @ (ErrorCode::NameTaken | ErrorCode::BadName),
-                text,
-                ..
-            }) => {
-                let taken = code == ErrorCode::NameTaken;
-                let why = match taken {
-                    true => "is taken",
-                    false => "can't be used",
-                };
-                return Err(SignIn::Refused {
-                    why: format!(
-                        "the name {} {why}: {}",
-                        render::escape(name, Style::PLAIN),
-                        render::escape(text, Style::PLAIN)
-                    ),
-                    taken,
-                });
-            }
-            Ok(Event::Err { text, code, .. }) => {
-                return Err(SignIn::Refused {
-                    why: format!("{}: {code}", render::escape(text, Style::PLAIN)),
-                    taken: false,
-                })
-            }
+            Ok(Event::NameOk { name }) => return Ok(Ok(name.to_string())),
+            Ok(Event::Err { code, text, .. }) => return Ok(Err((code, text.to_string()))),
             Ok(Event::Shutdown { text }) => {
                 return Err(SignIn::Shutdown(render::shutdown(
                     Style::PLAIN,
@@ -190,19 +202,104 @@ pub fn sign_in(reader: &mut Reader, writer: &Writer, who: &Identity) -> Result<S
     }
 }
 
-/// Registers a name at start: `name` first if given, then whatever `ask`
-/// returns (`None`: the user gave up). `say` shows the broker's reason when
-/// a name is refused. When `ask_again` is false, a refused `name` ends the
-/// client with 1.
-pub fn register(
-    reader: &mut Reader,
-    writer: &Writer,
-    name: Option<String>,
-    ask: &mut dyn FnMut() -> Option<String>,
-    say: &mut dyn FnMut(String),
-    ask_again: bool,
-) -> Result<String, Exit> {
-    let mut next = name.or_else(&mut *ask);
+/// A refusal of `name` in words (the broker's text escaped).
+fn refusal(code: ErrorCode, text: &str, name: &str) -> SignIn {
+    let name = render::escape(name, Style::PLAIN);
+    let text = render::escape(text, Style::PLAIN);
+    let (reason, why) = match code {
+        ErrorCode::NameTaken => (Refusal::Taken, format!("the name {name} is taken: {text}")),
+        ErrorCode::BadName => (
+            Refusal::Other,
+            format!("the name {name} can't be used: {text}"),
+        ),
+        ErrorCode::NameOwned => (
+            Refusal::Owned,
+            format!("the name {name} is an account: it needs its password"),
+        ),
+        ErrorCode::BadPassword => (
+            Refusal::Password,
+            format!("the server refused the password for {name}: {text}"),
+        ),
+        ErrorCode::Unavailable => (
+            Refusal::Unavailable,
+            format!("the server can't sign anyone in now: {text} ({code})"),
+        ),
+        _ => (Refusal::Other, format!("{text}: {code}")),
+    };
+    SignIn::Refused { why, reason }
+}
+
+/// Signs in as `who` on a greeted connection: `NAME`, and if the broker
+/// says the name is an account, `NAME <name> <password>` (see the module
+/// docs for why not at once).
+pub fn sign_in(reader: &mut Reader, writer: &Writer, who: &Identity) -> Result<SignedIn, SignIn> {
+    let name = who.name.as_str();
+    let lost = |e: std::io::Error| SignIn::Lost(e.to_string());
+    let since_ms = now_ms();
+    writer.send(&Request::Name { name }).map_err(lost)?;
+    let (code, text) = match answer(reader)? {
+        Ok(name) => {
+            return Ok(SignedIn {
+                name,
+                since_ms,
+                password: None,
+            })
+        }
+        Err(refused) => refused,
+    };
+    let password = match (&who.password, code) {
+        (Some(password), ErrorCode::NameOwned) => password,
+        _ => return Err(refusal(code, &text, name)),
+    };
+    let login = Request::Login {
+        name,
+        password: password.expose(),
+    };
+    writer.send(&login).map_err(lost)?;
+    match answer(reader)? {
+        Ok(name) => Ok(SignedIn {
+            name,
+            since_ms,
+            password: Some(password.clone()),
+        }),
+        Err((code, text)) => Err(refusal(code, &text, name)),
+    }
+}
+
+/// Asks for the password of the account named.
+pub type AskPassword = dyn FnMut(&str) -> Option<Secret>;
+
+/// How the client signs in at start.
+pub struct Start<'a> {
+    /// The name from `--name`; otherwise asked for.
+    pub name: Option<String>,
+    /// The password from `--password` or `CHAT_PASSWORD`.
+    pub password: Option<Secret>,
+    /// Asks for a name (`None`: the user gave up).
+    pub ask_name: &'a mut dyn FnMut() -> Option<String>,
+    /// At a terminal: asks for the password of the account named (`None`:
+    /// the user gave none). Scripts have nobody to ask.
+    pub ask_password: Option<&'a mut AskPassword>,
+    /// Shows why a name or password was refused.
+    pub say: &'a mut dyn FnMut(String),
+    /// Ask again after a refused `--name` (a terminal), rather than end.
+    pub ask_again: bool,
+}
+
+/// Signs in at start: the name given, else whatever `ask_name` returns;
+/// the password given, else, for an account at a terminal, whatever
+/// `ask_password` returns, again after a wrong one. A script ends: 1 for a
+/// refused name, 6 when the password is missing or wrong.
+pub fn register(reader: &mut Reader, writer: &Writer, start: Start<'_>) -> Result<SignedIn, Exit> {
+    let Start {
+        name,
+        mut password,
+        ask_name,
+        mut ask_password,
+        say,
+        ask_again,
+    } = start;
+    let mut next = name.or_else(&mut *ask_name);
     loop {
         let Some(candidate) = next.take() else {
             let _ = writer.send(&Request::Quit { reason: None });
@@ -214,12 +311,36 @@ pub fn register(
         let candidate = candidate.trim().to_string();
         if candidate.is_empty() {
             say("a name needs 1 to 32 letters, digits, '_', '-' or '.'".to_string());
-            next = ask();
+            next = ask_name();
             continue;
         }
-        let who = Identity { name: candidate };
+        let who = Identity {
+            name: candidate,
+            password: password.clone(),
+        };
         match sign_in(reader, writer, &who) {
-            Ok(name) => return Ok(name),
+            Ok(signed) => return Ok(signed),
+            Err(SignIn::Refused { why, reason }) if reason.wants_password() => {
+                let Some(ask) = ask_password.as_mut() else {
+                    let hint = match reason {
+                        Refusal::Owned => {
+                            format!("; give it with --password or {}", crate::password::ENV)
+                        }
+                        _ => String::new(),
+                    };
+                    return Err(Exit {
+                        code: code::PASSWORD,
+                        message: Some(format!("{why}{hint}")),
+                    });
+                };
+                say(why);
+                password = ask(&who.name);
+                if password.is_some() {
+                    next = Some(who.name);
+                    continue;
+                }
+                // No password: another name, then.
+            }
             Err(SignIn::Refused { why, .. }) => say(why),
             // The broker stopped before we were in: nothing was done.
             Err(SignIn::Shutdown(line)) => return Err(Exit::fail(line)),
@@ -231,7 +352,7 @@ pub fn register(
                 message: None,
             });
         }
-        next = ask();
+        next = ask_name();
     }
 }
 
@@ -299,16 +420,24 @@ enum Ended {
 
 /// Why one reconnect try failed.
 enum Attempt {
-    /// The broker refused our name now: what happened, in words.
-    Taken(String),
+    /// The broker refused to sign us in now (the name taken, the password
+    /// refused).
+    Refused {
+        /// What happened, in words.
+        why: String,
+        /// A script's exit code for it.
+        exit: i32,
+        /// What the user can do, after "pick another name with /name".
+        or: &'static str,
+    },
     /// Anything else; why, in words.
     Failed(String),
 }
 
 /// The link thread's setup.
 pub struct Link {
-    /// The broker's address, as given.
-    pub addr: String,
+    /// How to reach the broker (its address, TLS).
+    pub dialer: Dialer,
     /// The shared writer, given each new connection once it is signed in.
     pub writer: Writer,
     /// The session both threads see.
@@ -433,7 +562,7 @@ impl Link {
                 let line = render::error(
                     self.style,
                     now_ms(),
-                    &format!("connection to {} lost: {why}", self.addr),
+                    &format!("connection to {} lost: {why}", self.dialer.addr()),
                 );
                 self.ui.finish(code::CONNECTION, Some(line))
             }
@@ -465,7 +594,7 @@ impl Link {
                 now_ms(),
                 &format!(
                     "connection to {} lost: {why}; reconnecting in {}{stop}",
-                    self.addr,
+                    self.dialer.addr(),
                     seconds(wait)
                 ),
             ),
@@ -474,7 +603,7 @@ impl Link {
                 now_ms(),
                 &format!(
                     "*** reconnecting to {} in {}{stop}",
-                    self.addr,
+                    self.dialer.addr(),
                     seconds(wait)
                 ),
             ),
@@ -484,24 +613,28 @@ impl Link {
             if !self.shared.wait_for_retry() {
                 return None;
             }
-            let name = self.shared.lock().me().to_string();
-            match self.attempt(&Identity { name }) {
+            let who = {
+                let session = self.shared.lock();
+                Identity {
+                    name: session.me().to_string(),
+                    password: session.password().cloned(),
+                }
+            };
+            match self.attempt(&who) {
                 Ok(reader) => return Some(reader),
-                Err(Attempt::Taken(why)) => {
+                Err(Attempt::Refused { why, exit, or }) => {
                     let line = format!("reconnected, but {why}");
                     if !self.interactive {
                         let line = format!("{line}; giving up");
-                        self.ui.finish(
-                            code::CONNECTION,
-                            Some(render::error(self.style, now_ms(), &line)),
-                        );
+                        self.ui
+                            .finish(exit, Some(render::error(self.style, now_ms(), &line)));
                     }
                     self.shared.lock().set_status(Status::NameTaken);
                     self.shared.notify();
                     self.ui.print(render::error(
                         self.style,
                         now_ms(),
-                        &format!("{line}; pick another name with /name <new name>, or /quit"),
+                        &format!("{line}; pick another name with /name <new name>, or {or}"),
                     ));
                     // The new name is tried at once; failures after it
                     // back off from the start.
@@ -531,33 +664,45 @@ impl Link {
     /// room. Their answers arrive through [`Link::pump`].
     fn attempt(&self, who: &Identity) -> Result<Reader, Attempt> {
         let (mut reader, stream, _server) =
-            dial(&self.addr).map_err(|e| Attempt::Failed(e.short))?;
-        let writer = stream
-            .try_clone()
-            .map(Writer::new)
-            .map_err(|e| Attempt::Failed(e.to_string()))?;
-        let me = match sign_in(&mut reader, &writer, who) {
-            Ok(me) => me,
-            Err(SignIn::Refused { why, taken }) => {
+            dial(&self.dialer).map_err(|e| Attempt::Failed(e.short))?;
+        let writer = Writer::new(stream.clone());
+        let signed = match sign_in(&mut reader, &writer, who) {
+            Ok(signed) => signed,
+            Err(SignIn::Refused { why, reason }) => {
                 writer.disconnect();
-                let why = match taken {
-                    true => format!(
-                        "someone else has signed in as {} while you were away",
-                        render::escape(&who.name, Style::PLAIN)
+                let name = render::escape(&who.name, Style::PLAIN);
+                let refused = |why, exit, or| Attempt::Refused { why, exit, or };
+                return Err(match reason {
+                    Refusal::Taken => refused(
+                        format!("someone else has signed in as {name} while you were away"),
+                        code::CONNECTION,
+                        "/quit",
                     ),
-                    false => why,
-                };
-                return Err(Attempt::Taken(why));
+                    Refusal::Owned => refused(
+                        format!("{name} has become someone's account while you were away"),
+                        code::PASSWORD,
+                        "/quit",
+                    ),
+                    Refusal::Password => refused(
+                        why,
+                        code::PASSWORD,
+                        "/quit and start again with the right password",
+                    ),
+                    // Maybe better in a moment: keep trying.
+                    Refusal::Unavailable => Attempt::Failed(why),
+                    Refusal::Other => refused(why, code::CONNECTION, "/quit"),
+                });
             }
             Err(SignIn::Shutdown(_)) => {
                 return Err(Attempt::Failed("the server is shutting down".to_string()))
             }
             Err(SignIn::Lost(why)) => return Err(Attempt::Failed(why)),
         };
+        let me = signed.name.clone();
         let rooms = {
             let mut session = self.shared.lock();
-            session.set_me(&me);
-            let rooms = session.rejoin();
+            session.signed_in(&me, signed.since_ms);
+            let rooms = session.rejoin(now_ms());
             if self.interactive {
                 session.queue(Asked::List);
             }
@@ -575,7 +720,7 @@ impl Link {
             return Err(Attempt::Failed(e.to_string()));
         }
         self.writer.install(stream);
-        let mut line = format!("*** reconnected to {} as {me}", self.addr);
+        let mut line = format!("*** reconnected to {} as {me}", self.dialer.addr());
         if !rooms.is_empty() {
             line.push_str(&format!("; joining {} again", rooms.join(" ")));
         }

@@ -2,15 +2,17 @@
 //! wire contract (see `docs/client.md`).
 //!
 //! Modules: [`command`] parses typed lines, [`render`] draws events safely,
-//! [`session`] remembers the conversation, [`net`] owns the socket, [`link`]
-//! keeps the connection (signing in, reading, reconnecting), [`app`] ties
-//! them together for the two front ends, [`terminal`] (a line editor with
-//! an external printer) and [`script`] (plain lines on stdin/stdout).
+//! [`session`] remembers the conversation, [`net`] owns the socket (and
+//! TLS), [`link`] keeps the connection (signing in, reading, reconnecting),
+//! [`password`] gets and guards passwords, [`app`] ties them together for
+//! the two front ends, [`terminal`] (a line editor with an external
+//! printer) and [`script`] (plain lines on stdin/stdout).
 
 mod app;
 mod command;
 mod link;
 mod net;
+mod password;
 mod render;
 mod script;
 mod session;
@@ -19,6 +21,7 @@ mod terminal;
 
 use clap::Parser;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Chat from a terminal. Without a terminal on stdin, reads one command per
@@ -32,6 +35,21 @@ struct Args {
     /// Your name; asked for if not given.
     #[arg(long)]
     name: Option<String>,
+    /// The password of your account, sent if the broker says the name is
+    /// one. Other users of this machine can read it with `ps`: prefer the
+    /// CHAT_PASSWORD environment variable, or, at a terminal, the prompt
+    /// (no echo) that appears when it is needed.
+    #[arg(long, value_name = "PASSWORD")]
+    password: Option<String>,
+    /// Connect with TLS (to the broker's tls_listen port), checking the
+    /// broker's certificate against the system's trusted roots, or --ca.
+    #[arg(long)]
+    tls: bool,
+    /// With TLS, trust the certificates in this PEM file instead of the
+    /// system's roots: the broker's own (cert.pem from `broker gen-cert`)
+    /// or the CA that signed it. Implies --tls.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// When the connection drops or the broker restarts, connect again
     /// (waiting 1 s, doubling to 30 s) and take the same name and rooms.
     /// The default at a terminal; scripts turn it on with this flag.
@@ -71,7 +89,20 @@ fn run(args: Args) -> i32 {
         // never come back would hang it: scripts opt in (docs/client.md).
         _ => interactive,
     };
-    let (reader, stream, server) = match link::open(&args.addr) {
+    // A bad --ca, --addr for TLS or password is a usage error (2), as
+    // clap's own are.
+    let dialer = match args.tls || args.ca.is_some() {
+        true => match net::Dialer::tls(&args.addr, args.ca.as_deref()) {
+            Ok(d) => d,
+            Err(why) => return usage(&why),
+        },
+        false => net::Dialer::plain(&args.addr),
+    };
+    let password = match password::from_args(args.password.as_deref()) {
+        Ok(p) => p,
+        Err(why) => return usage(&why),
+    };
+    let (reader, stream, server) = match link::open(&dialer) {
         Ok(opened) => opened,
         Err(app::Exit { code, message }) => {
             if let Some(m) = message {
@@ -82,8 +113,9 @@ fn run(args: Args) -> i32 {
     };
     let writer = net::Writer::new(stream);
     let options = app::Options {
-        addr: args.addr,
+        dialer,
         name: args.name,
+        password,
         reconnect,
         wait_receipts: args.wait_receipts,
     };
@@ -93,4 +125,10 @@ fn run(args: Args) -> i32 {
     } else {
         script::run(reader, writer, options)
     }
+}
+
+/// A usage error: said on stderr, exit 2.
+fn usage(why: &str) -> i32 {
+    eprintln!("client: {why}");
+    session::code::USAGE
 }

@@ -178,18 +178,74 @@ pub fn snippet(text: &str) -> String {
     out
 }
 
-/// A received message: `12:00:03 [private] bob: hi`, `[#rust] bob: hi`.
-pub fn message(style: Style, unix_ms: u64, from: &str, kind: Kind, body: &[u8]) -> String {
-    let head = format!(
-        "[{}] {}:",
+/// How a message from before we came reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Late {
+    /// Stored for us while we were away, delivered when we signed in.
+    Stored,
+    /// A room's earlier messages, replayed when we joined it.
+    History,
+}
+
+/// A received message's times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct When {
+    /// When the broker took it (Unix ms): the time shown.
+    pub ts_ms: u64,
+    /// Now (Unix ms): an old message from another day shows its date.
+    pub now_ms: u64,
+    /// From before we came, and how; `None`: live.
+    pub late: Option<Late>,
+}
+
+/// `(delivered late)`, `(history)`, with the date when it is not today's.
+fn late_marker(late: Late, ts_ms: u64, now_ms: u64) -> String {
+    let secs = |ms: u64| i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    let day = crate::sys::local_date(secs(ts_ms));
+    let date = match day == crate::sys::local_date(secs(now_ms)) {
+        true => String::new(),
+        false => format!("{:04}-{:02}-{:02}", day.0, day.1, day.2),
+    };
+    match (late, date.is_empty()) {
+        (Late::Stored, true) => "(delivered late)".to_string(),
+        (Late::Stored, false) => format!("(delivered late, sent {date})"),
+        (Late::History, true) => "(history)".to_string(),
+        (Late::History, false) => format!("(history, {date})"),
+    }
+}
+
+/// A received message: `12:00:03 [private] bob: hi`, `[#rust] bob: hi`;
+/// one from before we came says so before the text, where no text can
+/// imitate it (a name has no spaces): `[private] bob (delivered late): hi`,
+/// `[#rust] bob (history): hi`.
+pub fn message(style: Style, when: When, from: &str, kind: Kind, body: &[u8]) -> String {
+    let mut head = format!(
+        "[{}] {}",
         escape(kind_label(kind), style),
         escape(from, style)
     );
+    if let Some(late) = when.late {
+        head.push(' ');
+        head.push_str(&late_marker(late, when.ts_ms, when.now_ms));
+    }
+    head.push(':');
     format!(
         "{} {} {}",
-        stamp(style, unix_ms),
+        stamp(style, when.ts_ms),
         paint(style, kind_color(kind), &head),
         escape_bytes(body, style)
+    )
+}
+
+/// `OK REGISTER`: `*** alice is registered: ...`.
+pub fn registered(style: Style, now_ms: u64, name: &str) -> String {
+    let name = escape(name, style);
+    notice(
+        style,
+        now_ms,
+        &format!(
+            "*** {name} is registered: the name is yours now, and messages to {name} wait for you while you are away; sign in with its password from now on"
+        ),
     )
 }
 
@@ -468,6 +524,63 @@ mod tests {
         line.get(9..).unwrap_or_default()
     }
 
+    fn live(ts_ms: u64) -> When {
+        When {
+            ts_ms,
+            now_ms: ts_ms,
+            late: None,
+        }
+    }
+
+    #[test]
+    fn messages_from_before_we_came_are_marked_where_text_cannot_imitate_it() {
+        let ts = 1_763_812_345_678;
+        let late = |late, now_ms| When {
+            ts_ms: ts,
+            now_ms,
+            late: Some(late),
+        };
+        let s = Style::PLAIN;
+        let line = message(
+            s,
+            late(Late::Stored, ts + 60_000),
+            "bob",
+            Kind::Direct,
+            b"hi",
+        );
+        assert_eq!(body(&line), "[private] bob (delivered late): hi");
+        // The time shown is the message's own.
+        assert_eq!(
+            line.get(..8),
+            message(s, live(ts), "bob", Kind::Direct, b"").get(..8)
+        );
+        let line = message(
+            s,
+            late(Late::History, ts + 1),
+            "bob",
+            Kind::Room("#r"),
+            b"hi",
+        );
+        assert_eq!(body(&line), "[#r] bob (history): hi");
+        // From another day: the date too.
+        let (y, m, d) = crate::sys::local_date(1_763_812_345);
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        let week = 7 * 86_400_000;
+        let line = message(s, late(Late::Stored, ts + week), "bob", Kind::Multi, b"hi");
+        assert_eq!(
+            body(&line),
+            format!("[group] bob (delivered late, sent {date}): hi")
+        );
+        let line = message(
+            s,
+            late(Late::History, ts + week),
+            "bob",
+            Kind::Room("#r"),
+            b"x",
+        );
+        assert_eq!(body(&line), format!("[#r] bob (history, {date}): x"));
+    }
+
     #[test]
     fn controls_are_made_visible() {
         let s = Style::PLAIN;
@@ -505,16 +618,22 @@ mod tests {
 
     #[test]
     fn multiline_messages_indent_in_a_terminal_and_stay_one_line_in_scripts() {
-        let line = message(COLOR, 0, "bob", Kind::Direct, b"one\ntwo");
+        let line = message(COLOR, live(0), "bob", Kind::Direct, b"one\ntwo");
         assert!(line.contains(&format!("one\n{INDENT}two")), "{line:?}");
-        let line = message(Style::PLAIN, 0, "bob", Kind::Direct, b"one\ntwo");
+        let line = message(Style::PLAIN, live(0), "bob", Kind::Direct, b"one\ntwo");
         assert!(!line.contains('\n'));
         assert!(line.ends_with("one^Jtwo"), "{line}");
     }
 
     #[test]
     fn plain_lines_have_time_sender_kind_text() {
-        let line = message(Style::PLAIN, 1_763_812_345_678, "bob", Kind::Direct, b"hi");
+        let line = message(
+            Style::PLAIN,
+            live(1_763_812_345_678),
+            "bob",
+            Kind::Direct,
+            b"hi",
+        );
         assert_eq!(body(&line), "[private] bob: hi");
         let time = line.get(..8).unwrap();
         assert!(time.bytes().enumerate().all(|(i, b)| if i == 2 || i == 5 {
@@ -523,21 +642,21 @@ mod tests {
             b.is_ascii_digit()
         }));
         assert_eq!(
-            body(&message(Style::PLAIN, 0, "bob", Kind::Multi, b"x")),
+            body(&message(Style::PLAIN, live(0), "bob", Kind::Multi, b"x")),
             "[group] bob: x"
         );
         assert_eq!(
-            body(&message(Style::PLAIN, 0, "bob", Kind::All, b"x")),
+            body(&message(Style::PLAIN, live(0), "bob", Kind::All, b"x")),
             "[everyone] bob: x"
         );
-        assert!(!message(Style::PLAIN, 0, "b", Kind::All, b"\x1b").contains('\u{1b}'));
+        assert!(!message(Style::PLAIN, live(0), "b", Kind::All, b"\x1b").contains('\u{1b}'));
     }
 
     #[test]
     fn each_kind_has_its_own_colour() {
         let kinds = [Kind::Direct, Kind::Multi, Kind::All, Kind::Room("#rust")];
         for k in kinds {
-            let line = message(COLOR, 0, "bob", k, b"hi");
+            let line = message(COLOR, live(0), "bob", k, b"hi");
             let label = format!("{}[{}] bob:", kind_color(k), kind_label(k));
             assert!(line.contains(&label), "{line:?}");
             for other in kinds.into_iter().filter(|&o| o != k) {
@@ -553,12 +672,18 @@ mod tests {
     fn room_messages_and_notices() {
         let s = Style::PLAIN;
         assert_eq!(
-            body(&message(s, 0, "bob", Kind::Room("#rust"), b"hi")),
+            body(&message(s, live(0), "bob", Kind::Room("#rust"), b"hi")),
             "[#rust] bob: hi"
         );
         // A hostile broker's room name can't reach the terminal raw.
         assert_eq!(
-            body(&message(s, 0, "bob", Kind::Room("#a\u{1b}[2J"), b"hi")),
+            body(&message(
+                s,
+                live(0),
+                "bob",
+                Kind::Room("#a\u{1b}[2J"),
+                b"hi"
+            )),
             "[#a^[[2J] bob: hi"
         );
         let to = To::Room("#rust".into());
@@ -693,7 +818,7 @@ mod tests {
     fn no_colour_means_no_escape_codes() {
         let to = To::Names(vec!["bob".into()]);
         for line in [
-            message(Style::PLAIN, 0, "bob", Kind::Direct, b"hi"),
+            message(Style::PLAIN, live(0), "bob", Kind::Direct, b"hi"),
             sent(Style::PLAIN, 0, &to, "hi", (1, 1, None)),
             receipt(Style::PLAIN, 0, 1, "bob", None, None),
             joined(Style::PLAIN, 0, "bob"),

@@ -71,16 +71,18 @@ pub fn run(mut reader: Reader, writer: Writer, options: Options) -> i32 {
         read_line(&mut input)
     };
     let mut say = |s: String| ui.print(render::hint(style, &s));
-    let registered = link::register(
-        &mut reader,
-        &writer,
-        options.name.clone(),
-        &mut ask,
-        &mut say,
+    let start = link::Start {
+        name: options.name.clone(),
+        password: options.password.clone(),
+        ask_name: &mut ask,
+        // Nobody to ask: a password comes from --password or
+        // CHAT_PASSWORD, or the script ends (code 6).
+        ask_password: None,
+        say: &mut say,
         ask_again,
-    );
-    let me = match registered {
-        Ok(me) => me,
+    };
+    let signed = match link::register(&mut reader, &writer, start) {
+        Ok(signed) => signed,
         Err(Exit { code, message }) => {
             if let Some(m) = message {
                 match code {
@@ -91,15 +93,15 @@ pub fn run(mut reader: Reader, writer: Writer, options: Options) -> i32 {
             return code;
         }
     };
-    ui.print(format!("signed in as {me}"));
-    let shared = Arc::new(Shared::new(&me));
+    ui.print(format!("signed in as {}", signed.name));
+    let shared = Arc::new(Shared::new(&signed));
     if options.wait_receipts.is_some() {
         shared.lock().keep_until_read();
     }
     let stopped = match link::spawn(
         reader,
         Link {
-            addr: options.addr.clone(),
+            dialer: options.dialer.clone(),
             writer: writer.clone(),
             shared: Arc::clone(&shared),
             ui: ui.clone(),

@@ -22,20 +22,35 @@
 //! part. Requests that were waiting for an answer when the connection
 //! dropped never get one ([`Session::connection_lost`]).
 //!
+//! **Messages from before we came.** A message whose time is older than
+//! the moment we signed in (for a room: asked to join it) was sent while
+//! we were away: stored for us and delivered at login, or a room's history
+//! replayed on `JOIN`. It is shown with its own time and marked
+//! ([`render::Late`]). The moment is our clock just before the request
+//! left, and the broker stamps a message when it takes it, so on one
+//! machine (or clocks within the network delay of each other) nothing
+//! sent after we were in is ever marked. An old message we have shown
+//! already (a room's history replayed again after a reconnect) is not
+//! shown twice.
+//!
 //! **For scripts** the session also keeps the worst thing that happened
 //! ([`Session::result`]: a refused request, a message that reached nobody
 //! or only some of its recipients) and, with `--wait-receipts`, which
 //! messages still wait for receipts.
 
 use crate::command::To;
-use crate::render::{self, Style};
-use protocol::{ErrorCode, Event};
-use std::collections::{HashMap, VecDeque};
+use crate::password::Secret;
+use crate::render::{self, Late, Style};
+use protocol::{ErrorCode, Event, Kind};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// How many of our own sent messages we remember for their receipts.
 const REMEMBER_SENT: usize = 4096;
 /// How many earlier targets we remember for going back after a part.
 const REMEMBER_TARGETS: usize = 64;
+/// How many shown messages we remember, so that history replayed again
+/// is not shown twice: a room keeps 100 by default, 50 rooms at most.
+const REMEMBER_SHOWN: usize = 8192;
 
 /// A request of ours that the broker answers (with `ERR` or its own reply).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +75,9 @@ pub enum Asked {
     /// `JOIN #room` after a reconnect, for a room we were in: answered by
     /// `OK JOIN`, which doesn't move the target.
     Rejoin(String),
+    /// `REGISTER <password>`: answered by `OK REGISTER`; the password is
+    /// kept then, for signing in again.
+    Register(Secret),
 }
 
 impl Asked {
@@ -115,6 +133,10 @@ pub mod code {
     pub const PARTLY: i32 = 4;
     /// `--wait-receipts`: not every recipient showed a message in time.
     pub const NO_RECEIPT: i32 = 5;
+    /// Signing in needs a password the client doesn't have: the broker
+    /// refused the one given (`BAD_PASSWORD`), or the name is an account
+    /// and none was given (`NAME_OWNED`). Ends a script at once.
+    pub const PASSWORD: i32 = 6;
 }
 
 /// Whether we can talk to the broker now.
@@ -127,8 +149,9 @@ pub enum Status {
         /// When the link tries next.
         next_ms: u64,
     },
-    /// Reconnected, but someone else has our name now: waiting for the
-    /// user to pick another (`/name`).
+    /// Reconnected, but the broker won't take us back as before: someone
+    /// else has our name now (or made it an account), or it refused our
+    /// password. Waiting for the user to pick another name (`/name`).
     NameTaken,
 }
 
@@ -177,6 +200,15 @@ pub struct Session {
     /// Keep every message until its receipts are in (`--wait-receipts`),
     /// rather than the last [`REMEMBER_SENT`].
     keep_until_read: bool,
+    /// The account's password, for signing in again.
+    password: Option<Secret>,
+    /// Our local time just before we asked to sign in (Unix ms).
+    since_ms: u64,
+    /// The same for each room (lower case) we asked to join.
+    room_since: HashMap<String, u64>,
+    /// The last messages shown, `(id, time)`, oldest first, and as a set.
+    shown: VecDeque<(u64, u64)>,
+    shown_set: HashSet<(u64, u64)>,
 }
 
 impl Session {
@@ -197,7 +229,72 @@ impl Session {
             quitting: false,
             result: code::OK,
             keep_until_read: false,
+            password: None,
+            since_ms: 0,
+            room_since: HashMap::new(),
+            shown: VecDeque::new(),
+            shown_set: HashSet::new(),
         }
+    }
+
+    /// Signed in (again) as `name`, having asked at `since_ms`.
+    pub fn signed_in(&mut self, name: &str, since_ms: u64) {
+        self.set_me(name);
+        self.since_ms = since_ms;
+    }
+
+    /// `/name`: sign in as `name` next time. Our password is for our
+    /// name only: it is not sent for another.
+    pub fn set_name(&mut self, name: &str) {
+        if !name.eq_ignore_ascii_case(&self.me) {
+            self.password = None;
+        }
+        self.set_me(name);
+    }
+
+    /// The account's password, if we have one.
+    pub fn password(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+
+    /// Sign in with `password` from now on.
+    pub fn set_password(&mut self, password: Option<Secret>) {
+        self.password = password;
+    }
+
+    /// We are about to ask to join `room`: older messages of it are its
+    /// history.
+    pub fn joining(&mut self, room: &str, now_ms: u64) {
+        self.room_since.insert(room.to_ascii_lowercase(), now_ms);
+    }
+
+    /// Whether a message is from before we came, and how; `None`: live.
+    fn late(&self, kind: Kind<'_>, ts_ms: u64) -> Option<Late> {
+        match kind {
+            Kind::Room(room) => {
+                let since = self
+                    .room_since
+                    .get(&room.to_ascii_lowercase())
+                    .copied()
+                    .unwrap_or(self.since_ms);
+                (ts_ms < since).then_some(Late::History)
+            }
+            _ => (ts_ms < self.since_ms).then_some(Late::Stored),
+        }
+    }
+
+    /// Remembers a shown message; false if it was shown before.
+    fn first_showing(&mut self, id: u64, ts_ms: u64) -> bool {
+        if !self.shown_set.insert((id, ts_ms)) {
+            return false;
+        }
+        if self.shown.len() >= REMEMBER_SHOWN {
+            if let Some(old) = self.shown.pop_front() {
+                self.shown_set.remove(&old);
+            }
+        }
+        self.shown.push_back((id, ts_ms));
+        true
     }
 
     /// Our name.
@@ -275,6 +372,10 @@ impl Session {
                     )
                 }
                 Asked::Join(r) => format!("no answer to /join {r}: the connection was lost"),
+                Asked::Register(_) => {
+                    "no answer to /register: the connection was lost; try again once back"
+                        .to_string()
+                }
                 Asked::Part(r) => format!("no answer to /part {r}: the connection was lost"),
                 Asked::List | Asked::Names(_) | Asked::Rooms | Asked::Rejoin(_) => continue,
             };
@@ -284,11 +385,12 @@ impl Session {
     }
 
     /// Signed in again after a reconnect: records the `JOIN`s that take us
-    /// back into our rooms and returns them, to be written in this order
-    /// before anything else.
-    pub fn rejoin(&mut self) -> Vec<String> {
+    /// back into our rooms (about to be written at `now_ms`) and returns
+    /// them, to be written in this order before anything else.
+    pub fn rejoin(&mut self, now_ms: u64) -> Vec<String> {
         let rooms = self.joined.clone();
         for room in &rooms {
+            self.joining(room, now_ms);
             self.queue(Asked::Rejoin(room.clone()));
         }
         rooms
@@ -476,11 +578,31 @@ impl Session {
                 ts_ms,
                 body,
             } => {
-                r.lines
-                    .push(render::message(style, ts_ms, from, kind, body));
-                if kind != protocol::Kind::All {
+                let late = self.late(kind, ts_ms);
+                // Replayed again (a room's history after a reconnect):
+                // shown and receipted the first time already. A live
+                // message is always shown: a broker without a store may
+                // use an id again after a restart.
+                if !self.first_showing(id, ts_ms) && late.is_some() {
+                    return r;
+                }
+                let when = render::When {
+                    ts_ms,
+                    now_ms,
+                    late,
+                };
+                r.lines.push(render::message(style, when, from, kind, body));
+                if kind != Kind::All {
                     r.receipt = Some((id, from.to_string()));
                 }
+            }
+            Event::RegisterOk { name } => {
+                if let Some(Asked::Register(password)) =
+                    self.take(|a| matches!(a, Asked::Register(_)))
+                {
+                    self.password = Some(password);
+                }
+                r.lines.push(render::registered(style, now_ms, name));
             }
             Event::Ack {
                 id,
@@ -632,6 +754,9 @@ impl Session {
             ErrorCode::AlreadyInRoom | ErrorCode::TooManyRooms => {
                 self.take(|a| matches!(a, Asked::Join(_) | Asked::Rejoin(_)) && a.about_room(args))
             }
+            ErrorCode::AlreadyRegistered | ErrorCode::BadPassword | ErrorCode::NotRegistered => {
+                self.take(|a| matches!(a, Asked::Register(_)))
+            }
             // Errors any request can get: they answer the oldest one. (A
             // RATE_LIMITED could also answer a RECV, which waits for no
             // answer; we send those only for messages a person has read,
@@ -640,6 +765,7 @@ impl Session {
             | ErrorCode::RateLimited
             | ErrorCode::TooLong
             | ErrorCode::BadName
+            | ErrorCode::Unavailable
             | ErrorCode::UnknownCommand => self.take(|_| true),
             _ => None,
         };
@@ -702,6 +828,9 @@ impl Session {
             {
                 format!("this server has no rooms ({code})")
             }
+            ErrorCode::UnknownCommand if matches!(answered, Some(Asked::Register(_))) => {
+                format!("this server has no accounts ({code})")
+            }
             _ => detail,
         };
         if code == ErrorCode::NotInRoom {
@@ -729,6 +858,7 @@ impl Session {
             Some(Asked::Rejoin(r)) => format!("not back in {r}: {why}"),
             Some(Asked::Part(_)) if code == ErrorCode::NotInRoom => why,
             Some(Asked::Part(r)) => format!("not left {r}: {why}"),
+            Some(Asked::Register(_)) => format!("not registered: {why}"),
             Some(Asked::Names(_)) if code == ErrorCode::NotInRoom => {
                 format!("{why}; only its members can list it")
             }
@@ -1237,7 +1367,7 @@ mod tests {
             ["! no answer to /join #c: the connection was lost"]
         );
         assert!(s.answered(j));
-        assert_eq!(s.rejoin(), ["#a", "#b"]);
+        assert_eq!(s.rejoin(0), ["#a", "#b"]);
         // The broker shows #b in another case now; #a comes back as it was.
         let r = s.on_event(
             &Event::JoinOk {
@@ -1268,7 +1398,7 @@ mod tests {
         join(&mut s, "#a", "#a", 1);
         join(&mut s, "#b", "#b", 1);
         s.connection_lost(S, 0);
-        assert_eq!(s.rejoin(), ["#a", "#b"]);
+        assert_eq!(s.rejoin(0), ["#a", "#b"]);
         let r = s.on_event(
             &Event::JoinOk {
                 room: "#a",
@@ -1388,11 +1518,131 @@ mod tests {
         assert_eq!(s.unread().first().map(|u| u.0), Some(100));
     }
 
+    fn msg<'a>(id: u64, kind: Kind<'a>, ts_ms: u64) -> Event<'a> {
+        Event::Msg {
+            id,
+            from: "bob",
+            kind,
+            ts_ms,
+            body: b"hi",
+        }
+    }
+
+    #[test]
+    fn messages_from_before_we_came_are_marked_and_receipted() {
+        let mut s = Session::new("alice");
+        s.signed_in("alice", 1_000);
+        // Stored while we were away: marked, and receipted like any other.
+        let r = s.on_event(&msg(1, Kind::Direct, 900), S, 1_500);
+        assert_eq!(lines(&r), ["[private] bob (delivered late): hi"]);
+        assert_eq!(r.receipt, Some((1, "bob".to_string())));
+        let r = s.on_event(&msg(2, Kind::Multi, 999), S, 1_500);
+        assert_eq!(lines(&r), ["[group] bob (delivered late): hi"]);
+        // Sent once we had asked to sign in: live.
+        let r = s.on_event(&msg(3, Kind::Direct, 1_000), S, 1_500);
+        assert_eq!(lines(&r), ["[private] bob: hi"]);
+        // A room's history is older than our asking to join it, which may
+        // be long after signing in.
+        s.joining("#Rust", 5_000);
+        join(&mut s, "#rust", "#rust", 2);
+        let r = s.on_event(&msg(4, Kind::Room("#rust"), 4_000), S, 5_100);
+        assert_eq!(lines(&r), ["[#rust] bob (history): hi"]);
+        assert_eq!(r.receipt, Some((4, "bob".to_string())));
+        let r = s.on_event(&msg(5, Kind::Room("#rust"), 5_050), S, 5_100);
+        assert_eq!(lines(&r), ["[#rust] bob: hi"]);
+    }
+
+    #[test]
+    fn history_replayed_again_after_a_reconnect_is_not_shown_twice() {
+        let mut s = Session::new("alice");
+        s.signed_in("alice", 1_000);
+        s.joining("#r", 1_000);
+        join(&mut s, "#r", "#r", 2);
+        assert_eq!(
+            s.on_event(&msg(7, Kind::Room("#r"), 500), S, 0).lines.len(),
+            1
+        );
+        assert_eq!(
+            s.on_event(&msg(8, Kind::Room("#r"), 2_000), S, 0)
+                .lines
+                .len(),
+            1
+        );
+        // Back after a restart: the JOIN replays both; neither shows again
+        // nor is receipted again, and newer history does show.
+        s.connection_lost(S, 0);
+        s.signed_in("alice", 9_000);
+        assert_eq!(s.rejoin(9_000), ["#r"]);
+        for id in [7, 8] {
+            let ts = if id == 7 { 500 } else { 2_000 };
+            let r = s.on_event(&msg(id, Kind::Room("#r"), ts), S, 0);
+            assert_eq!(r, Reaction::default(), "#{id}");
+        }
+        let r = s.on_event(&msg(9, Kind::Room("#r"), 8_000), S, 0);
+        assert_eq!(lines(&r), ["[#r] bob (history): hi"]);
+        // A broker without a store may use an id again after a restart:
+        // a live message is always shown.
+        let r = s.on_event(&msg(7, Kind::Room("#r"), 500), S, 0);
+        assert!(r.lines.is_empty());
+        let r = s.on_event(&msg(8, Kind::Direct, 2_000), S, 0);
+        assert!(r.lines.is_empty(), "same id and time: the same message");
+        let r = s.on_event(&msg(7, Kind::Direct, 9_500), S, 0);
+        assert_eq!(lines(&r), ["[private] bob: hi"]);
+    }
+
+    #[test]
+    fn register_keeps_the_password_once_the_broker_has_it() {
+        let mut s = Session::new("alice");
+        let pw = Secret::new("s3cret-pw").unwrap();
+        let q = s.queue(Asked::Register(pw.clone()));
+        let r = s.on_event(&err(ErrorCode::BadPassword, None), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! not registered: from the broker (BAD_PASSWORD)"]
+        );
+        assert!(s.answered(q) && s.password().is_none());
+        assert_eq!(s.result(), code::NOT_DELIVERED);
+
+        let mut s = Session::new("alice");
+        s.queue(Asked::Register(pw.clone()));
+        let r = s.on_event(&Event::RegisterOk { name: "alice" }, S, 0);
+        assert!(lines(&r)[0].starts_with("*** alice is registered: the name is yours now"));
+        assert_eq!(s.password(), Some(&pw));
+        assert_eq!(s.result(), code::OK);
+
+        // An old broker, and one without a store.
+        let mut s = Session::new("alice");
+        s.queue(Asked::Register(pw.clone()));
+        let r = s.on_event(&err(ErrorCode::UnknownCommand, None), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! not registered: this server has no accounts (UNKNOWN_COMMAND)"]
+        );
+        s.queue(Asked::Register(pw));
+        let r = s.on_event(&err(ErrorCode::Unavailable, None), S, 0);
+        assert_eq!(
+            lines(&r),
+            ["! not registered: from the broker (UNAVAILABLE)"]
+        );
+        s.queue(Asked::Register(Secret::new("again-pw").unwrap()));
+        let lost = s.connection_lost(S, 0);
+        assert_eq!(
+            lost.iter().map(|l| body(l)).collect::<Vec<_>>(),
+            ["! no answer to /register: the connection was lost; try again once back"]
+        );
+    }
+
     #[test]
     fn a_new_name_replaces_ours() {
         let mut s = Session::new("alice");
         s.set_me("alice2");
         assert_eq!(s.me(), "alice2");
         assert_eq!(s.names(), ["alice2"]);
+        // The password stays with its name.
+        s.set_password(Some(Secret::new("alice-pw").unwrap()));
+        s.set_name("ALICE2");
+        assert!(s.password().is_some());
+        s.set_name("alice3");
+        assert!(s.password().is_none());
     }
 }

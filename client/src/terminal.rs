@@ -35,6 +35,7 @@ use crate::app::{self, Exit, Options, Outcome, Shared, Ui};
 use crate::command::{self, Command, MSG_COMMANDS, ROOM_COMMANDS, SLASH_COMMANDS};
 use crate::link::{self, Link};
 use crate::net::{Reader, Writer};
+use crate::password;
 use crate::render::{self, Style};
 use crate::session::{code, Status};
 use crate::sys;
@@ -290,7 +291,7 @@ pub fn run(
     options: Options,
     style: Style,
 ) -> i32 {
-    let addr = options.addr.as_str();
+    let addr = options.dialer.addr();
     sys::save_terminal();
     // SIGTERM or SIGHUP (or a SIGINT sent from outside: in raw mode Ctrl-C is
     // a key, not a signal) while the line editor holds the terminal in raw
@@ -325,7 +326,14 @@ pub fn run(
         style,
     }));
 
-    println!("Connected to {} at {addr}.", render::escape(server, style));
+    let tls = match options.dialer.is_tls() {
+        true => " over TLS",
+        false => "",
+    };
+    println!(
+        "Connected to {} at {addr}{tls}.",
+        render::escape(server, style)
+    );
     let mut ask = || loop {
         match editor.readline("Enter your name: ") {
             Ok(line) => return Some(line),
@@ -335,9 +343,17 @@ pub fn run(
         }
     };
     let mut say = |s: String| println!("{}", render::hint(style, &s));
-    let name = options.name.clone();
-    let me = match link::register(&mut reader, &writer, name, &mut ask, &mut say, true) {
-        Ok(me) => me,
+    let mut ask_password = |name: &str| password::prompt(&format!("Password for {name}: "));
+    let start = link::Start {
+        name: options.name.clone(),
+        password: options.password.clone(),
+        ask_name: &mut ask,
+        ask_password: Some(&mut ask_password),
+        say: &mut say,
+        ask_again: true,
+    };
+    let signed = match link::register(&mut reader, &writer, start) {
+        Ok(signed) => signed,
         Err(Exit { code, message }) => {
             if let Some(m) = message {
                 println!("{m}");
@@ -345,7 +361,8 @@ pub fn run(
             return code;
         }
     };
-    let session = Arc::new(Shared::new(&me));
+    let me = signed.name.clone();
+    let session = Arc::new(Shared::new(&signed));
     editor.set_helper(Some(ChatHelper {
         session: Some(Arc::clone(&session)),
         exit: Arc::clone(&exit),
@@ -367,7 +384,7 @@ pub fn run(
     let stopped = match link::spawn(
         reader,
         Link {
-            addr: addr.to_string(),
+            dialer: options.dialer.clone(),
             writer: writer.clone(),
             shared: Arc::clone(&session),
             ui: ui.clone(),
@@ -414,10 +431,31 @@ pub fn run(
             }
         };
         interrupted = false;
-        if !line.trim().is_empty() {
+        let command = command::parse(&line);
+        // A password typed on the line stays out of the history.
+        let secret = matches!(command, Ok(Command::Register { .. }))
+            || line
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("/register");
+        if !line.trim().is_empty() && !secret {
             let _ = editor.add_history_entry(line.as_str());
         }
-        let command = match command::parse(&line) {
+        let command = match command {
+            Ok(Command::Register { password: None }) => {
+                if let Some(why) = app::registered_already(&session) {
+                    ui.print(render::hint(style, &why));
+                    continue;
+                }
+                let me = session.lock().me().to_string();
+                match password::prompt_new(&me) {
+                    Ok(p) => Command::Register { password: Some(p) },
+                    Err(why) => {
+                        ui.print(render::hint(style, &format!("{why}; not registered")));
+                        continue;
+                    }
+                }
+            }
             Ok(c) => c,
             Err(e) => {
                 ui.print(render::hint(style, &e.to_string()));

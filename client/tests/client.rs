@@ -6,8 +6,10 @@
     missing_docs
 )]
 //! The client binary against a real broker started in-process: scripted
-//! mode through pipes, and the interactive mode in a pseudo-terminal.
+//! mode through pipes, and the interactive mode in a pseudo-terminal; TLS,
+//! accounts and stored messages in [`trust`].
 
+mod trust;
 mod util;
 
 use std::io::Read;
@@ -577,11 +579,11 @@ mod pty {
     use super::*;
     use expectrl::{Eof, Session, WaitStatus};
 
-    fn spawn(addr: std::net::SocketAddr, name: &str) -> Session {
+    pub(crate) fn spawn(addr: std::net::SocketAddr, name: &str) -> Session {
         spawn_with(addr, name, &[])
     }
 
-    fn spawn_with(addr: std::net::SocketAddr, name: &str, flags: &[&str]) -> Session {
+    pub(crate) fn spawn_with(addr: std::net::SocketAddr, name: &str, flags: &[&str]) -> Session {
         let mut cmd = util::client_cmd(addr, Some(name));
         cmd.args(flags).env("TERM", "xterm").env("NO_COLOR", "1");
         let mut s = Session::spawn(cmd).unwrap();
@@ -589,7 +591,7 @@ mod pty {
         s
     }
 
-    fn exit_code(s: &Session) -> i32 {
+    pub(crate) fn exit_code(s: &Session) -> i32 {
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
             // `status` reaps the child once it has exited: ask only once per
@@ -769,7 +771,7 @@ mod pty {
 
     /// Text seen up to and including `needle`, for checks on what came
     /// before it.
-    fn upto(s: &mut Session, needle: &str) -> String {
+    pub(crate) fn upto(s: &mut Session, needle: &str) -> String {
         let found = s.expect(needle).unwrap();
         let mut text = String::from_utf8_lossy(found.before()).to_string();
         text.push_str(needle);

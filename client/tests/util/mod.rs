@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -29,14 +30,41 @@ pub fn restartable() -> (broker::Broker, broker::Config) {
 /// A broker on `addr`, where one with `config` was stopped: the restart the
 /// client should come back to. (The configuration is testkit's own, so the
 /// new broker is as test-friendly as the first, whatever keys the broker
-/// grows.) Binding waits (bounded) for the old listener to be gone.
+/// grows.) Starting waits (bounded) for the old listeners to be gone: the
+/// native one, and any other `config` names by its port.
 pub fn broker_at(addr: SocketAddr, config: broker::Config) -> broker::Broker {
-    let mut listener = None;
-    testkit::wait_for("the old broker's address to be free", || {
-        listener = broker::bind(addr).ok();
-        listener.is_some()
+    let mut started = None;
+    testkit::wait_for("the old broker's addresses to be free", || {
+        started = broker::bind(addr)
+            .ok()
+            .and_then(|listener| broker::start(listener, config.clone()).ok());
+        started.is_some()
     });
-    broker::start(listener.unwrap(), config).unwrap()
+    started.unwrap()
+}
+
+/// A broker with accounts and stored messages (a fresh `data_dir`) and
+/// TLS on a fresh self-signed certificate: the broker, its configuration
+/// (for [`broker_at`]) and the certificate's directory.
+pub fn trusted_broker() -> (broker::Broker, broker::Config, PathBuf) {
+    let certs = testkit::tls::cert_dir();
+    let data = testkit::data_dir();
+    let mut used = None;
+    let b = testkit::start_with(|c| {
+        c.rate_per_sec = 0;
+        c.data_dir = data;
+        testkit::tls::use_certs(c, &certs);
+        used = Some(c.clone());
+    });
+    (b, used.unwrap(), certs)
+}
+
+/// `--ca DIR/cert.pem`: trust the certificate in `dir`.
+pub fn ca_flag(dir: &Path) -> [String; 2] {
+    [
+        "--ca".to_string(),
+        dir.join("cert.pem").display().to_string(),
+    ]
 }
 
 /// The client binary, run with stdin/stdout/stderr piped (scripted mode).
@@ -56,6 +84,8 @@ pub struct Client {
 /// The client binary with `--addr` and, if given, `--name`.
 pub fn client_cmd(addr: SocketAddr, name: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_client"));
+    // Whatever the environment running the tests holds.
+    cmd.env_remove("CHAT_PASSWORD");
     cmd.arg("--addr").arg(addr.to_string());
     if let Some(n) = name {
         cmd.arg("--name").arg(n);
@@ -93,8 +123,27 @@ impl Client {
 
     /// Starts the client as `name` with more flags.
     pub fn start_with(addr: SocketAddr, name: Option<&str>, flags: &[&str]) -> Client {
-        let mut child = client_cmd(addr, name)
-            .args(flags)
+        let mut cmd = client_cmd(addr, name);
+        cmd.args(flags);
+        Client::start_cmd(cmd)
+    }
+
+    /// Starts the client as `name` with more flags and `CHAT_PASSWORD`.
+    pub fn start_with_password(
+        addr: SocketAddr,
+        name: &str,
+        flags: &[&str],
+        password: &str,
+    ) -> Client {
+        let mut cmd = client_cmd(addr, Some(name));
+        cmd.args(flags).env("CHAT_PASSWORD", password);
+        Client::start_cmd(cmd)
+    }
+
+    /// Starts `cmd` (made with [`client_cmd`]) with its standard streams
+    /// piped.
+    pub fn start_cmd(mut cmd: Command) -> Client {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
