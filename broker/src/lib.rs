@@ -141,11 +141,9 @@ pub(crate) struct Shared {
     /// Streams writers still hold (graceful shutdown waits for zero).
     pub writer_streams: AtomicUsize,
     next_message: AtomicU64,
-    /// Ids below this are on record in the store as used (so ids keep
-    /// increasing across restarts); `u64::MAX` without a store.
-    ids_reserved: AtomicU64,
-    /// A reservation of more ids is under way.
-    reserving: AtomicBool,
+    /// Ids on record in the store as used (so ids keep increasing across
+    /// restarts).
+    ids: Arc<Ids>,
     next_conn: AtomicU64,
     stopping: AtomicBool,
     stop_at: Mutex<Option<Instant>>,
@@ -181,8 +179,10 @@ impl Shared {
             started: Instant::now(),
             writer_streams: AtomicUsize::new(0),
             next_message: AtomicU64::new(parts.first_id),
-            ids_reserved: AtomicU64::new(parts.ids_reserved),
-            reserving: AtomicBool::new(false),
+            ids: Arc::new(Ids {
+                reserved: AtomicU64::new(parts.ids_reserved),
+                reserving: AtomicBool::new(false),
+            }),
             store: parts.store,
             accounts: parts.accounts,
             history: Mutex::new(parts.history),
@@ -212,9 +212,9 @@ impl Shared {
         // SeqCst (the same locked add on x86): receipts compare ids with
         // `peek_message_id` readings taken after a join became visible.
         let id = self.next_message.fetch_add(1, Ordering::SeqCst);
-        let reserved = self.ids_reserved.load(Ordering::Relaxed);
+        let reserved = self.ids.reserved.load(Ordering::Relaxed);
         if id >= reserved.saturating_sub(ID_BLOCK / 2)
-            && !self.reserving.swap(true, Ordering::AcqRel)
+            && !self.ids.reserving.swap(true, Ordering::AcqRel)
         {
             self.reserve_more(reserved);
         }
@@ -228,18 +228,22 @@ impl Shared {
         let Some(store) = self.store.clone() else {
             return;
         };
+        let ids = Arc::clone(&self.ids);
         let next = reserved.saturating_add(ID_BLOCK);
-        let done = std::thread::Builder::new().name("ids".into()).spawn({
-            let store = Arc::clone(&store);
-            move || store.reserve_ids(next)
-        });
-        match done.map(|t| t.join()) {
-            Ok(Ok(Ok(()))) => self.ids_reserved.store(next, Ordering::Relaxed),
-            _ => {
-                log_error!("cannot record more message ids in the store; ids stay below {reserved}")
-            }
+        let spawned = std::thread::Builder::new()
+            .name("ids".into())
+            .spawn(move || {
+                match store.reserve_ids(next) {
+                    Ok(()) => ids.reserved.store(next, Ordering::Relaxed),
+                    Err(e) => log_error!(
+                    "cannot record more message ids in the store ({e}); ids stay below {reserved}"
+                ),
+                }
+                ids.reserving.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.ids.reserving.store(false, Ordering::Release);
         }
-        self.reserving.store(false, Ordering::Release);
     }
 
     /// The id the next message will get (nothing is taken).
@@ -456,6 +460,15 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         accounts: accounts_thread,
         report: None,
     })
+}
+
+/// How far message ids are on record (see `Shared::next_message_id`).
+struct Ids {
+    /// Ids below this are on record in the store as used; `u64::MAX`
+    /// without a store.
+    reserved: AtomicU64,
+    /// A reservation of more ids is under way.
+    reserving: AtomicBool,
 }
 
 /// Ids recorded in the store at a time (see `Shared::next_message_id`).
