@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, first installing what the tests need beyond
-# Rust: Chromium (Debian's package) and the browser test's node packages.
+# Rust: Chromium (Debian's package) and the browser test's node packages,
+# and redis-server (Debian's package) for the cluster tests, which start
+# and stop their own servers on free loopback ports.
 # Arguments go to cargo test: ./test.sh browser -- --nocapture
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,6 +17,7 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"

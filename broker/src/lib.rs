@@ -62,6 +62,7 @@ mod accounts;
 pub mod admin;
 #[doc(hidden)]
 pub mod bench_support;
+pub(crate) mod cluster;
 mod core;
 mod doors;
 mod msg;

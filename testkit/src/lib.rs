@@ -22,6 +22,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod redis;
 pub mod tls;
 pub mod web;
 

@@ -1,0 +1,1145 @@
+//! The Redis link: one node's connections to the cluster's Redis, each on
+//! a thread of its own, so a slow or absent Redis never holds up a caller.
+//!
+//! ```text
+//!  callers ── try_publish ──> bounded queue ──> publisher ── PUBLISH ─┐
+//!  (never blocks: full or down is Err)          (batches per channel, │
+//!                                                one pipeline a round)│
+//!                                                                     v
+//!  Events::batch <── decode <── subscriber <── SUBSCRIBE node + all   Redis
+//!  Events::status (Up/Down, all threads)                              ^
+//!  Events::node_gone <── heartbeat ── SET alive PX, SADD nodes, ──────┘
+//!                        (every `heartbeat`; frees dead nodes' names)
+//!  claim/release ── EVAL on a connection of their own (caller's thread)
+//! ```
+//!
+//! Each thread reconnects on its own with back-off; the link is `Up` when
+//! all three are connected (and this node's heartbeat key is set), and
+//! `Down` as soon as one of them fails. While it is down nothing is queued
+//! (`try_publish` is `Err(Down)`) and claims fail, so callers answer
+//! `ERR UNAVAILABLE` at once instead of waiting.
+
+use super::wire::{self, Item};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::{Condvar, Mutex, RwLock};
+use redis::{Connection, ConnectionLike, RedisResult};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often a thread waiting for work looks whether the link is closing.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+/// The first wait before reconnecting; it doubles up to the heartbeat.
+const FIRST_RETRY: Duration = Duration::from_millis(20);
+/// Most items the publisher takes from its queue for one round.
+const MAX_ROUND: usize = 4096;
+/// A batch is closed once it is past this many bytes (one Redis message
+/// stays small enough not to hold Redis up delivering it).
+const MAX_BATCH_BYTES: usize = 256 << 10;
+
+/// What a link needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// `redis://…` or `rediss://…`.
+    pub url: String,
+    /// The cluster's name: every key and channel starts `chat:<cluster>:`,
+    /// so several clusters can share one Redis.
+    pub cluster: String,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// How often this node says it is alive (and looks at the others).
+    pub heartbeat: Duration,
+    /// How long after its last heartbeat a node is taken for dead, at
+    /// most (at least two heartbeats).
+    pub node_timeout: Duration,
+    /// Items that may wait for the publisher.
+    pub queue: usize,
+}
+
+impl Settings {
+    /// The defaults of `cluster.md`: heartbeat 2 s, node timeout 6 s.
+    pub fn new(url: &str, cluster: &str, node: &str) -> Settings {
+        Settings {
+            url: url.to_string(),
+            cluster: cluster.to_string(),
+            node: node.to_string(),
+            heartbeat: Duration::from_secs(2),
+            node_timeout: Duration::from_secs(6),
+            queue: 65_536,
+        }
+    }
+
+    fn validate(&self) -> Result<(), LinkError> {
+        let bad = |s: &str| LinkError::Settings(s.to_string());
+        if !usable_name(&self.cluster) {
+            return Err(bad("the cluster name is 1-64 of A-Z a-z 0-9 _ - . :"));
+        }
+        if !usable_name(&self.node) {
+            return Err(bad("the node name is 1-64 of A-Z a-z 0-9 _ - . :"));
+        }
+        if self.heartbeat.is_zero() || self.node_timeout < self.heartbeat * 2 {
+            return Err(bad(
+                "the node timeout must be at least two heartbeats (and the heartbeat above 0)",
+            ));
+        }
+        if self.queue == 0 {
+            return Err(bad("the cluster queue must hold at least one item"));
+        }
+        Ok(())
+    }
+
+    /// How long a heartbeat key lives: the timeout less one heartbeat, so
+    /// that the others, who look once a heartbeat, notice a dead node
+    /// within the timeout (its last key expires at most `lease` after it
+    /// died, and someone looks at most a heartbeat later).
+    fn lease(&self) -> Duration {
+        self.node_timeout.saturating_sub(self.heartbeat)
+    }
+
+    /// Longest one Redis command may take before its connection is taken
+    /// for broken: a Redis slower than the lease is as good as gone.
+    fn io_timeout(&self) -> Duration {
+        self.lease()
+            .clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+}
+
+/// Names that are safe inside Redis keys and patterns (no glob characters,
+/// no spaces), and fit the wire's limit.
+fn usable_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+}
+
+/// Where an item goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The node with this name (its users are the recipients).
+    Node(String),
+    /// Every other node.
+    All,
+}
+
+/// The link's health, as reported to [`Events::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Every connection is up and this node's heartbeat is set.
+    Up,
+    /// At least one connection failed; it is being retried.
+    Down,
+}
+
+/// Why a link call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LinkError {
+    /// The settings can't work (why, for people).
+    Settings(String),
+    /// The URL is not a Redis URL.
+    BadUrl(String),
+    /// Redis is not reachable now (or the link is closing).
+    Down,
+    /// The publisher's queue is full.
+    Full,
+    /// Redis answered with an error, or the connection broke mid-call.
+    Redis(String),
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::Settings(s) => write!(f, "cluster settings: {s}"),
+            LinkError::BadUrl(s) => write!(f, "cluster URL: {s}"),
+            LinkError::Down => f.write_str("the cluster's Redis is not reachable"),
+            LinkError::Full => f.write_str("the cluster queue is full"),
+            LinkError::Redis(s) => write!(f, "Redis: {s}"),
+        }
+    }
+}
+
+impl From<redis::RedisError> for LinkError {
+    fn from(e: redis::RedisError) -> LinkError {
+        LinkError::Redis(e.to_string())
+    }
+}
+
+/// What the link tells its owner. Called on the link's threads: each call
+/// must return soon (route, queue, note) and never wait for the link
+/// itself, or the link stalls.
+pub(crate) trait Events: Send + Sync + 'static {
+    /// A batch another node published to this node or to all, in the
+    /// order it was published (batches from this node are not handed
+    /// back). On the subscriber thread.
+    fn batch(&self, node: &str, items: Vec<Item>);
+    /// The link went up or down. Reports come in order; the first is
+    /// `Up`, or `Down` if the first try to connect failed.
+    fn status(&self, status: Status);
+    /// A node this one knew is gone (its heartbeat expired), or this node
+    /// freed a dead node's names: `freed` are those names as shown, given
+    /// to exactly one node in the cluster (the one whose heartbeat found
+    /// them first); every other node gets it with `freed` empty. Once per
+    /// disappearance per node. On the heartbeat thread.
+    fn node_gone(&self, node: &str, freed: Vec<String>);
+}
+
+/// What the link has done (monotonic counters).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkStats {
+    /// Items accepted by `try_publish`.
+    pub queued: u64,
+    /// `PUBLISH` commands sent.
+    pub publishes: u64,
+    /// Items in them.
+    pub published: u64,
+    /// Items accepted but lost because the connection broke.
+    pub lost: u64,
+    /// Batches handed to `Events::batch`.
+    pub batches_in: u64,
+    /// Items in them.
+    pub items_in: u64,
+    /// Messages that did not decode (dropped).
+    pub bad_batches: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    publishes: AtomicU64,
+    published: AtomicU64,
+    lost: AtomicU64,
+    batches_in: AtomicU64,
+    items_in: AtomicU64,
+    bad_batches: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Redis key and channel names, all under `chat:<cluster>:`.
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn new(cluster: &str) -> Keys {
+        Keys {
+            prefix: format!("chat:{cluster}:"),
+        }
+    }
+    /// `alive:<node>`: the node's heartbeat (Unix ms), expiring.
+    pub fn alive(&self, node: &str) -> String {
+        format!("{}alive:{node}", self.prefix)
+    }
+    /// `nodes`: the set of nodes that have beaten and were not cleaned up.
+    pub fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+    /// `name:<folded>`: who has a name (the node's name).
+    pub fn name(&self, folded: &str) -> String {
+        format!("{}name:{folded}", self.prefix)
+    }
+    /// `names:<node>`: a node's names, folded → as shown.
+    pub fn names(&self, node: &str) -> String {
+        format!("{}names:{node}", self.prefix)
+    }
+    /// `ids`: the highest message id handed out in blocks.
+    pub fn ids(&self) -> String {
+        format!("{}ids", self.prefix)
+    }
+    /// The channel of one node.
+    pub fn node_channel(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+    /// The channel every node listens to.
+    pub fn all_channel(&self) -> String {
+        format!("{}all", self.prefix)
+    }
+}
+
+/// Takes a name for this node if it is free or already this node's;
+/// refuses (-1) if this node's own heartbeat is not set, so a claim can't
+/// slip in while others are freeing this node's names. A dead node's
+/// names stay taken until a heartbeat frees them (and so has them
+/// announced as left) first. KEYS: `name`, `names:<me>`, `alive:<me>`.
+/// ARGV: me, folded, shown.
+const CLAIM: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
+";
+
+/// Gives a name back if this node has it. KEYS: `name`, `names:<me>`.
+/// ARGV: me, folded.
+const RELEASE: &str = r"
+redis.call('HDEL', KEYS[2], ARGV[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// Frees every name of a node whose heartbeat is gone (or of this node
+/// when it leaves: force) and forgets the node; returns the names freed,
+/// as shown. Only one caller gets them: the next finds nothing. KEYS:
+/// `names:<node>`, `alive:<node>`, `nodes`. ARGV: node, prefix, force.
+const RELEASE_ALL: &str = r"
+if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+local all = redis.call('HGETALL', KEYS[1])
+local freed = {}
+for i = 1, #all, 2 do
+  local key = ARGV[2] .. 'name:' .. all[i]
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    table.insert(freed, all[i + 1])
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
+return freed
+";
+
+/// Hands out the next `n` ids above both the counter and `floor` (a
+/// restarted Redis has lost the counter; the nodes' floors keep ids
+/// increasing). KEYS: ids. ARGV: floor, n.
+const RESERVE_IDS: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return redis.call('INCRBY', KEYS[1], ARGV[2])
+";
+
+/// Which thread a health change is about.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Publisher = 1,
+    Subscriber = 2,
+    Heartbeat = 4,
+}
+const ALL_PARTS: u8 = 7;
+
+/// Which connections are up, and the last status reported.
+///
+/// When one thread finds its connection broken, every connection is taken
+/// for suspect (Redis probably went away under all of them, and an idle
+/// one would only find out when it fails a command): all are marked down
+/// and `breaks` moves on. Each thread then proves its connection again (a
+/// command that works after the break, or a new connection) before it
+/// counts as up; the link is up when all three have.
+struct Health {
+    /// Threads up since the last break (`Part` bits), and the last status
+    /// reported.
+    state: Mutex<(u8, Option<Status>)>,
+    up: AtomicBool,
+    /// How many times a connection was found broken.
+    breaks: AtomicU64,
+}
+
+impl Health {
+    /// `part`'s connection worked after `made` breaks; it counts only if
+    /// there was no break since (else false: prove it again).
+    fn works(&self, part: Part, made: u64, events: &dyn Events) -> bool {
+        let mut s = self.state.lock();
+        if self.breaks() != made {
+            return false;
+        }
+        s.0 |= part as u8;
+        if s.0 == ALL_PARTS {
+            self.up.store(true, Ordering::Release);
+            report(&mut s.1, Status::Up, events);
+        }
+        true
+    }
+
+    /// `part`'s connection is broken (or could not be made).
+    fn broken(&self, events: &dyn Events) {
+        let mut s = self.state.lock();
+        if s.0 != 0 {
+            s.0 = 0;
+            self.breaks.fetch_add(1, Ordering::AcqRel);
+        }
+        self.up.store(false, Ordering::Release);
+        // Also the first failure to connect at all is news.
+        report(&mut s.1, Status::Down, events);
+    }
+
+    fn up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    fn breaks(&self) -> u64 {
+        self.breaks.load(Ordering::Acquire)
+    }
+}
+
+/// Reports `now` if it is a change. Under the health lock, so reports
+/// come in the order they happen.
+fn report(last: &mut Option<Status>, now: Status, events: &dyn Events) {
+    if *last != Some(now) {
+        *last = Some(now);
+        events.status(now);
+    }
+}
+
+/// The stop signal, with sleeps that end when it is given.
+struct Stop {
+    flag: AtomicBool,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Stop {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        let _g = self.lock.lock();
+        self.cv.notify_all();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Sleeps `d` or until stopped; true if still running.
+    fn sleep(&self, d: Duration) -> bool {
+        let mut g = self.lock.lock();
+        if self.is_set() {
+            return false;
+        }
+        self.cv.wait_for(&mut g, d);
+        !self.is_set()
+    }
+}
+
+/// Waits between reconnects: doubling, up to a limit.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Backoff {
+        Backoff {
+            next: FIRST_RETRY,
+            max: max.max(FIRST_RETRY),
+        }
+    }
+    fn reset(&mut self) {
+        self.next = FIRST_RETRY;
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(self.max);
+        d
+    }
+}
+
+/// What the link's threads share.
+struct Inner {
+    settings: Settings,
+    keys: Keys,
+    client: redis::Client,
+    events: Arc<dyn Events>,
+    health: Health,
+    stop: Stop,
+    /// Set by `shutdown`: nothing more is queued, and the publisher ends
+    /// once its queue is empty (or its connection fails).
+    draining: AtomicBool,
+    /// The nodes this node takes for alive (itself included), sorted.
+    view: RwLock<Vec<String>>,
+    /// The connection for claims, made when first needed, and the
+    /// `Health::breaks` before it was made.
+    claims: Mutex<Option<(Connection, u64)>>,
+    counters: Counters,
+    /// Holds the publisher before it drains its queue (tests fill the
+    /// queue first to see batching).
+    #[cfg(test)]
+    gate: Mutex<()>,
+}
+
+impl Inner {
+    fn connect(&self, read_timeout: Duration) -> RedisResult<Connection> {
+        let io = self.settings.io_timeout();
+        let c = self.client.get_connection_with_timeout(io)?;
+        c.set_read_timeout(Some(read_timeout))?;
+        c.set_write_timeout(Some(io))?;
+        Ok(c)
+    }
+
+    fn lost(&self, part: Part, was_up: bool, e: &dyn fmt::Display) {
+        if was_up {
+            crate::log_warn!("cluster: {part:?} lost Redis: {e}");
+        } else {
+            crate::log_debug!("cluster: {part:?} cannot reach Redis: {e}");
+        }
+        self.health.broken(&*self.events);
+    }
+
+    /// Sleeps `d`, or less if a connection broke since `made` (so the
+    /// caller proves its own at once); false once the link stops.
+    fn pause(&self, d: Duration, made: u64) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.health.breaks() != made {
+                return !self.stop.is_set();
+            }
+            if !self.stop.sleep(left.min(STOP_CHECK)) {
+                return false;
+            }
+        }
+    }
+}
+
+/// One node's link to the cluster. Dropping it stops its threads at once,
+/// leaving its heartbeat to expire (as if the node had died); `shutdown`
+/// leaves cleanly.
+pub(crate) struct Link {
+    inner: Arc<Inner>,
+    tx: Option<Sender<(Target, Item)>>,
+    publisher: Option<JoinHandle<()>>,
+    others: Vec<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Starts the link's threads. Fails only on settings or a URL that
+    /// can't work; an unreachable Redis is retried (and reported `Down`).
+    pub fn start(settings: Settings, events: Arc<dyn Events>) -> Result<Link, LinkError> {
+        settings.validate()?;
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| LinkError::BadUrl(e.to_string()))?;
+        let (tx, rx) = crossbeam_channel::bounded(settings.queue);
+        let inner = Arc::new(Inner {
+            keys: Keys::new(&settings.cluster),
+            settings,
+            client,
+            events,
+            health: Health {
+                state: Mutex::new((0, None)),
+                up: AtomicBool::new(false),
+                breaks: AtomicU64::new(0),
+            },
+            stop: Stop {
+                flag: AtomicBool::new(false),
+                lock: Mutex::new(()),
+                cv: Condvar::new(),
+            },
+            draining: AtomicBool::new(false),
+            view: RwLock::new(Vec::new()),
+            claims: Mutex::new(None),
+            counters: Counters::default(),
+            #[cfg(test)]
+            gate: Mutex::new(()),
+        });
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| LinkError::Settings(format!("cannot start a thread: {e}")))
+        };
+        let mut link = Link {
+            inner: Arc::clone(&inner),
+            tx: Some(tx),
+            publisher: None,
+            others: Vec::new(),
+        };
+        let i = Arc::clone(&inner);
+        link.publisher = Some(spawn("cluster-pub", Box::new(move || publisher(&i, &rx)))?);
+        let i = Arc::clone(&inner);
+        link.others
+            .push(spawn("cluster-sub", Box::new(move || subscriber(&i)))?);
+        let i = Arc::clone(&inner);
+        link.others
+            .push(spawn("cluster-beat", Box::new(move || heartbeat(&i)))?);
+        Ok(link)
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.inner.settings.node
+    }
+
+    /// The key and channel names.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// True while every connection is up.
+    pub fn is_up(&self) -> bool {
+        self.inner.health.up()
+    }
+
+    /// Queues `item` for `to`; never blocks. `Err(Down)` while Redis is not
+    /// reachable, `Err(Full)` if the publisher is that far behind: the
+    /// caller answers `ERR UNAVAILABLE`.
+    pub fn try_publish(&self, to: Target, item: Item) -> Result<(), LinkError> {
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(LinkError::Down);
+        };
+        if !self.inner.health.up() || self.inner.draining.load(Ordering::Acquire) {
+            return Err(LinkError::Down);
+        }
+        match tx.try_send((to, item)) {
+            Ok(()) => {
+                add(&self.inner.counters.queued, 1);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(LinkError::Full),
+            Err(TrySendError::Disconnected(_)) => Err(LinkError::Down),
+        }
+    }
+
+    /// The nodes taken for alive, this one included, sorted (as of the
+    /// last heartbeat; no I/O).
+    pub fn nodes(&self) -> Vec<String> {
+        self.inner.view.read().clone()
+    }
+
+    /// Claims a name (folded, and as shown) for this node, atomically
+    /// across the cluster: true if it is this node's now (it was free, or
+    /// already this node's), false if another node has it (a dead node's
+    /// names are freed by a heartbeat within the node timeout). Blocks the
+    /// calling thread for one Redis round trip.
+    pub fn claim(&self, folded: &str, shown: &str) -> Result<bool, LinkError> {
+        let k = &self.inner.keys;
+        let me = self.node();
+        let n: i64 = self.eval(
+            CLAIM,
+            &[&k.name(folded), &k.names(me), &k.alive(me)],
+            &[me, folded, shown],
+        )?;
+        match n {
+            1 => Ok(true),
+            0 => Ok(false),
+            // This node's heartbeat is not set: it is (re)joining.
+            _ => Err(LinkError::Down),
+        }
+    }
+
+    /// Gives back a name this node claimed; true if it had it (another
+    /// node's name is never touched).
+    pub fn release(&self, folded: &str) -> Result<bool, LinkError> {
+        let k = &self.inner.keys;
+        let me = self.node();
+        let n: i64 = self.eval(RELEASE, &[&k.name(folded), &k.names(me)], &[me, folded])?;
+        Ok(n == 1)
+    }
+
+    /// Frees the names of `node` if its heartbeat is gone, and forgets it;
+    /// returns the names freed, as shown (empty if it is alive, or someone
+    /// freed them first). The heartbeat thread does this for every dead
+    /// node it finds (see [`Events::node_gone`]).
+    pub fn release_all(&self, node: &str) -> Result<Vec<String>, LinkError> {
+        let k = &self.inner.keys;
+        self.eval(
+            RELEASE_ALL,
+            &[&k.names(node), &k.alive(node), &k.nodes()],
+            &[node, &k.prefix, "0"],
+        )
+    }
+
+    /// The names `node` has claimed, as shown (for rebuilding a view of
+    /// who is where after the link was down).
+    pub fn names_of(&self, node: &str) -> Result<Vec<String>, LinkError> {
+        let key = self.inner.keys.names(node);
+        self.with_claims(|c| redis::cmd("HVALS").arg(&key).query(c))
+    }
+
+    /// Reserves `n` message ids, all above `floor`: returns the first; the
+    /// block is `first..first + n`, unique in the cluster.
+    pub fn reserve_ids(&self, floor: u64, n: u64) -> Result<u64, LinkError> {
+        let (f, count) = (floor.to_string(), n.to_string());
+        let last: u64 = self.eval(RESERVE_IDS, &[&self.inner.keys.ids()], &[&f, &count])?;
+        Ok(last.saturating_sub(n).saturating_add(1))
+    }
+
+    /// Holds the publisher before its next round until the guard is
+    /// dropped (a test queues many items, then lets them go at once).
+    #[cfg(test)]
+    pub fn hold_publisher(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.inner.gate.lock()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> LinkStats {
+        let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LinkStats {
+            queued: l(&c.queued),
+            publishes: l(&c.publishes),
+            published: l(&c.published),
+            lost: l(&c.lost),
+            batches_in: l(&c.batches_in),
+            items_in: l(&c.items_in),
+            bad_batches: l(&c.bad_batches),
+        }
+    }
+
+    /// Leaves the cluster cleanly: publishes what is queued, stops the
+    /// threads, then deletes this node's heartbeat and frees its names, so
+    /// the others see it gone at their next heartbeat with nothing to free.
+    /// The owner publishes its users' `Left`s before calling this.
+    pub fn shutdown(mut self) {
+        self.inner.draining.store(true, Ordering::Release);
+        // The publisher ends when its queue is empty and closed.
+        self.tx = None;
+        if let Some(p) = self.publisher.take() {
+            let _ = p.join();
+        }
+        self.stop_threads();
+        let k = &self.inner.keys;
+        let me = self.node();
+        let left: Result<Vec<String>, _> = self.eval(
+            RELEASE_ALL,
+            &[&k.names(me), &k.alive(me), &k.nodes()],
+            &[me, &k.prefix, "1"],
+        );
+        if let Err(e) = left {
+            crate::log_warn!(
+                "cluster: could not leave cleanly ({e}); the others will time this node out"
+            );
+        }
+    }
+
+    fn stop_threads(&mut self) {
+        self.inner.stop.set();
+        self.tx = None;
+        for t in self
+            .publisher
+            .take()
+            .into_iter()
+            .chain(self.others.drain(..))
+        {
+            let _ = t.join();
+        }
+    }
+
+    /// Runs a Lua script on the claims connection.
+    fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &str,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<T, LinkError> {
+        let mut c = redis::cmd("EVAL");
+        c.arg(script).arg(keys.len()).arg(keys).arg(args);
+        self.with_claims(|conn| c.query(conn))
+    }
+
+    /// Runs `f` on the claims connection (made if needed); a broken
+    /// connection is dropped, to be made again next time.
+    fn with_claims<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, LinkError> {
+        let inner = &self.inner;
+        if !inner.health.up() && !inner.draining.load(Ordering::Acquire) {
+            return Err(LinkError::Down);
+        }
+        let mut slot = inner.claims.lock();
+        let breaks = inner.health.breaks();
+        if slot.as_ref().is_some_and(|(_, made)| *made != breaks) {
+            *slot = None;
+        }
+        let (conn, _) = match slot.as_mut() {
+            Some(c) => c,
+            None => {
+                let c = inner
+                    .connect(inner.settings.io_timeout())
+                    .map_err(|_| LinkError::Down)?;
+                slot.insert((c, breaks))
+            }
+        };
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.is_io_error() || e.is_unrecoverable_error() || !conn.is_open() {
+                    *slot = None;
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+/// The publisher: takes what is queued, as batches, to Redis.
+fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
+    let mut conn: Option<Connection> = None;
+    let mut backoff = Backoff::new(inner.settings.heartbeat);
+    let mut round: Vec<(Target, Item)> = Vec::new();
+    let mut buf = Vec::new();
+    let mut was_up = false;
+    // `Health::breaks` when the connection last proved to work.
+    let mut made = 0;
+    while !inner.stop.is_set() {
+        let breaks = inner.health.breaks();
+        match conn.as_mut() {
+            // A connection broke somewhere since this one last worked.
+            Some(c) if made != breaks => match redis::cmd("PING").exec(c) {
+                Ok(()) => {
+                    made = breaks;
+                    inner.health.works(Part::Publisher, made, &*inner.events);
+                }
+                Err(e) => {
+                    conn = None;
+                    inner.lost(Part::Publisher, was_up, &e);
+                    was_up = false;
+                }
+            },
+            Some(c) => {
+                match rx.recv_timeout(STOP_CHECK) {
+                    Ok(first) => round.push(first),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                #[cfg(test)]
+                drop(inner.gate.lock());
+                round.extend(rx.try_iter().take(MAX_ROUND - 1));
+                let mut pipe = redis::pipe();
+                let publishes = build_round(inner, &round, &mut pipe, &mut buf);
+                match pipe.exec(c) {
+                    Ok(()) => {
+                        add(&inner.counters.publishes, publishes);
+                        add(&inner.counters.published, round.len() as u64);
+                    }
+                    Err(e) => {
+                        add(&inner.counters.lost, round.len() as u64);
+                        conn = None;
+                        inner.lost(Part::Publisher, true, &e);
+                        was_up = false;
+                    }
+                }
+                round.clear();
+            }
+            None => match inner.connect(inner.settings.io_timeout()) {
+                Ok(c) => {
+                    conn = Some(c);
+                    made = breaks;
+                    backoff.reset();
+                    was_up = true;
+                    inner.health.works(Part::Publisher, made, &*inner.events);
+                }
+                Err(e) => {
+                    inner.lost(Part::Publisher, was_up, &e);
+                    was_up = false;
+                    // Nothing queued can go now: drop it, counted.
+                    add(&inner.counters.lost, rx.try_iter().count() as u64);
+                    if inner.draining.load(Ordering::Acquire) || !inner.stop.sleep(backoff.next()) {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Turns one round of queued items into `PUBLISH`es on `pipe`; returns how
+/// many. Items for one node go in one batch to its channel, items for all
+/// in one batch to the all channel, except that the queue's order is kept
+/// between the two: a node's subscriber gets both channels on one
+/// connection, in publish order, so a run for all is published before the
+/// items queued after it, and after those queued before.
+fn build_round(
+    inner: &Inner,
+    round: &[(Target, Item)],
+    pipe: &mut redis::Pipeline,
+    buf: &mut Vec<u8>,
+) -> u64 {
+    let me = &inner.settings.node;
+    let mut publishes = 0;
+    for run in round.chunk_by(|a, b| (a.0 == Target::All) == (b.0 == Target::All)) {
+        if run.first().is_some_and(|(t, _)| *t == Target::All) {
+            let channel = inner.keys.all_channel();
+            publishes += publish(pipe, &channel, me, run.iter().map(|(_, i)| i), buf);
+            continue;
+        }
+        // Per node, in queue order (few nodes: a list is enough).
+        let mut per_node: Vec<(&str, Vec<&Item>)> = Vec::new();
+        for (t, item) in run {
+            let Target::Node(node) = t else { continue };
+            match per_node.iter_mut().find(|(n, _)| n == node) {
+                Some((_, items)) => items.push(item),
+                None => per_node.push((node, vec![item])),
+            }
+        }
+        for (node, items) in per_node {
+            let channel = inner.keys.node_channel(node);
+            publishes += publish(pipe, &channel, me, items.into_iter(), buf);
+        }
+    }
+    publishes
+}
+
+/// Adds `PUBLISH channel <batch>` for `items` (more than one batch if they
+/// are many bytes); returns how many.
+fn publish<'a>(
+    pipe: &mut redis::Pipeline,
+    channel: &str,
+    me: &str,
+    items: impl Iterator<Item = &'a Item>,
+    buf: &mut Vec<u8>,
+) -> u64 {
+    let mut n = 0;
+    wire::begin_batch(me, buf);
+    let empty = buf.len();
+    for item in items {
+        if buf.len() >= MAX_BATCH_BYTES {
+            pipe.cmd("PUBLISH").arg(channel).arg(&buf[..]).ignore();
+            n += 1;
+            wire::begin_batch(me, buf);
+        }
+        wire::encode_item(item, buf);
+    }
+    if buf.len() > empty {
+        pipe.cmd("PUBLISH").arg(channel).arg(&buf[..]).ignore();
+        n += 1;
+    }
+    n
+}
+
+/// The subscriber: this node's channel and the all channel, decoded and
+/// handed to `Events::batch`.
+fn subscriber(inner: &Inner) {
+    let mut backoff = Backoff::new(inner.settings.heartbeat);
+    let mut was_up = false;
+    while !inner.stop.is_set() {
+        match listen(inner, &mut backoff, &mut was_up) {
+            Ok(()) => return,
+            Err(e) => {
+                inner.lost(Part::Subscriber, was_up, &e);
+                was_up = false;
+                if !inner.stop.sleep(backoff.next()) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One subscription, until it breaks (`Err`) or the link stops (`Ok`).
+fn listen(inner: &Inner, backoff: &mut Backoff, was_up: &mut bool) -> RedisResult<()> {
+    let io = inner.settings.io_timeout();
+    let mut made = inner.health.breaks();
+    let mut conn = inner.connect(io)?;
+    let mut ps = conn.as_pubsub();
+    ps.subscribe(&[
+        inner.keys.node_channel(&inner.settings.node),
+        inner.keys.all_channel(),
+    ])?;
+    // Short reads from here on, to notice the stop; a ping when quiet, to
+    // notice a Redis that hangs without closing the connection, and after
+    // another connection broke, to prove this one.
+    ps.set_read_timeout(Some(STOP_CHECK))?;
+    backoff.reset();
+    *was_up = true;
+    inner.health.works(Part::Subscriber, made, &*inner.events);
+    let mut heard = Instant::now();
+    while !inner.stop.is_set() {
+        match ps.get_message() {
+            Ok(msg) => {
+                heard = Instant::now();
+                hand_over(inner, msg.get_payload_bytes());
+            }
+            Err(e) if e.is_timeout() => {
+                let breaks = inner.health.breaks();
+                if heard.elapsed() >= inner.settings.heartbeat || breaks != made {
+                    ps.set_read_timeout(Some(io))?;
+                    ps.ping::<redis::Value>()?;
+                    ps.set_read_timeout(Some(STOP_CHECK))?;
+                    heard = Instant::now();
+                    made = breaks;
+                    inner.health.works(Part::Subscriber, made, &*inner.events);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn hand_over(inner: &Inner, payload: &[u8]) {
+    match wire::decode_batch(payload) {
+        Ok(b) if b.node == inner.settings.node => {}
+        Ok(b) => {
+            add(&inner.counters.batches_in, 1);
+            add(&inner.counters.items_in, b.items.len() as u64);
+            inner.events.batch(&b.node, b.items);
+        }
+        Err(e) => {
+            add(&inner.counters.bad_batches, 1);
+            crate::log_warn!("cluster: dropped a message that does not decode: {e}");
+        }
+    }
+}
+
+/// The heartbeat: says this node is alive, looks at the others, frees the
+/// names of dead ones.
+fn heartbeat(inner: &Inner) {
+    let mut conn: Option<Connection> = None;
+    let mut backoff = Backoff::new(inner.settings.heartbeat);
+    let mut was_up = false;
+    let mut first = true;
+    let mut up_since = Instant::now();
+    let mut believed: Vec<String> = Vec::new();
+    while !inner.stop.is_set() {
+        let Some(c) = conn.as_mut() else {
+            match inner.connect(inner.settings.io_timeout()) {
+                Ok(c) => {
+                    conn = Some(c);
+                    up_since = Instant::now();
+                }
+                Err(e) => {
+                    inner.lost(Part::Heartbeat, was_up, &e);
+                    was_up = false;
+                    if !inner.stop.sleep(backoff.next()) {
+                        return;
+                    }
+                }
+            }
+            continue;
+        };
+        if first {
+            // Names left from an earlier life of this node (it died and
+            // nobody freed them) are not anyone's now.
+            if let Err(e) = clean_slate(inner, c) {
+                conn = None;
+                inner.lost(Part::Heartbeat, was_up, &e);
+                continue;
+            }
+            first = false;
+        }
+        let made = inner.health.breaks();
+        match beat(inner, c, &mut believed, up_since) {
+            Ok(gone) => {
+                backoff.reset();
+                was_up = true;
+                inner.health.works(Part::Heartbeat, made, &*inner.events);
+                for (node, freed) in gone {
+                    inner.events.node_gone(&node, freed);
+                }
+                // Beats again early if a connection breaks meanwhile, to
+                // prove this one.
+                if !inner.pause(inner.settings.heartbeat, made) {
+                    return;
+                }
+            }
+            Err(e) => {
+                conn = None;
+                inner.lost(Part::Heartbeat, was_up, &e);
+                was_up = false;
+                if !inner.stop.sleep(backoff.next()) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn clean_slate(inner: &Inner, c: &mut Connection) -> RedisResult<()> {
+    let k = &inner.keys;
+    let me = &inner.settings.node;
+    let stale: Vec<String> = redis::cmd("EVAL")
+        .arg(RELEASE_ALL)
+        .arg(3)
+        .arg(&[k.names(me), k.alive(me), k.nodes()])
+        .arg(&[me.as_str(), &k.prefix, "1"])
+        .query(c)?;
+    if !stale.is_empty() {
+        crate::log_info!(
+            "cluster: freed {} names left from this node's last run",
+            stale.len()
+        );
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One heartbeat: set this node's key, find who is alive, free the dead's
+/// names. Returns the nodes gone since the last beat, with the names this
+/// node freed.
+fn beat(
+    inner: &Inner,
+    c: &mut Connection,
+    believed: &mut Vec<String>,
+    up_since: Instant,
+) -> RedisResult<Vec<(String, Vec<String>)>> {
+    let k = &inner.keys;
+    let me = &inner.settings.node;
+    let lease = inner.settings.lease().as_millis() as u64;
+    redis::pipe()
+        .cmd("SET")
+        .arg(k.alive(me))
+        .arg(now_ms())
+        .arg("PX")
+        .arg(lease)
+        .ignore()
+        .cmd("SADD")
+        .arg(k.nodes())
+        .arg(me)
+        .ignore()
+        .exec(c)?;
+    let known: Vec<String> = redis::cmd("SMEMBERS").arg(k.nodes()).query(c)?;
+    let mut exists = redis::pipe();
+    for n in &known {
+        exists.cmd("EXISTS").arg(k.alive(n));
+    }
+    let alive: Vec<bool> = exists.query(c)?;
+    let mut live = Vec::new();
+    let mut gone = Vec::new();
+    for (n, a) in known.into_iter().zip(alive) {
+        if a || n == *me {
+            live.push(n);
+            continue;
+        }
+        // In the set without a heartbeat: dead. Whoever frees its names
+        // first gets them.
+        let freed: Vec<String> = redis::cmd("EVAL")
+            .arg(RELEASE_ALL)
+            .arg(3)
+            .arg(&[k.names(&n), k.alive(&n), k.nodes()])
+            .arg(&[n.as_str(), &k.prefix, "0"])
+            .query(c)?;
+        if !freed.is_empty() || believed.contains(&n) {
+            believed.retain(|b| *b != n);
+            gone.push((n, freed));
+        }
+    }
+    // A node that was alive and now is not (someone else freed it first)
+    // is gone too; but only once this node has been connected for a lease,
+    // so that after Redis restarts empty the others have had time to beat
+    // again before anyone is taken for dead.
+    let settled = up_since.elapsed() >= inner.settings.lease();
+    believed.retain(|b| {
+        if live.contains(b) || !settled {
+            return true;
+        }
+        gone.push((b.clone(), Vec::new()));
+        false
+    });
+    for n in live {
+        if !believed.contains(&n) {
+            believed.push(n);
+        }
+    }
+    believed.sort();
+    *inner.view.write() = believed.clone();
+    Ok(gone)
+}
