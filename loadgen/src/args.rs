@@ -4,6 +4,7 @@ use crate::irc::MAX_SIZE as IRC_MAX_SIZE;
 use crate::payload::{MAX_CLIENTS, MIN_SIZE};
 use clap::{Parser, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How senders address their messages.
@@ -106,6 +107,18 @@ pub struct Args {
     /// [default: the web door of a broker started in-process]
     #[arg(long, value_name = "HOST:PORT")]
     pub web_addr: Option<String>,
+    /// Connect over TLS. The address flags then name the broker's TLS
+    /// listeners (`tls_listen`, `irc_tls_listen`, `https_listen` for
+    /// --door native, irc and web), and the in-process broker opens its
+    /// TLS listeners with a certificate made for the run.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls against a broker at an address: the certificate to trust
+    /// (PEM), e.g. the cert.pem `broker gen-cert` wrote. It must be valid
+    /// for the host as the address flag gives it (localhost or 127.0.0.1
+    /// for gen-cert's). [default: none; needed with --tls and an address]
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// How many clients connect (named lg-0, lg-1, ...). [default: 100]
     #[arg(
         long,
@@ -219,6 +232,8 @@ pub struct Settings {
     pub addr: Option<SocketAddr>,
     /// The door the clients use.
     pub door: Door,
+    /// `--tls`: what the clients connect with, or `None` for plain TCP.
+    pub tls: Option<TlsTarget>,
     /// Clients to connect.
     pub clients: usize,
     /// Senders among them.
@@ -249,6 +264,17 @@ pub struct Settings {
     pub drain: Duration,
     /// Clients per thread connecting or registering at once.
     pub handshakes: usize,
+}
+
+/// What `--tls` connects with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsTarget {
+    /// The certificate to trust (`--ca`), or `None` for the in-process
+    /// broker's, made for the run.
+    pub ca: Option<PathBuf>,
+    /// The name the broker's certificate must be valid for: the host of the
+    /// address flag as given (`localhost` for the in-process broker).
+    pub server_name: String,
 }
 
 impl Settings {
@@ -301,6 +327,7 @@ impl Args {
             Door::Irc => self.irc_addr.as_deref(),
             Door::Web => self.web_addr.as_deref(),
         };
+        let tls = self.tls_target(addr)?;
         let addr = addr.map(resolve_loopback).transpose()?;
         if self.clients < 2 || self.clients > MAX_CLIENTS {
             return Err(format!("--clients must be 2 to {MAX_CLIENTS}"));
@@ -358,6 +385,7 @@ impl Args {
         Ok(Settings {
             addr,
             door: self.door,
+            tls,
             clients: self.clients,
             senders,
             mode: self.mode,
@@ -374,6 +402,32 @@ impl Args {
             drain,
             handshakes: self.handshakes,
         })
+    }
+
+    /// `--tls` and `--ca` against the door's address flag (`addr`, as
+    /// given).
+    fn tls_target(&self, addr: Option<&str>) -> Result<Option<TlsTarget>, String> {
+        if !self.tls {
+            return match self.ca {
+                Some(_) => Err("--ca needs --tls".into()),
+                None => Ok(None),
+            };
+        }
+        const IN_PROCESS: &str = "--ca is for a broker at an address; the in-process \
+                                  broker's certificate is made for the run and trusted";
+        const NO_CA: &str = "--tls against a broker at an address needs --ca FILE, the \
+                             certificate to trust (PEM; e.g. the cert.pem of `broker gen-cert`)";
+        let server_name = match (addr, &self.ca) {
+            (None, None) => "localhost".to_string(),
+            (None, Some(_)) => return Err(IN_PROCESS.into()),
+            (Some(_), None) => return Err(NO_CA.into()),
+            (Some(a), Some(_)) => crate::tls::host_of(a).to_string(),
+        };
+        crate::tls::server_name(&server_name)?;
+        Ok(Some(TlsTarget {
+            ca: self.ca.clone(),
+            server_name,
+        }))
     }
 }
 
@@ -508,6 +562,53 @@ mod tests {
             assert!(parse(&["--door", "web", "--mode", mode]).is_ok(), "{mode}");
         }
         assert!(parse(&["--door", "web", "--size", "65536"]).is_ok());
+    }
+
+    #[test]
+    fn tls_flags() {
+        // In-process: the run's own certificate, for localhost.
+        let s = parse(&["--tls"]).unwrap();
+        let tls = s.tls.unwrap();
+        assert_eq!((tls.ca, tls.server_name.as_str()), (None, "localhost"));
+        assert!(parse(&[]).unwrap().tls.is_none());
+        for door in ["native", "irc", "web"] {
+            assert!(parse(&["--tls", "--door", door]).is_ok(), "{door}");
+        }
+        // At an address: --ca, and the name is the host as given.
+        let s = parse(&["--tls", "--addr", "127.0.0.1:7879", "--ca", "/x/cert.pem"]).unwrap();
+        let tls = s.tls.unwrap();
+        assert_eq!(tls.server_name, "127.0.0.1");
+        assert_eq!(tls.ca.unwrap(), PathBuf::from("/x/cert.pem"));
+        let s = parse(&[
+            "--tls",
+            "--door",
+            "web",
+            "--web-addr",
+            "localhost:7881",
+            "--ca",
+            "c.pem",
+        ])
+        .unwrap();
+        assert_eq!(s.tls.unwrap().server_name, "localhost");
+        let s = parse(&[
+            "--tls",
+            "--door",
+            "irc",
+            "--irc-addr",
+            "[::1]:6697",
+            "--ca",
+            "c",
+        ]);
+        assert_eq!(s.unwrap().tls.unwrap().server_name, "::1");
+        // What doesn't go together.
+        let err = parse(&["--tls", "--addr", "127.0.0.1:7879"]).unwrap_err();
+        assert!(err.contains("needs --ca"), "{err}");
+        let err = parse(&["--ca", "c.pem"]).unwrap_err();
+        assert!(err.contains("--ca needs --tls"), "{err}");
+        let err = parse(&["--tls", "--ca", "c.pem"]).unwrap_err();
+        assert!(err.contains("in-process"), "{err}");
+        // Still loopback only.
+        assert!(parse(&["--tls", "--addr", "10.0.0.1:7879", "--ca", "c"]).is_err());
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn scenario(s: &Settings, addr: SocketAddr, in_process: bool) -> String {
         None => format!("closed loop, window {}, refill {}", s.window, s.refill),
     };
     let threads = if s.threads == 1 { "thread" } else { "threads" };
+    let over = if s.tls.is_some() { " over TLS" } else { "" };
     let warmup = if s.warmup.is_zero() {
         "no warm-up".to_string()
     } else {
@@ -39,7 +40,7 @@ pub fn scenario(s: &Settings, addr: SocketAddr, in_process: bool) -> String {
     };
     format!(
         "loadgen: {} clients ({} sending), mode {}: {whom}, {} B bodies\n\
-         \x20 target            {} door at {addr} ({server})\n\
+         \x20 target            {} door{over} at {addr} ({server})\n\
          \x20 timing            {warmup}, {} s measured, then up to {} s for messages still on their way\n\
          \x20 pacing            {pacing}; {} network {threads}\n",
         s.clients,
@@ -286,6 +287,11 @@ mod tests {
         );
         let h = scenario(&settings(&["--warmup", "0"]), addr, true);
         assert!(h.contains("no warm-up, 5 s measured"), "{h}");
+        let h = scenario(&settings(&["--tls", "--door", "web"]), addr, true);
+        assert!(
+            h.contains("web door over TLS at 127.0.0.1:40001 (in-process"),
+            "{h}"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!        ┌─────────────────┴───────────────┐    │
 //!   lg-net-0: mio Poll                lg-net-1: mio Poll   (client i on thread i % T)
 //!    clients 0,2,4,...                 clients 1,3,5,...
-//!    connect → NAME → OK NAME          (same)
+//!    connect [→ TLS handshake]         (same)
+//!      → NAME → OK NAME
 //!    [room: JOIN #load → OK JOIN]      (--door irc: NICK/USER → 001 →
 //!                                        [JOIN #load] PING → PONG;
 //!                                       --door web: GET /ws → 101 →
@@ -35,6 +36,11 @@
 //! web door (`--door web`) has the native ACK in JSON: its objects are
 //! read as the native events they stand for ([`web`]).
 //!
+//! With `--tls` every door's clients connect over TLS ([`tls`]): the
+//! handshake is part of connecting, and each connection's bytes pass
+//! through its rustls session on the same network thread, non-blocking,
+//! so the rest of the client is the same over TLS as over plain TCP.
+//!
 //! Output: the scenario header on stderr first, then progress on stderr (a
 //! line redrawn in place on a terminal, a plain line per second otherwise),
 //! then the summary (or `--json`'s one object) on stdout ([`console`]).
@@ -42,7 +48,8 @@
 //! Modules: [`args`] (command line), [`console`] (header and progress),
 //! [`payload`] (message body format),
 //! [`irc`] (the IRC client's lines), [`web`] (the WebSocket client's
-//! upgrade, frames and JSON),
+//! upgrade, frames and JSON), [`tls`] (`--tls`: a connection's rustls
+//! session over its non-blocking socket),
 //! [`worker`] (a network thread), [`shared`] (what threads share),
 //! [`mod@run`] (the monitor), [`report`] (summary, JSON, verdict), [`procfs`]
 //! (CPU/RSS from `/proc`), [`rlimit`] (open-file limit), [`rng`] (target
@@ -59,10 +66,11 @@ pub mod rlimit;
 pub mod rng;
 pub mod run;
 pub mod shared;
+pub mod tls;
 pub mod web;
 pub mod worker;
 
-pub use args::{Args, Door, Mode, Settings};
+pub use args::{Args, Door, Mode, Settings, TlsTarget};
 pub use error::Error;
 pub use report::Report;
 pub use run::run;

@@ -46,6 +46,8 @@ pub struct Report {
     pub mode: &'static str,
     /// `native`, `irc` or `web`.
     pub door: &'static str,
+    /// The clients connected over TLS (`--tls`).
+    pub tls: bool,
     /// Targets per message (multi mode).
     pub targets: usize,
     /// Body size.
@@ -207,6 +209,8 @@ impl Report {
         push_str(&mut j, self.mode);
         key(&mut j, "door");
         push_str(&mut j, self.door);
+        key(&mut j, "tls");
+        j.push_str(if self.tls { "true" } else { "false" });
         int!("targets", self.targets);
         int!("size", self.size);
         num!("duration_s", self.duration_s);
@@ -442,6 +446,7 @@ mod tests {
             senders: 2,
             mode: "all",
             door: "native",
+            tls: false,
             targets: 3,
             size: 100,
             duration_s: 1.0,
@@ -516,6 +521,7 @@ mod tests {
             "broker_rss_mib",
             "broker_rss_connected_mib",
             "door",
+            "tls",
             "deliveries_per_broker_cpu_s",
         ] {
             assert_eq!(j.matches(&format!("\"{k}\":")).count(), 1, "{k} in {j}");
@@ -584,6 +590,9 @@ mod tests {
         assert!(j.contains("\"door\": \"irc\""), "{j}");
         assert!(j.contains("\"broker_rss_connected_mib\": 18.5"), "{j}");
         assert!(sample().to_json().contains("\"door\": \"native\""));
+        assert!(sample().to_json().contains("\"tls\": false"));
+        r.tls = true;
+        assert!(r.to_json().contains("\"tls\": true"));
     }
 
     #[test]

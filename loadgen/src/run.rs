@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::procfs;
 use crate::report::{BrokerSource, Latency, Report};
 use crate::shared::{Shared, ThreadLive};
+use crate::tls::{self, RunCert};
 use crate::worker::{latency_histogram, ThreadResult, Worker, WAKE};
 use hdrhistogram::Histogram;
 use mio::{Poll, Waker};
@@ -30,21 +31,30 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     let needed = (settings.clients as u64) * per_client + 64 + 4 * settings.threads as u64;
     crate::rlimit::raise_nofile(needed).map_err(Error::Usage)?;
 
+    // --tls with the in-process broker: a certificate for this run (its
+    // directory goes when `cert` is dropped, after the broker stopped).
+    let cert = match (&settings.tls, in_process) {
+        (Some(_), true) => Some(RunCert::generate().map_err(Error::Usage)?),
+        _ => None,
+    };
+    let client = match &settings.tls {
+        Some(t) => {
+            let ca = t.ca.as_deref().or(cert.as_ref().map(|c| c.cert.as_path()));
+            let ca = ca.ok_or_else(|| Error::Usage("--tls needs --ca".into()))?;
+            let name = tls::server_name(&t.server_name).map_err(Error::Usage)?;
+            Some(tls::Client::from_pem(ca, name).map_err(Error::Usage)?)
+        }
+        None => None,
+    };
     let broker = if in_process {
-        Some(start_broker(&settings)?)
+        Some(start_broker(&settings, cert.as_ref())?)
     } else {
         None
     };
-    let addr = match (&broker, settings.addr, settings.door) {
-        (Some(b), _, Door::Native) => b.local_addr(),
-        (Some(b), _, Door::Irc) => b
-            .irc_addr()
-            .ok_or_else(|| Error::Usage("the in-process broker has no IRC door".into()))?,
-        (Some(b), _, Door::Web) => b
-            .http_addr()
-            .ok_or_else(|| Error::Usage("the in-process broker has no web door".into()))?,
-        (None, Some(a), _) => a,
-        (None, None, _) => return Err(Error::Usage("no broker address".into())),
+    let addr = match (&broker, settings.addr) {
+        (Some(b), _) => door_addr(b, settings.door, cert.is_some())?,
+        (None, Some(a)) => a,
+        (None, None) => return Err(Error::Usage("no broker address".into())),
     };
     let source = match (settings.broker_pid, in_process) {
         (Some(pid), _) => BrokerSource::Pid(pid),
@@ -76,11 +86,11 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     let mut handles = Vec::with_capacity(settings.threads);
     for (id, poll) in polls.into_iter().enumerate() {
         let (shared2, settings2, barrier2) = (shared.clone(), settings.clone(), barrier.clone());
-        let hist2 = hist.clone();
+        let (hist2, client2) = (hist.clone(), client.clone());
         let h = thread::Builder::new()
             .name(format!("lg-net-{id}"))
             .spawn(move || {
-                let mut w = Worker::new(id, poll, shared2, settings2, addr, hist2);
+                let mut w = Worker::new(id, poll, shared2, settings2, addr, client2, hist2);
                 let result = w.run();
                 barrier2.wait();
                 drop(w);
@@ -155,7 +165,23 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     ))
 }
 
-fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
+/// The in-process broker's address for `door`, its TLS listener's with
+/// `tls`.
+fn door_addr(b: &broker::Broker, door: Door, tls: bool) -> Result<std::net::SocketAddr, Error> {
+    let (addr, name) = match (door, tls) {
+        (Door::Native, false) => (Some(b.local_addr()), "native door"),
+        (Door::Native, true) => (b.tls_addr(), "native TLS listener"),
+        (Door::Irc, false) => (b.irc_addr(), "IRC door"),
+        (Door::Irc, true) => (b.irc_tls_addr(), "IRC TLS listener"),
+        (Door::Web, false) => (b.http_addr(), "web door"),
+        (Door::Web, true) => (b.https_addr(), "https listener"),
+    };
+    addr.ok_or_else(|| Error::Usage(format!("the in-process broker has no {name}")))
+}
+
+/// Starts the broker in-process on free loopback ports, with its TLS
+/// listeners open on `cert` if there is one.
+fn start_broker(settings: &Settings, cert: Option<&RunCert>) -> Result<broker::Broker, Error> {
     let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let listener = broker::bind(any).map_err(Error::Broker)?;
     // Keep the broker's per-connection log lines out of the report.
@@ -176,6 +202,13 @@ fn start_broker(settings: &Settings) -> Result<broker::Broker, Error> {
         log_level: "warn".into(),
         ..broker::Config::default()
     };
+    if let Some(cert) = cert {
+        config.tls_listen = "127.0.0.1:0".into();
+        config.irc_tls_listen = "127.0.0.1:0".into();
+        config.https_listen = "127.0.0.1:0".into();
+        config.tls_cert = cert.cert.display().to_string();
+        config.tls_key = cert.key.display().to_string();
+    }
     config.max_connections = config.max_connections.max(settings.clients + 16);
     if let Ok(a) = listener.local_addr() {
         config.listen = a.to_string();
@@ -441,6 +474,7 @@ fn build_report(
         senders: s.senders,
         mode: s.mode.as_str(),
         door: s.door.as_str(),
+        tls: s.tls.is_some(),
         targets: s.targets,
         size: s.size,
         duration_s: secs,

@@ -26,12 +26,22 @@
 //! objects [`crate::web`] turns back into the native events a native
 //! client handles.
 //! All stamp and check the same payload.
+//!
+//! TLS (`--tls`): a connection has a [`tls::Session`] between its buffers
+//! and its socket, used by this same thread: the handshake is the state
+//! `Handshaking` between the TCP connect and the door's first bytes; reads
+//! go through [`tls::Session::read`] where a plain read would be, into the
+//! same scratch buffer, and a flush hands the whole pending output to
+//! [`tls::Session::write`], so a round's `SEND`s leave as one record in
+//! one write. Bytes rustls still holds count as queued output, so the
+//! writable edge flushes them as it does a plain connection's.
 
 use crate::args::{Door, Mode, Settings, ROOM};
 use crate::irc::{self, Line};
 use crate::payload::{self, Stamp};
 use crate::rng::{pick_distinct, Rng};
 use crate::shared::{Shared, NOT_STARTED};
+use crate::tls;
 use crate::web::{self, Upgrade};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
@@ -70,6 +80,8 @@ const HIST_MAX_NS: u64 = 3_600_000_000_000;
 enum State {
     /// TCP connect in progress.
     Connecting,
+    /// `--tls`: connected, the TLS handshake under way.
+    Handshaking,
     /// Web: `GET /ws` sent, waiting for `101 Switching Protocols`.
     Upgrading,
     /// `NAME` sent, waiting for `OK NAME` (IRC: `NICK`/`USER` sent,
@@ -104,6 +116,8 @@ struct Conn {
     sender: Option<usize>,
     /// Web: the WebSocket's upgrade key, fragments and masks.
     web: web::Session,
+    /// `--tls`: the connection's TLS session.
+    tls: Option<tls::Session>,
 }
 
 struct Sender {
@@ -197,6 +211,8 @@ pub struct Worker {
     shared: Arc<Shared>,
     settings: Arc<Settings>,
     addr: SocketAddr,
+    /// `--tls`: what every connection's session starts from.
+    tls: Option<tls::Client>,
     limits: Limits,
     conns: Vec<Conn>,
     senders: Vec<Sender>,
@@ -218,13 +234,15 @@ pub fn latency_histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError
 
 impl Worker {
     /// A worker for thread `id` of `settings.threads`, using `poll` (whose
-    /// waker is `shared.wakers[id]`) and recording latency into `hist`.
+    /// waker is `shared.wakers[id]`), connecting to `addr` (over TLS with
+    /// `tls`) and recording latency into `hist`.
     pub fn new(
         id: usize,
         poll: Poll,
         shared: Arc<Shared>,
         settings: Arc<Settings>,
         addr: SocketAddr,
+        tls: Option<tls::Client>,
         hist: Histogram<u64>,
     ) -> Worker {
         let mine: Vec<u32> = (0..settings.clients)
@@ -264,6 +282,7 @@ impl Worker {
             poll,
             shared,
             addr,
+            tls,
             // Two whole frames fit, so a cut frame plus a fresh read always do.
             scratch: vec![0; scratch_len(&limits, settings.door)],
             limits,
@@ -356,6 +375,13 @@ impl Worker {
                 return;
             };
             let token = self.conns.len();
+            let session = match self.tls.as_ref().map(tls::Client::session).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    self.shared.fail(format!("lg-{idx}: TLS: {e}"));
+                    continue;
+                }
+            };
             let mut stream = match TcpStream::connect(self.addr) {
                 Ok(s) => s,
                 Err(e) => {
@@ -398,6 +424,7 @@ impl Worker {
                 seen: vec![0; self.settings.senders],
                 sender,
                 web: web::Session::new(self.rng.next_u64()),
+                tls: session,
             });
             self.handshaking += 1;
         }
@@ -568,17 +595,12 @@ impl Worker {
                 Ok(false) => return,
                 Ok(true) => {
                     let _ = conn.stream.set_nodelay(true);
-                    conn.state = State::Registering;
-                    match self.settings.door {
-                        Door::Native => push_name(conn, Door::Native),
-                        Door::Irc => irc::push_register(&mut conn.out, conn.idx),
-                        Door::Web => {
-                            // NAME follows the 101 (see `handle_ws`).
-                            let key = web::new_key();
-                            conn.web.accept = web::accept_for(&key);
-                            web::push_upgrade(&mut conn.out, &self.addr.to_string(), &key);
-                            conn.state = State::Upgrading;
-                        }
+                    if conn.tls.is_some() {
+                        // The ClientHello goes out with the flush below;
+                        // the door's first bytes wait for the handshake.
+                        conn.state = State::Handshaking;
+                    } else {
+                        begin(conn, self.settings.door, self.addr);
                     }
                 }
                 Err(e) => {
@@ -587,11 +609,19 @@ impl Worker {
                     return;
                 }
             },
-            State::Upgrading | State::Registering | State::Joining | State::Ready => {}
+            State::Handshaking
+            | State::Upgrading
+            | State::Registering
+            | State::Joining
+            | State::Ready => {}
         }
         self.read(token, peer_closed);
         if let Some(conn) = self.conns.get_mut(token) {
-            if conn.state != State::Closed && conn.out.len() > conn.out_pos {
+            let shaken = conn.tls.as_ref().is_some_and(|t| !t.is_handshaking());
+            if conn.state == State::Handshaking && shaken {
+                begin(conn, self.settings.door, self.addr);
+            }
+            if conn.state != State::Closed && has_output(conn) {
                 flush(conn);
             }
         }
@@ -625,6 +655,7 @@ impl Worker {
             scratch,
             shared,
             limits,
+            addr,
             ..
         } = self;
         let Some(conn) = conns.get_mut(token) else {
@@ -649,13 +680,22 @@ impl Worker {
                 closed = Some("frame larger than the read buffer".into());
                 break;
             };
-            match conn.stream.read(free) {
-                Ok(0) => {
+            // With TLS a short read of plaintext says nothing about the
+            // socket: the session tells whether its last socket read
+            // emptied it.
+            let got = match conn.tls.as_mut() {
+                None => conn.stream.read(free).map(|n| (n, n < free.len())),
+                Some(t) => t
+                    .read(&mut conn.stream, free, peer_closed)
+                    .map(|n| (n, t.drained())),
+            };
+            match got {
+                Ok((0, _)) => {
                     closed = Some(format!("lg-{}: the broker closed the connection", conn.idx));
                     break;
                 }
-                Ok(n) => {
-                    let drained = n < free.len() && !peer_closed;
+                Ok((n, short)) => {
+                    let drained = short && !peer_closed;
                     len += n;
                     let now = shared.now_ns();
                     let data = scratch.get(..len).unwrap_or_default();
@@ -676,6 +716,10 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if conn.state == State::Handshaking => {
+                    closed = Some(format!("lg-{}: TLS handshake with {addr}: {e}", conn.idx));
+                    break;
+                }
                 Err(e) => {
                     closed = Some(format!("lg-{}: read: {e}", conn.idx));
                     break;
@@ -703,7 +747,11 @@ impl Worker {
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         let why = why.unwrap_or_else(|| format!("lg-{} closed", conn.idx));
         match was {
-            State::Connecting | State::Upgrading | State::Registering | State::Joining => {
+            State::Connecting
+            | State::Handshaking
+            | State::Upgrading
+            | State::Registering
+            | State::Joining => {
                 self.handshaking = self.handshaking.saturating_sub(1);
                 self.shared.fail(why);
             }
@@ -807,6 +855,30 @@ fn self_due(start_ns: u64, s: &Sender, interval_ns: f64) -> u64 {
     start_ns
         .saturating_add(s.phase_ns)
         .saturating_add((s.seq as f64 * interval_ns) as u64)
+}
+
+/// Queues what a client of `door` says first, once connected (and past
+/// the TLS handshake): `NAME`, IRC's `NICK`/`USER`, or the WebSocket
+/// upgrade to `addr`.
+fn begin(conn: &mut Conn, door: Door, addr: SocketAddr) {
+    conn.state = State::Registering;
+    match door {
+        Door::Native => push_name(conn, Door::Native),
+        Door::Irc => irc::push_register(&mut conn.out, conn.idx),
+        Door::Web => {
+            // NAME follows the 101 (see `handle_ws`).
+            let key = web::new_key();
+            conn.web.accept = web::accept_for(&key);
+            web::push_upgrade(&mut conn.out, &addr.to_string(), &key);
+            conn.state = State::Upgrading;
+        }
+    }
+}
+
+/// Whether `conn` has output queued: bytes not yet handed on, or records
+/// its TLS session holds for the socket.
+fn has_output(conn: &Conn) -> bool {
+    conn.out.len() > conn.out_pos || conn.tls.as_ref().is_some_and(tls::Session::wants_write)
 }
 
 /// Queues `NAME lg-<idx>` (web: `{"op":"name",...}`).
@@ -978,20 +1050,31 @@ fn push_targets(
     }
 }
 
-/// Writes queued output until done or WouldBlock.
+/// Writes queued output until done or WouldBlock. Over TLS all of it goes
+/// to the session at once, which encrypts it into as few records as its
+/// size allows and writes them in one vectored call.
 fn flush(conn: &mut Conn) {
-    while conn.out_pos < conn.out.len() {
-        let Some(pending) = conn.out.get(conn.out_pos..) else {
-            break;
-        };
-        match conn.stream.write(pending) {
-            Ok(0) => break,
-            Ok(n) => conn.out_pos += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // A write error is followed by a read error or EOF, which
-            // closes and counts the connection.
-            Err(_) => break,
+    match conn.tls.as_mut() {
+        Some(t) => {
+            let pending = conn.out.get(conn.out_pos..).unwrap_or_default();
+            // An error is followed by a read error or EOF, which closes
+            // and counts the connection (as a plain write's below).
+            if let Ok(n) = t.write(&mut conn.stream, pending) {
+                conn.out_pos += n;
+            }
+        }
+        None => {
+            while let Some(pending) = conn.out.get(conn.out_pos..).filter(|p| !p.is_empty()) {
+                match conn.stream.write(pending) {
+                    Ok(0) => break,
+                    Ok(n) => conn.out_pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // A write error is followed by a read error or EOF,
+                    // which closes and counts the connection.
+                    Err(_) => break,
+                }
+            }
         }
     }
     if conn.out_pos == conn.out.len() {
@@ -1411,6 +1494,7 @@ mod tests {
             seen: Vec::new(),
             sender: Some(0),
             web: web::Session::new(1),
+            tls: None,
         }
     }
 

@@ -648,3 +648,156 @@ fn an_irc_nick_in_use_is_retried_and_a_bad_one_fails() {
     let problems = format!("{:?}", v.get("problems").unwrap());
     assert!(problems.contains("432"), "{problems}");
 }
+
+/// A fresh directory under the system's temporary one.
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "loadgen-test-{what}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A broker in this process with its native TLS listener on a free port
+/// and a certificate made for it in `dir`; flood control off as for the
+/// in-process broker.
+fn tls_broker(dir: &std::path::Path) -> broker::Broker {
+    let (cert, key) = broker::gen_cert(dir).unwrap();
+    broker::log::set_level(broker::log::Level::Warn);
+    let listener = broker::bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let config = broker::Config {
+        listen: listener.local_addr().unwrap().to_string(),
+        tls_listen: "127.0.0.1:0".into(),
+        tls_cert: cert.display().to_string(),
+        tls_key: key.display().to_string(),
+        irc_listen: String::new(),
+        http_listen: String::new(),
+        data_dir: String::new(),
+        rate_per_sec: 0,
+        rate_bytes_per_sec: 0,
+        conn_rate_per_sec: 0,
+        stats_interval_secs: 0,
+        log_level: "warn".into(),
+        ..broker::Config::default()
+    };
+    broker::start(listener, config).unwrap()
+}
+
+#[test]
+fn tls_in_process_on_every_door() {
+    // The in-process broker opens its TLS listeners on a certificate made
+    // for the run, and every door's clients go through them.
+    let v = assert_clean(&small(&["--tls", "--duration", "2"]));
+    assert_eq!(v.get("tls"), Some(&Json::Bool(true)));
+    assert_eq!(u(&v, "registered"), 20);
+    assert_eq!(u(&v, "expected"), u(&v, "sent") * 19);
+    for k in ["protocol_errors", "disconnects", "unacked", "send_errors"] {
+        assert_eq!(u(&v, k), 0, "{k}");
+    }
+    for door in ["irc", "web"] {
+        let v = assert_clean(&small(&["--tls", "--door", door, "--duration", "0.5"]));
+        assert_eq!(v.get("door").and_then(Json::as_str), Some(door));
+        assert_eq!(v.get("tls"), Some(&Json::Bool(true)), "{door}");
+        assert_eq!(u(&v, "expected"), u(&v, "sent") * 19, "{door}");
+    }
+    // Plain runs say so.
+    let v = assert_clean(&small(&["--duration", "0.3"]));
+    assert_eq!(v.get("tls"), Some(&Json::Bool(false)));
+}
+
+#[test]
+fn tls_against_a_broker_at_an_address() {
+    let dir = temp_dir("tls");
+    let b = tls_broker(&dir);
+    let tls_addr = b.tls_addr().unwrap().to_string();
+    let ca = dir.join("cert.pem").display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--addr",
+            &tls_addr,
+            "--clients",
+            "6",
+            "--senders",
+            "2",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+            "--drain",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = loadgen(&args);
+        (code, report(&stdout), stderr)
+    };
+
+    // Trusting the broker's certificate: a clean run, by IP or by name.
+    let (code, v, stderr) = run(&["--tls", "--ca", &ca]);
+    assert_eq!(code, 0, "{v:?} {stderr}");
+    assert_eq!(u(&v, "lost"), 0);
+    assert_eq!(u(&v, "received"), u(&v, "expected"));
+    assert!(stderr.contains("native door over TLS at"), "{stderr}");
+    let by_name = tls_addr.replace("127.0.0.1", "localhost");
+    let (code, stdout, _) = loadgen(&[
+        "--addr",
+        &by_name,
+        "--tls",
+        "--ca",
+        &ca,
+        "--clients",
+        "4",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+
+    // Another certificate: every handshake fails, and the report says why.
+    let other = temp_dir("other-ca");
+    let (other_cert, _) = broker::gen_cert(&other).unwrap();
+    let other_cert = other_cert.display().to_string();
+    let (code, v, _) = run(&["--tls", "--ca", &other_cert]);
+    assert_eq!(code, 1, "{v:?}");
+    assert_eq!(u(&v, "registered"), 0);
+    let problems = format!("{:?}", v.get("problems").unwrap());
+    assert!(problems.contains("TLS handshake with"), "{problems}");
+    assert!(problems.contains("certificate"), "{problems}");
+
+    // Plain text on the TLS port: the broker closes without a word.
+    let (code, v, _) = run(&[]);
+    assert_eq!(code, 1, "{v:?}");
+    assert_eq!(u(&v, "registered"), 0);
+
+    let _ = b.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&other);
+}
+
+#[test]
+fn tls_flags_that_do_not_go_together() {
+    for (args, says) in [
+        (&["--ca", "cert.pem"][..], "--ca needs --tls"),
+        (&["--tls", "--addr", "127.0.0.1:7879"], "needs --ca FILE"),
+        (&["--tls", "--ca", "cert.pem"], "in-process"),
+        (
+            &[
+                "--tls",
+                "--addr",
+                "127.0.0.1:7879",
+                "--ca",
+                "/nonexistent/c.pem",
+            ],
+            "cannot read --ca /nonexistent/c.pem",
+        ),
+    ] {
+        let (code, stdout, stderr) = loadgen(args);
+        assert_eq!(code, 2, "{args:?}: {stdout} {stderr}");
+        assert!(stdout.is_empty(), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
