@@ -295,17 +295,7 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
         }
         let written = {
             let mut iov: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
-            let mut n_iov = 0;
-            for (i, (slot, f)) in iov.iter_mut().zip(st.pending.iter()).enumerate() {
-                let bytes: &[u8] = if i == 0 {
-                    f.get(st.offset..).unwrap_or_default()
-                } else {
-                    f
-                };
-                *slot = IoSlice::new(bytes);
-                n_iov += 1;
-            }
-            let slices = iov.get(..n_iov).unwrap_or_default();
+            let slices = gather(st, &mut iov, usize::MAX);
             // sendmsg, not writev: it skips the VFS layer and the file
             // position lock (about 6% of broker CPU in a profile), and
             // MSG_NOSIGNAL means a closed peer is an error, not SIGPIPE.
@@ -313,7 +303,7 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
         };
         match written {
             Ok(0) => return fail(shared, out, st, std::io::Error::from(ErrorKind::WriteZero)),
-            Ok(mut n) => {
+            Ok(n) => {
                 Metrics::add(&shared.metrics.bytes_out, n as u64);
                 Metrics::add(&shared.metrics.writes, 1);
                 let asked: usize =
@@ -324,22 +314,7 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
                     // it for a WouldBlock now.
                     st.blocked = true;
                 }
-                let mut done = 0;
-                while let Some(f) = st.pending.front() {
-                    let rest = f.len() - st.offset;
-                    if n >= rest {
-                        n -= rest;
-                        st.offset = 0;
-                        done += f.len();
-                        st.pending.pop_front();
-                    } else {
-                        st.offset += n;
-                        break;
-                    }
-                }
-                if done > 0 {
-                    st.s.conn.written(done);
-                }
+                consume(st, n);
                 if st.blocked {
                     return Done::Idle;
                 }
@@ -387,36 +362,66 @@ fn flush_tls(shared: &Shared, out: &mut Outbox, st: &mut State, session: &tls::S
             }
             return done;
         }
-        // Encrypt a batch. Before the handshake is done the session keeps
-        // the plaintext and sends it once it can.
-        let mut moved = 0;
-        let mut done = 0;
-        while let Some(f) = st.pending.front() {
-            if moved >= tls::PLAINTEXT_BATCH {
-                break;
-            }
-            let rest = f.get(st.offset..).unwrap_or_default();
-            let n = match tls.writer().write(rest) {
+        // Encrypt a batch, every queued frame (up to 64, and up to
+        // PLAINTEXT_BATCH bytes) in one call: rustls packs them into shared
+        // records (one record per frame cost half the TLS fan-out's speed).
+        // Before the handshake is done the session keeps the plaintext and
+        // sends it once it can.
+        let moved = {
+            let mut iov: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
+            let slices = gather(st, &mut iov, tls::PLAINTEXT_BATCH);
+            match tls.writer().write_vectored(slices) {
                 Ok(n) => n,
                 Err(e) => return fail(shared, out, st, e),
-            };
-            moved += n;
-            if n < rest.len() {
-                // The session's buffer is full: send what it has first.
-                st.offset += n;
-                break;
             }
-            done += f.len();
-            st.offset = 0;
-            st.pending.pop_front();
-        }
-        if done > 0 {
-            st.s.conn.written(done);
-        }
+        };
+        consume(st, moved);
         if moved == 0 && !tls.wants_write() {
             // Waiting for the handshake: the worker wakes us when it moves.
             return Done::Idle;
         }
+    }
+}
+
+/// The pending frames as slices (the first from its unwritten part), up to
+/// 64 of them and, past the first, up to `max` bytes.
+fn gather<'a>(st: &'a State, iov: &'a mut [IoSlice<'a>; 64], max: usize) -> &'a [IoSlice<'a>] {
+    let mut n_iov = 0;
+    let mut sum = 0usize;
+    for (i, (slot, f)) in iov.iter_mut().zip(st.pending.iter()).enumerate() {
+        if i > 0 && sum >= max {
+            break;
+        }
+        let bytes: &[u8] = if i == 0 {
+            f.get(st.offset..).unwrap_or_default()
+        } else {
+            f
+        };
+        sum = sum.saturating_add(bytes.len());
+        *slot = IoSlice::new(bytes);
+        n_iov += 1;
+    }
+    iov.get(..n_iov).unwrap_or_default()
+}
+
+/// Drops the frames `n` written bytes covered from `pending` (keeping the
+/// offset into a frame begun) and counts them as written.
+fn consume(st: &mut State, mut n: usize) {
+    let mut done = 0;
+    while let Some(f) = st.pending.front() {
+        let rest = f.len() - st.offset;
+        if n >= rest {
+            n -= rest;
+            st.offset = 0;
+            done += f.len();
+            st.pending.pop_front();
+        } else {
+            st.offset += n;
+            break;
+        }
+    }
+    if done > 0 {
+        st.s.conn.written(done);
     }
 }
 
