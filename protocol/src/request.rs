@@ -210,9 +210,7 @@ impl<'a> Request<'a> {
         }
         if verb.eq_ignore_ascii_case(b"REGISTER") {
             return match rest.map(std::str::from_utf8) {
-                Some(Ok(password)) if !password.is_empty() => {
-                    frame(Request::Register { password })
-                }
+                Some(Ok(password)) if !password.is_empty() => frame(Request::Register { password }),
                 Some(Err(_)) => invalid(BAD_PASSWORD_UTF8, end),
                 _ => invalid(BAD_REGISTER, end),
             };
