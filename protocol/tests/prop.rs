@@ -185,6 +185,8 @@ fn room() -> impl Strategy<Value = String> {
 #[derive(Debug, Clone)]
 enum Req {
     Name(String),
+    Login(String, String),
+    Register(String),
     List(Option<String>),
     Join(String),
     Part(String, Option<Vec<u8>>),
@@ -199,9 +201,13 @@ enum Req {
 
 fn req() -> impl Strategy<Value = Req> {
     prop_oneof![
-        // NAME passes anything through for the broker to judge; a leading
-        // space or spaces inside survive, only CR/LF and emptiness can't.
-        "[^\r\n]{1,40}".prop_map(Req::Name),
+        // NAME passes anything through for the broker to judge, but two
+        // words are a name and a password (Login): a name here has no
+        // space, or two or more (then it is one bad name).
+        "[^\r\n ]{1,40}".prop_map(Req::Name),
+        "[^\r\n ]{1,10} [^\r\n ]{1,10} [^\r\n]{0,10}".prop_map(Req::Name),
+        ("[^\r\n ]{1,32}", "[^\r\n ]{1,128}").prop_map(|(n, p)| Req::Login(n, p)),
+        "[^\r\n]{1,128}".prop_map(Req::Register),
         proptest::option::of(room()).prop_map(Req::List),
         room().prop_map(Req::Join),
         (room(), proptest::option::of(body())).prop_map(|(r, b)| Req::Part(r, b)),
@@ -218,6 +224,8 @@ fn req() -> impl Strategy<Value = Req> {
 fn as_request<'a>(r: &'a Req, joined: &'a str) -> Request<'a> {
     match r {
         Req::Name(n) => Request::Name { name: n },
+        Req::Login(name, password) => Request::Login { name, password },
+        Req::Register(password) => Request::Register { password },
         Req::List(room) => Request::List {
             room: room.as_deref(),
         },
