@@ -166,11 +166,14 @@ impl Failures {
     /// How long the next attempt for `name` from `ip` must wait.
     fn delay(&mut self, name: &str, ip: IpAddr, now: Instant) -> Duration {
         self.forget(now);
-        let n = self
-            .by_name
-            .get(name)
-            .map_or(0, |f| f.0)
-            .max(self.by_ip.get(&ip).map_or(0, |f| f.0));
+        // Failures older than FORGET_AFTER no longer count: a name guessed
+        // at once is free of its delay a quarter of an hour later.
+        let recent = |f: Option<&(u32, Instant)>| {
+            f.filter(|f| now.saturating_duration_since(f.1) < FORGET_AFTER)
+                .map_or(0, |f| f.0)
+        };
+        let n = recent(self.by_name.get(name)).max(recent(self.by_ip.get(&ip)));
+
         if n == 0 {
             return Duration::ZERO;
         }
@@ -180,10 +183,16 @@ impl Failures {
     }
 
     fn failed(&mut self, name: &str, ip: IpAddr, now: Instant) {
-        let e = self.by_name.entry(name.to_string()).or_insert((0, now));
-        *e = (e.0.saturating_add(1), now);
-        let e = self.by_ip.entry(ip).or_insert((0, now));
-        *e = (e.0.saturating_add(1), now);
+        let bump = |e: &mut (u32, Instant)| {
+            let before = if now.saturating_duration_since(e.1) < FORGET_AFTER {
+                e.0
+            } else {
+                0
+            };
+            *e = (before.saturating_add(1), now);
+        };
+        bump(self.by_name.entry(name.to_string()).or_insert((0, now)));
+        bump(self.by_ip.entry(ip).or_insert((0, now)));
     }
 
     fn succeeded(&mut self, name: &str) {
@@ -433,6 +442,10 @@ fn login(
         }
     });
     let why = match taken {
+        Ok(()) if conn.is_closing() => {
+            // Gone as it logged in: the messages never left the broker.
+            return put_back(shared, &folded, stored);
+        }
         Ok(()) => {
             // A message routed while this login was under way (the name was
             // not yet online) went to the mailbox: deliver it now.
@@ -462,19 +475,25 @@ fn login(
         Err(NameError::Bad(why)) => (ErrorCode::BadName, why),
         Err(NameError::Taken) => (ErrorCode::NameTaken, "that name is in use"),
     };
-    // Not delivered after all: keep them for next time.
+    put_back(shared, &folded, stored);
+    error(shared, out, conn, why.0, why.1);
+}
+
+/// Stored messages taken for a login that did not get them after all (the
+/// name was taken, the connection closed): back into the mailbox, in
+/// their places (mailboxes are ordered by id).
+pub(crate) fn put_back(shared: &Shared, folded: &str, stored: Vec<Stored>) {
+    let Some(store) = shared.store.as_ref() else {
+        return;
+    };
     for m in stored {
         if store
-            .try_append(vec![folded.clone()], m, Box::new(|_| {}))
+            .try_append(vec![folded.to_string()], m, Box::new(|_| {}))
             .is_err()
         {
-            log_warn!(
-                "accounts: a stored message for {} could not be put back",
-                account.name
-            );
+            log_warn!("accounts: a stored message for {folded} could not be put back");
         }
     }
-    error(shared, out, conn, why.0, why.1);
 }
 
 /// One stored message, as a live one would have reached this connection.
@@ -591,5 +610,10 @@ mod tests {
         // The address still has its count.
         assert_eq!(f.delay("bob", ip, now), MAX_DELAY);
         assert_eq!(f.delay("bob", other, now), Duration::ZERO);
+        // A quarter of an hour later the address is free again.
+        let later = now + FORGET_AFTER;
+        assert_eq!(f.delay("bob", ip, later), Duration::ZERO);
+        f.failed("bob", ip, later);
+        assert_eq!(f.delay("bob", ip, later), FIRST_DELAY);
     }
 }

@@ -92,7 +92,9 @@ use std::time::{Duration, Instant};
 
 const HELP: &str = "\
 Commands (verbs in any case; a body is inline after ':' or counted):
-  NAME <name>               register (1-32 of A-Z a-z 0-9 _ - .)
+  NAME <name>               take a name (1-32 of A-Z a-z 0-9 _ - .)
+  NAME <name> <password>    take a name that is your account
+  REGISTER <password>       make your name an account (8-128 bytes, no spaces)
   LIST                      who is online
   SEND <name> :<text>       message one person
   SEND <a>,<b> :<text>      message several people

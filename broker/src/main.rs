@@ -20,7 +20,7 @@ use std::process::ExitCode;
 struct Args {
     /// Read settings from this TOML file (see config/broker.toml); keys it
     /// leaves out keep their built-in defaults.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Listen on this address instead of the config's `listen`
     /// (e.g. 127.0.0.1:7878).

@@ -798,6 +798,9 @@ pub(crate) fn join_room(
     Ok(j.room)
 }
 
+/// Most rooms whose history is kept in memory.
+const HISTORY_ROOMS: usize = 10_000;
+
 /// Most bytes of history one room keeps in memory, whatever
 /// `room_history` says (the oldest lines go first).
 const HISTORY_BYTES: usize = 1 << 20;
@@ -823,6 +826,17 @@ fn remember_room_message(shared: &Shared, room: &str, id: u64, from: &str, ts: u
         }
     }
     let mut history = shared.history.lock();
+    if history.len() >= HISTORY_ROOMS && !history.contains_key(&folded) {
+        // Memory stays bounded: the room whose history went quiet first
+        // keeps it in the store only.
+        let quietest = history
+            .iter()
+            .min_by_key(|(_, lines)| lines.back().map_or(0, |m| m.ts_ms))
+            .map(|(room, _)| room.clone());
+        if let Some(room) = quietest {
+            history.remove(&room);
+        }
+    }
     let lines = history.entry(folded).or_default();
     lines.push_back(msg);
     let mut bytes: usize = lines.iter().map(|m| m.body.len()).sum();

@@ -247,9 +247,14 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
             if !cx.irc.registered {
                 cx.irc.cap_open = true;
             }
-            let offered = CAPS
-                .map(|(c, _)| if c == "sasl" { "sasl=PLAIN" } else { c })
-                .join(" ");
+            // SASL only where there are accounts to log in to.
+            let accounts = cx.shared.accounts.is_some();
+            let offered: Vec<&str> = CAPS
+                .iter()
+                .filter(|(c, _)| *c != "sasl" || accounts)
+                .map(|&(c, _)| if c == "sasl" { "sasl=PLAIN" } else { c })
+                .collect();
+            let offered = offered.join(" ");
             cx.command(Some(&server), "CAP", &[&me, "LS"], Some(&offered));
         }
         Some("LIST") => {
@@ -261,7 +266,12 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
                 cx.irc.cap_open = true;
             }
             let asked = msg.param_str(1).unwrap_or_default();
-            let known = |c: &str| CAPS.iter().find(|(n, _)| *n == c.trim_start_matches('-'));
+            let accounts = cx.shared.accounts.is_some();
+            let known = |c: &str| {
+                CAPS.iter()
+                    .find(|(n, _)| *n == c.trim_start_matches('-'))
+                    .filter(|(n, _)| *n != "sasl" || accounts)
+            };
             let all_known = asked
                 .split(' ')
                 .filter(|c| !c.is_empty())
@@ -338,6 +348,17 @@ fn try_register(cx: &mut Ctx<'_>) {
         return;
     };
     let mut stored = Vec::new();
+    if let Some(v) = cx
+        .irc
+        .verified
+        .as_mut()
+        .filter(|v| !v.name.eq_ignore_ascii_case(&nick))
+    {
+        // Logged in (SASL) as another account than the nick: its messages
+        // wait for a login that uses its name.
+        let folded = protocol::fold_name(&v.name);
+        crate::accounts::put_back(cx.shared, &folded, std::mem::take(&mut v.stored));
+    }
     if cx.shared.accounts.as_ref().is_some_and(|a| a.owned(&nick)) {
         match cx.irc.verified.take() {
             Some(v) if v.name.eq_ignore_ascii_case(&nick) => {
@@ -388,6 +409,10 @@ fn try_register(cx: &mut Ctx<'_>) {
             crate::accounts::deliver_stored(shared, out, &conn, m);
         }
     });
+    if taken.is_err() || cx.conn.is_closing() {
+        // The account's messages were not delivered after all.
+        crate::accounts::put_back(cx.shared, &protocol::fold_name(&nick), stored);
+    }
     match taken {
         Ok(()) => cx.irc.registered = true,
         Err(NameError::Taken) => {

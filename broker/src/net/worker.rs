@@ -38,6 +38,8 @@ const TICK: Duration = Duration::from_millis(200);
 const LINGER: Duration = Duration::from_secs(10);
 /// How often paused senders look at the readers they wait for.
 const PAUSE_CHECK: Duration = Duration::from_millis(5);
+/// Name time a connection has left, at least, when a hold ends.
+const HELD_NAME_GRACE: Duration = Duration::from_secs(10);
 /// A read buffer holding a partial frame keeps at most this much spare
 /// room once the socket is drained.
 const KEEP_INBUF: usize = 4096;
@@ -583,6 +585,11 @@ impl Worker {
             e.inbuf = Vec::new();
         }
         e.partial_since = None;
+        if let Some(t) = e.name_deadline.as_mut() {
+            // A hold (a login's delay) doesn't eat the name time: what is
+            // left of it after the hold is at least a few seconds.
+            *t = (*t).max(now + HELD_NAME_GRACE);
+        }
         if let Some(irc) = e.irc.as_deref_mut() {
             // A password check for the IRC door may be what it waited on.
             self.out.over.clear();
@@ -648,7 +655,9 @@ impl Worker {
                 if crate::doors::irc::tick(shared, &mut self.out, &e.conn, irc, now) {
                     e.linger_until = Some(now + LINGER);
                 }
-            } else if let Some(t) = e.name_deadline {
+            } else if let Some(t) = e.name_deadline.filter(|_| e.pause.is_none()) {
+                // (Not while held: a login waiting out its delay is no
+                // connection that fails to give a name.)
                 if e.conn.name().is_some() {
                     e.name_deadline = None;
                 } else if now >= t {

@@ -278,3 +278,23 @@ fn irc_users_log_in_with_sasl_plain_or_pass() {
     s.until(" 001 Ida ");
     bob.skip_until("JOINED Ida");
 }
+
+#[test]
+fn a_login_held_past_the_name_timeout_still_gets_its_answer() {
+    let dir = data_dir();
+    let b = start_with(move |c| {
+        c.data_dir = dir;
+        c.name_timeout_secs = 1;
+    });
+    let addr = b.local_addr();
+    make_account(addr, "kim", "kim-pass-1");
+    let mut p = Peer::connect(addr);
+    // Three wrong ones (the delays grow to 1 s), then the right one, held
+    // for its delay past the 1 s name timeout: answered, not closed.
+    for _ in 0..3 {
+        p.send("NAME kim wrong-pass\n");
+        p.expect_prefix("ERR BAD_PASSWORD");
+    }
+    p.send("NAME kim kim-pass-1\n");
+    p.expect("OK NAME kim");
+}
