@@ -342,6 +342,9 @@ fn serve(
         });
     }
     held.store(state, Ordering::Release);
+    if let Some(w) = shared.workers.get(conn.worker) {
+        w.releaser().release();
+    }
 }
 
 /// Checks a password for the IRC door; on success fills `slot` with the

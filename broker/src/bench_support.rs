@@ -44,7 +44,10 @@ impl Fanout {
         }];
         let workers = vec![WorkerHandle {
             tx: ktx,
-            waker: Waker::new(worker_poll.registry(), crate::net::worker::WAKE)?,
+            waker: std::sync::Arc::new(Waker::new(
+                worker_poll.registry(),
+                crate::net::worker::WAKE,
+            )?),
         }];
         let config = Config {
             rate_per_sec: 0,

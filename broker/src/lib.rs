@@ -362,7 +362,10 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), net::worker::WAKE)?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        workers.push(WorkerHandle { tx, waker });
+        workers.push(WorkerHandle {
+            tx,
+            waker: Arc::new(waker),
+        });
         worker_polls.push(poll);
         worker_rxs.push(rx);
     }

@@ -27,12 +27,43 @@ pub(crate) enum WorkerMsg {
     /// The writer has let go of closing connection `id` (delivered
     /// everything, or gave up on a peer that vanished).
     Flushed(u64),
+    /// A hold is over (a login answered, a message stored): look at the
+    /// held connections now.
+    Released,
 }
 
 /// How other threads reach one worker.
 pub(crate) struct WorkerHandle {
     pub tx: Sender<WorkerMsg>,
-    pub waker: mio::Waker,
+    pub waker: Arc<mio::Waker>,
+}
+
+impl WorkerHandle {
+    /// A handle another thread can keep to tell this worker that a hold is
+    /// over (`WorkerMsg::Released`), so it reads that connection again at
+    /// once rather than at its next look.
+    pub fn releaser(&self) -> Releaser {
+        Releaser {
+            tx: self.tx.clone(),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+}
+
+/// See [`WorkerHandle::releaser`].
+#[derive(Clone)]
+pub(crate) struct Releaser {
+    tx: Sender<WorkerMsg>,
+    waker: Arc<mio::Waker>,
+}
+
+impl Releaser {
+    /// Wakes the worker to look at its held connections now.
+    pub fn release(&self) {
+        if self.tx.send(WorkerMsg::Released).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
 }
 
 /// A message to a writer thread.

@@ -670,7 +670,17 @@ fn deliver_multi(
     };
     let id = shared.next_message_id();
     // Into the mailboxes first: if the store can't take it, nobody gets it.
-    let stored = match store_for(shared, &offline, id, from, kind, ts, body) {
+    let stored = match store_for(shared, conn, &offline, || crate::store::Stored {
+        id,
+        from: from.to_string(),
+        kind: if kind == Kind::Direct {
+            crate::store::StoredKind::Direct
+        } else {
+            crate::store::StoredKind::Multi
+        },
+        ts_ms: ts,
+        body: body.to_vec(),
+    }) {
         Ok(s) => s,
         Err(e) => {
             online.clear();
@@ -701,29 +711,17 @@ fn deliver_multi(
 /// when the store has committed it.
 fn store_for(
     shared: &Shared,
+    conn: &Conn,
     offline: &[(String, String)],
-    id: u64,
-    from: &str,
-    kind: Kind<'_>,
-    ts: u64,
-    body: &[u8],
+    msg: impl FnOnce() -> crate::store::Stored,
 ) -> Result<Option<StoredFor>, SendError> {
     let Some(store) = shared.store.as_ref().filter(|_| !offline.is_empty()) else {
         return Ok(None);
     };
     let state = Arc::new(std::sync::atomic::AtomicU8::new(hold::WAITING));
     let done = Arc::clone(&state);
-    let msg = crate::store::Stored {
-        id,
-        from: from.to_string(),
-        kind: if kind == Kind::Direct {
-            crate::store::StoredKind::Direct
-        } else {
-            crate::store::StoredKind::Multi
-        },
-        ts_ms: ts,
-        body: body.to_vec(),
-    };
+    let releaser = shared.workers.get(conn.worker).map(|w| w.releaser());
+    let msg = msg();
     let to = offline.iter().map(|(f, _)| f.clone()).collect();
     let appended = store.try_append(
         to,
@@ -731,6 +729,9 @@ fn store_for(
         Box::new(move |r: Result<(), String>| {
             let s = if r.is_ok() { hold::DONE } else { hold::FAILED };
             done.store(s, Ordering::Release);
+            if let Some(r) = releaser {
+                r.release();
+            }
         }),
     );
     match appended {

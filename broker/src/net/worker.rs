@@ -127,6 +127,8 @@ pub(crate) struct Worker {
     paused: Vec<u64>,
     out: Outbox,
     read_buf: Vec<u8>,
+    /// A hold ended: look at the paused connections at once.
+    released: bool,
 }
 
 impl Worker {
@@ -148,6 +150,7 @@ impl Worker {
             paused: Vec::new(),
             out: Outbox::new(writers, Some(index)),
             read_buf: vec![0; READ_CHUNK],
+            released: false,
         }
     }
 
@@ -195,7 +198,7 @@ impl Worker {
             }
             if !self.paused.is_empty() {
                 let now = Instant::now();
-                if now >= next_pause_check {
+                if now >= next_pause_check || std::mem::take(&mut self.released) {
                     self.check_paused(now);
                     next_pause_check = now + PAUSE_CHECK;
                 }
@@ -261,6 +264,7 @@ impl Worker {
             match msg {
                 WorkerMsg::NewConn(stream, peer, via) => self.adopt(stream, peer, via),
                 WorkerMsg::Closed(id) => self.closed_elsewhere(id),
+                WorkerMsg::Released => self.released = true,
                 WorkerMsg::Flushed(id) => {
                     if let Some(e) = self.conns.get_mut(&id) {
                         e.flushed = true;
