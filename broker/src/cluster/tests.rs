@@ -205,12 +205,15 @@ fn a_full_queue_is_refused_at_once() {
     wait_until("a is up", || a.is_up());
     let _held = a.hold_publisher();
     let mut results = Vec::new();
-    // The publisher takes at most one before it waits at the gate.
-    for id in 0..10 {
+    // The publisher may take a round before it waits at the gate, so the
+    // queue's 8 fill up a little later than the 9th item, but they fill:
+    // past them every item is refused at once.
+    for id in 0..40 {
         results.push(a.try_publish(Target::All, msg(id, "a", MsgKind::All, &[])));
     }
     assert_eq!(results.last(), Some(&Err(LinkError::Full)), "{results:?}");
-    assert!(results.iter().filter(|r| r.is_ok()).count() >= 8);
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert!((8..=24).contains(&ok), "{ok} taken: {results:?}");
 }
 
 #[test]
