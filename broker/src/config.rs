@@ -38,6 +38,15 @@ pub struct Config {
     pub mailbox_max: usize,
     /// Days a stored message is kept.
     pub mailbox_days: u64,
+    /// The cluster's Redis (`redis://…`); empty: a single node.
+    pub cluster: String,
+    /// This node's name in the cluster; empty: the host name and the
+    /// native door's port.
+    pub node: String,
+    /// Seconds between a node's heartbeats.
+    pub cluster_heartbeat_secs: u64,
+    /// Seconds after which a silent node is taken for dead.
+    pub cluster_node_timeout_secs: u64,
     /// Name sent in `HELLO`.
     pub server_name: String,
     /// Worker (reader) threads; 0 means one per CPU core.
@@ -109,6 +118,10 @@ impl Default for Config {
             room_history: 100,
             mailbox_max: 1000,
             mailbox_days: 30,
+            cluster: String::new(),
+            node: String::new(),
+            cluster_heartbeat_secs: 2,
+            cluster_node_timeout_secs: 6,
             server_name: "chat".to_string(),
             workers: 0,
             writers: 0,
@@ -151,7 +164,11 @@ impl std::error::Error for ConfigError {}
 
 /// Keys a running broker can't change: a reload that changes them is
 /// warned about and keeps the running value until a restart.
-pub const RESTART_KEYS: [&str; 16] = [
+pub const RESTART_KEYS: [&str; 20] = [
+    "cluster",
+    "node",
+    "cluster_heartbeat_secs",
+    "cluster_node_timeout_secs",
     "data_dir",
     "room_history",
     "mailbox_max",
@@ -220,6 +237,10 @@ impl Config {
         self.room_history = running.room_history;
         self.mailbox_max = running.mailbox_max;
         self.mailbox_days = running.mailbox_days;
+        self.cluster.clone_from(&running.cluster);
+        self.node.clone_from(&running.node);
+        self.cluster_heartbeat_secs = running.cluster_heartbeat_secs;
+        self.cluster_node_timeout_secs = running.cluster_node_timeout_secs;
         self
     }
 
@@ -281,6 +302,22 @@ impl Config {
                      `broker gen-cert --out DIR` makes a self-signed pair to try it",
                 );
             }
+        }
+        let redis_url =
+            self.cluster.starts_with("redis://") || self.cluster.starts_with("rediss://");
+        if !(self.cluster.is_empty() || redis_url) {
+            return bad(
+                "cluster",
+                "a redis:// or rediss:// URL, or \"\" for a single node",
+            );
+        }
+        if self.cluster_heartbeat_secs == 0
+            || self.cluster_node_timeout_secs < 2 * self.cluster_heartbeat_secs
+        {
+            return bad(
+                "cluster_node_timeout_secs",
+                "at least two heartbeats (cluster_heartbeat_secs, at least 1)",
+            );
         }
         if self.mailbox_max == 0 {
             return bad("mailbox_max", "must be at least 1");

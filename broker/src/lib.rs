@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     pub store: Option<Arc<crate::store::Store>>,
     /// Accounts, if there is a store.
     pub accounts: Option<crate::accounts::Accounts>,
+    /// This broker's part in a cluster, if `cluster` is set.
+    pub cluster: std::sync::OnceLock<Arc<cluster::node::Node>>,
     /// Each room's last messages (by folded room name), replayed on JOIN;
     /// the store keeps them across restarts.
     pub history: Mutex<HashMap<String, std::collections::VecDeque<crate::store::Stored>>>,
@@ -188,6 +190,7 @@ impl Shared {
             }),
             store: parts.store,
             accounts: parts.accounts,
+            cluster: std::sync::OnceLock::new(),
             history: Mutex::new(parts.history),
             next_conn: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
@@ -396,6 +399,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
 
     let (kept, accounts_inbox) = open_store(&config)?;
     let shared = Arc::new(Shared::new(config, workers, writers, tls, kept));
+    let cluster_thread = start_cluster(&shared, addr)?;
     let accounts_thread = match accounts_inbox {
         Some(inbox) => {
             let shared = Arc::clone(&shared);
@@ -464,6 +468,7 @@ pub fn start(listener: TcpListener, config: Config) -> io::Result<Broker> {
         writers: writer_threads,
         stats,
         accounts: accounts_thread,
+        cluster: cluster_thread,
         report: None,
     })
 }
@@ -475,6 +480,49 @@ struct Ids {
     reserved: AtomicU64,
     /// A reservation of more ids is under way.
     reserving: AtomicBool,
+}
+
+/// Joins the cluster if `cluster` is set: the Redis link and the cluster
+/// thread. An unreachable Redis is not an error (the node serves its own
+/// users and joins when Redis is back); a bad URL or node name is.
+fn start_cluster(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<Option<JoinHandle<()>>> {
+    let config = &shared.config;
+    if config.cluster.is_empty() {
+        return Ok(None);
+    }
+    let node_name = if config.node.is_empty() {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".to_string());
+        let host: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{host}-{}", addr.port())
+    } else {
+        config.node.clone()
+    };
+    let mut settings = cluster::link::Settings::new(&config.cluster, "main", &node_name);
+    settings.heartbeat = Duration::from_secs(config.cluster_heartbeat_secs);
+    settings.node_timeout = Duration::from_secs(config.cluster_node_timeout_secs);
+    let (node, inbox) = cluster::node::start(settings, Arc::downgrade(shared))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    log_info!("cluster: node {node_name} of {}", config.cluster);
+    let _ = shared.cluster.set(Arc::clone(&node));
+    let shared = Arc::clone(shared);
+    Ok(Some(
+        std::thread::Builder::new()
+            .name("cluster".into())
+            .spawn(move || cluster::node::run(shared, node, inbox))?,
+    ))
 }
 
 /// Ids recorded in the store at a time (see `Shared::next_message_id`).
@@ -644,6 +692,7 @@ pub struct Broker {
     writers: Vec<JoinHandle<usize>>,
     stats: Option<JoinHandle<()>>,
     accounts: Option<JoinHandle<()>>,
+    cluster: Option<JoinHandle<()>>,
     report: Option<ShutdownReport>,
 }
 
@@ -716,8 +765,15 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
-    /// Asks the broker to stop; returns at once.
+    /// Asks the broker to stop; returns at once (in a cluster, once the
+    /// other nodes have been told this node's users quit).
     pub fn trigger(&self) {
+        if let Some(node) = self.shared.cluster.get() {
+            // Before anyone is closed: the names are all still here.
+            if !self.shared.stopping() {
+                node.leave(&self.shared.registry.names_sorted());
+            }
+        }
         self.shared.request_stop();
         let _ = self.acceptor_waker.wake();
     }
@@ -818,6 +874,9 @@ impl Broker {
         }
         if let Some(a) = self.accounts.take() {
             let _ = a.join();
+        }
+        if let Some(c) = self.cluster.take() {
+            let _ = c.join();
         }
         if let Some(store) = &self.shared.store {
             // Whatever is queued for the mailboxes and histories is written.

@@ -35,6 +35,13 @@ struct Args {
     /// turns it off.
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<String>,
+    /// Join a cluster of brokers over this Redis (e.g.
+    /// redis://127.0.0.1:6379) instead of the config's `cluster`.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+    /// This node's name in the cluster instead of the config's `node`.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
     /// Log level instead of the config's `log_level`: error, warn, info or
     /// debug.
     #[arg(long, value_name = "LEVEL")]
@@ -73,6 +80,7 @@ impl Args {
             ("irc_listen", "--irc-listen", self.irc_listen.is_some()),
             ("http_listen", "--http-listen", self.http_listen.is_some()),
             ("log_level", "--log-level", self.log_level.is_some()),
+            ("cluster", "--cluster", self.cluster.is_some()),
         ];
         let mut out = message.to_string();
         for (key, flag, given) in flags {
@@ -99,6 +107,12 @@ impl Args {
         }
         if let Some(level) = &self.log_level {
             config.log_level.clone_from(level);
+        }
+        if let Some(url) = &self.cluster {
+            config.cluster.clone_from(url);
+        }
+        if let Some(node) = &self.node {
+            config.node.clone_from(node);
         }
     }
 }

@@ -11,6 +11,7 @@
 mod abuse;
 mod accounts;
 mod browser;
+mod cluster;
 mod connrate;
 mod irc;
 mod rooms;

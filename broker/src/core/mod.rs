@@ -241,6 +241,20 @@ pub(crate) fn close(
                         };
                         let mut fan = Fan::new(note, &shared.config.server_name).also(&roommates);
                         broadcast(shared, out, conn.id, &mut fan);
+                        if let Some(node) = shared.cluster.get() {
+                            node.publish(
+                                crate::cluster::link::Target::All,
+                                crate::cluster::wire::Item::Left {
+                                    name: name.to_string(),
+                                    reason: left,
+                                    node: node.name().to_string(),
+                                    text: conn.quit_text().map(<[u8]>::to_vec),
+                                },
+                            );
+                            node.submit(crate::cluster::node::Job::Release(protocol::fold_name(
+                                name,
+                            )));
+                        }
                     }
                 }
             }
@@ -571,7 +585,14 @@ fn route_message(
                 msg_note(id, from, conn, Kind::All, ts, body, notice),
                 server,
             );
-            let queued = broadcast(shared, out, conn.id, &mut fan);
+            let mut queued = broadcast(shared, out, conn.id, &mut fan);
+            if let Some(node) = shared.cluster.get() {
+                // One item for every other node; each knows its own users.
+                let msg = remote_msg(node, id, from, Kind::All, ts, body, notice, Vec::new());
+                if node.publish(crate::cluster::link::Target::All, msg) {
+                    queued += node.remote_count();
+                }
+            }
             (id, Kind::All, queued, String::new())
         }
         Targets::Names(one) if !one.contains(',') => {
@@ -625,6 +646,9 @@ fn deliver_multi(
     let mut distinct_missing = 0usize;
     // Offline accounts, folded and as given.
     let mut offline: Vec<(String, String)> = Vec::new();
+    // Users on other nodes: per node, their folded names.
+    let mut remote: Vec<(String, Vec<String>)> = Vec::new();
+    let cluster = shared.cluster.get();
     // (A name repeated while its user joins or leaves is looked up twice;
     // the text checks keep it out of one list once it is in the other.)
     let listed = |missing: &str, name: &str| {
@@ -635,6 +659,16 @@ fn deliver_multi(
             Some(c) => {
                 if !online.iter().any(|o| o.id == c.id) && !listed(&missing, name) {
                     online.push(c);
+                }
+            }
+            None if cluster.is_some_and(|n| n.remote(name).is_some()) => {
+                if let Some(r) = cluster.and_then(|n| n.remote(name)) {
+                    let folded = protocol::fold_name(name);
+                    match remote.iter_mut().find(|(n, _)| *n == r.node) {
+                        Some((_, names)) if !names.contains(&folded) => names.push(folded),
+                        Some(_) => {}
+                        None => remote.push((r.node, vec![folded])),
+                    }
                 }
             }
             None if shared.accounts.as_ref().is_some_and(|a| a.owned(name)) => {
@@ -659,11 +693,18 @@ fn deliver_multi(
             }
         }
     }
-    if online.is_empty() && offline.is_empty() {
+    let remote_count: usize = remote.iter().map(|(_, n)| n.len()).sum();
+    if online.is_empty() && offline.is_empty() && remote_count == 0 {
         out.targets = online;
         return Err(SendError::NoSuchUser(missing));
     }
-    let kind = if online.len() + offline.len() + distinct_missing == 1 {
+    if remote_count > 0 && !cluster.is_some_and(|n| n.is_up()) {
+        // Cross-node work while Redis is away: refused, nothing sent.
+        online.clear();
+        out.targets = online;
+        return Err(SendError::Unavailable);
+    }
+    let kind = if online.len() + offline.len() + remote_count + distinct_missing == 1 {
         Kind::Direct
     } else {
         Kind::Multi
@@ -701,10 +742,44 @@ fn deliver_multi(
     // Keep the buffer for the next message, without the handles.
     online.clear();
     out.targets = online;
+    let mut queued_remote = 0u64;
+    if let Some(node) = cluster {
+        for (at, names) in remote {
+            let n = names.len() as u64;
+            let msg = remote_msg(node, id, from, kind, ts, body, notice, names);
+            if node.publish(crate::cluster::link::Target::Node(at), msg) {
+                queued_remote += n;
+            }
+        }
+    }
     let mut s = sent(id, queued, missing, kind, msg_size(from, kind, body));
-    s.queued += offline.len() as u64;
+    s.queued += offline.len() as u64 + queued_remote;
     s.stored = stored;
     Ok(s)
+}
+
+/// A message's item for other nodes.
+#[allow(clippy::too_many_arguments)]
+fn remote_msg(
+    node: &crate::cluster::node::Node,
+    id: u64,
+    from: &str,
+    kind: Kind<'_>,
+    ts: u64,
+    body: &[u8],
+    notice: bool,
+    to: Vec<String>,
+) -> crate::cluster::wire::Item {
+    crate::cluster::wire::Item::Msg(crate::cluster::wire::Msg {
+        id,
+        from: from.to_string(),
+        from_node: node.name().to_string(),
+        kind: crate::cluster::wire::MsgKind::from_kind(kind),
+        ts,
+        body: body.to_vec(),
+        notice,
+        to,
+    })
 }
 
 /// Hands a message for offline accounts to the store; its state moves on

@@ -58,6 +58,8 @@ pub(crate) struct IrcSession {
     pending: Option<Pending>,
     /// The account this connection has proved it owns.
     verified: Option<Verified>,
+    /// The nick (folded) this connection has claimed cluster-wide.
+    claimed: Option<String>,
 }
 
 /// A password check the accounts thread is doing for this connection
@@ -69,6 +71,9 @@ struct Pending {
     /// From SASL (answered 903/904) or from `PASS` (registration goes on,
     /// or 464).
     by_sasl: bool,
+    /// A cluster-wide claim of the nick, not a password (registration goes
+    /// on, or 433).
+    claim: Option<String>,
 }
 
 impl IrcSession {
@@ -86,6 +91,7 @@ impl IrcSession {
             sasl_started: false,
             pending: None,
             verified: None,
+            claimed: None,
         }
     }
 
@@ -380,6 +386,32 @@ fn try_register(cx: &mut Ctx<'_>) {
             }
         }
     }
+    if let Some(node) = cx.shared.cluster.get() {
+        let folded = protocol::fold_name(&nick);
+        if cx.irc.claimed.as_deref() != Some(folded.as_str()) {
+            // Claimed cluster-wide first, off this thread; registration goes
+            // on in `after_hold`.
+            let state = Arc::new(AtomicU8::new(core::hold::WAITING));
+            let job = crate::cluster::node::Job::ClaimOnly {
+                conn: Arc::clone(cx.conn),
+                folded: folded.clone(),
+                shown: nick.clone(),
+                held: Arc::clone(&state),
+            };
+            if !node.submit(job) {
+                cx.irc.nick = None;
+                return cx.numeric(433, &[&nick], Some("Try again later"));
+            }
+            cx.session.hold(Arc::clone(&state), None);
+            cx.irc.pending = Some(Pending {
+                state,
+                slot: Arc::new(parking_lot::Mutex::new(None)),
+                by_sasl: false,
+                claim: Some(folded),
+            });
+            return;
+        }
+    }
     let server = cx.server().to_string();
     let join_all = cx.shared.live().irc_join_all;
     let shared = cx.shared;
@@ -412,6 +444,13 @@ fn try_register(cx: &mut Ctx<'_>) {
     if taken.is_err() || cx.conn.is_closing() {
         // The account's messages were not delivered after all.
         crate::accounts::put_back(cx.shared, &protocol::fold_name(&nick), stored);
+    }
+    if let Some(node) = cx.shared.cluster.get() {
+        if taken.is_ok() {
+            node.joined(&nick);
+        } else if let Some(folded) = cx.irc.claimed.take() {
+            node.submit(crate::cluster::node::Job::Release(folded));
+        }
     }
     match taken {
         Ok(()) => cx.irc.registered = true,
@@ -502,6 +541,7 @@ fn check_password(cx: &mut Ctx<'_>, name: &str, password: String, by_sasl: bool)
         state,
         slot,
         by_sasl,
+        claim: None,
     });
 }
 
@@ -529,6 +569,16 @@ pub(crate) fn after_hold(
         session,
         irc,
     };
+    if let Some(folded) = p.claim {
+        if state == core::hold::DONE {
+            cx.irc.claimed = Some(folded);
+            try_register(&mut cx);
+        } else {
+            let nick = cx.irc.nick.take().unwrap_or_default();
+            cx.numeric(433, &[&nick], Some("Nickname is already in use"));
+        }
+        return;
+    }
     let verified = p.slot.lock().take();
     match (state, verified) {
         (core::hold::DONE, Some(v)) => {

@@ -40,7 +40,7 @@ pub(crate) fn handle(
     }
     let named = conn.name().is_some();
     match req {
-        Request::Name { name } => register(shared, out, conn, name),
+        Request::Name { name } => register(shared, out, conn, session, name),
         Request::Login { name, password } => login(shared, out, conn, session, name, password),
         Request::Ping { token } => reply(out, conn, &Event::Pong { token }),
         Request::Help => reply(out, conn, &Event::Info { text: &shared.help }),
@@ -61,7 +61,11 @@ pub(crate) fn handle(
         ),
         Request::Register { password } => register_account(shared, out, conn, session, password),
         Request::List { room: None } => {
-            let names = shared.registry.names_sorted();
+            let mut names = shared.registry.names_sorted();
+            if let Some(node) = shared.cluster.get() {
+                names.extend(node.remote_names());
+                names.sort_by_key(|n| protocol::fold_name(n));
+            }
             let joined = names.join(" ");
             let users = Event::Users {
                 count: names.len(),
@@ -122,7 +126,13 @@ fn rate_limited(
 }
 
 /// `NAME <name>` on the native door.
-fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
+fn register(
+    shared: &Shared,
+    out: &mut Outbox,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    name: &str,
+) {
     if conn.name().is_none() && shared.accounts.as_ref().is_some_and(|a| a.owned(name)) {
         return error(
             shared,
@@ -132,6 +142,26 @@ fn register(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, name: &str) {
             None,
             "that name is an account: NAME <name> <password>",
         );
+    }
+    if let Some(node) = shared.cluster.get() {
+        // Claimed cluster-wide first, by the cluster thread (Redis is never
+        // waited on here); the connection is held until it has answered.
+        if conn.name().is_none() && protocol::validate_name(name).is_ok() {
+            let state = Arc::new(AtomicU8::new(hold::WAITING));
+            let job = crate::cluster::node::Job::Claim {
+                conn: Arc::clone(conn),
+                name: name.to_string(),
+                reference: current_reply_ref(conn.id),
+                held: Arc::clone(&state),
+            };
+            if node.submit(job) {
+                session.hold(state, None);
+            } else {
+                let text = "too many names being claimed at once; try again";
+                error(shared, out, conn, ErrorCode::Unavailable, None, text);
+            }
+            return;
+        }
     }
     let taken = take_name(shared, out, conn, name, |out| {
         reply(out, conn, &Event::NameOk { name });
