@@ -396,8 +396,10 @@ impl Worker {
         let mut gone = false;
         let mut drained = false;
         let mut paused = false;
-        let sock = Arc::clone(&e.sock);
-        let tls = sock.tls.as_ref();
+        // Held apart from `e` (borrowed mutably below) only for TLS: a plain
+        // read costs no reference count.
+        let sock = e.sock.tls.is_some().then(|| Arc::clone(&e.sock));
+        let tls = sock.as_ref().and_then(|s| s.tls.as_ref());
         for _ in 0..READS_PER_TURN {
             let got = match tls {
                 Some(session) => {
