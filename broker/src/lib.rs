@@ -132,6 +132,8 @@ pub(crate) struct Shared {
     /// set; replaced when SIGHUP re-reads the files.
     pub tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
     pub limits: Limits,
+    /// The rate limits of `live`, read on every frame.
+    pub rates: crate::core::Rates,
     pub registry: Registry,
     pub rooms: crate::core::rooms::Rooms,
     pub metrics: Metrics,
@@ -174,6 +176,7 @@ impl Shared {
         .encode(&mut hello);
         Shared {
             limits: config.limits(),
+            rates: crate::core::Rates::new(&config),
             registry: Registry::new(),
             rooms: crate::core::rooms::Rooms::new(),
             metrics: Metrics::default(),
@@ -752,6 +755,7 @@ impl ReloadHandle {
             log::set_level(level);
         }
         drop(running);
+        self.shared.rates.set(&new);
         self.shared.live.store(Arc::new(new));
         Ok(Reloaded { applied, kept })
     }

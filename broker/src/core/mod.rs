@@ -27,7 +27,7 @@ use crate::metrics::{CloseReason, MessageKind, Metrics};
 use crate::msg::WorkerMsg;
 use crate::{log_debug, log_info, Shared};
 use protocol::{validate_name, validate_room, ErrorCode, Event, Kind, Targets};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,6 +62,57 @@ pub(crate) struct Hold {
     pub then: Option<[Frame; 2]>,
 }
 
+/// The rate limits, read on every frame: kept apart from the live
+/// configuration in plain atomics, so a frame costs no `ArcSwap` load
+/// (SIGHUP sets them with the rest, [`Rates::set`]).
+pub(crate) struct Rates {
+    per_sec: AtomicU32,
+    burst: AtomicU32,
+    bytes_per_sec: AtomicU64,
+    bytes_burst: AtomicU64,
+}
+
+impl Rates {
+    /// The rates of `config`.
+    pub fn new(config: &crate::config::Config) -> Rates {
+        let rates = Rates {
+            per_sec: AtomicU32::new(0),
+            burst: AtomicU32::new(0),
+            bytes_per_sec: AtomicU64::new(0),
+            bytes_burst: AtomicU64::new(0),
+        };
+        rates.set(config);
+        rates
+    }
+
+    /// Takes the rates of a reloaded `config`. Each value is read on its
+    /// own, so a frame may see one new value and one old for a moment.
+    pub fn set(&self, config: &crate::config::Config) {
+        self.per_sec.store(config.rate_per_sec, Ordering::Relaxed);
+        self.burst.store(config.rate_burst, Ordering::Relaxed);
+        self.bytes_per_sec
+            .store(config.rate_bytes_per_sec, Ordering::Relaxed);
+        self.bytes_burst
+            .store(config.rate_bytes_burst, Ordering::Relaxed);
+    }
+
+    fn per_sec(&self) -> u32 {
+        self.per_sec.load(Ordering::Relaxed)
+    }
+
+    fn burst(&self) -> u32 {
+        self.burst.load(Ordering::Relaxed)
+    }
+
+    fn bytes_per_sec(&self) -> u64 {
+        self.bytes_per_sec.load(Ordering::Relaxed)
+    }
+
+    fn bytes_burst(&self) -> u64 {
+        self.bytes_burst.load(Ordering::Relaxed)
+    }
+}
+
 /// The states of a [`Hold`].
 pub(crate) mod hold {
     /// The other thread is at work.
@@ -75,12 +126,13 @@ pub(crate) mod hold {
 impl Session {
     /// A fresh session with full buckets.
     pub fn new(shared: &Shared, now: Instant) -> Session {
+        let rates = &shared.rates;
         Session {
-            bucket: f64::from(shared.live().rate_burst),
+            bucket: f64::from(rates.burst()),
             last_refill: now,
             strikes: 0,
             last_strike: now,
-            budget: shared.live().rate_bytes_burst as f64,
+            budget: rates.bytes_burst() as f64,
             budget_at: now,
             receipted: conn::Ring::default(),
             held: None,
@@ -100,11 +152,11 @@ impl Session {
 
     /// Takes one token; false if the connection is over its rate.
     pub fn take_token(&mut self, shared: &Shared, now: Instant) -> bool {
-        let rate = shared.live().rate_per_sec;
+        let rate = shared.rates.per_sec();
         if rate == 0 {
             return true;
         }
-        let burst = f64::from(shared.live().rate_burst.max(1));
+        let burst = f64::from(shared.rates.burst().max(1));
         let elapsed = now
             .saturating_duration_since(self.last_refill)
             .as_secs_f64();
@@ -131,7 +183,7 @@ impl Session {
     /// Charges `bytes` of fan-out to the byte budget (it may go below zero:
     /// a message is never refused for its size, the sender waits after it).
     pub fn spend(&mut self, shared: &Shared, bytes: u64, now: Instant) {
-        let rate = shared.live().rate_bytes_per_sec;
+        let rate = shared.rates.bytes_per_sec();
         if rate == 0 || bytes == 0 {
             return;
         }
@@ -140,16 +192,16 @@ impl Session {
     }
 
     fn refill_budget(&mut self, shared: &Shared, now: Instant) {
-        let rate = shared.live().rate_bytes_per_sec as f64;
+        let rate = shared.rates.bytes_per_sec() as f64;
         let elapsed = now.saturating_duration_since(self.budget_at).as_secs_f64();
         self.budget_at = now;
-        self.budget = (self.budget + elapsed * rate).min(shared.live().rate_bytes_burst as f64);
+        self.budget = (self.budget + elapsed * rate).min(shared.rates.bytes_burst() as f64);
     }
 
     /// How long the sender must wait until its byte budget is out of debt;
     /// `None` if it may go on now.
     pub fn debt(&mut self, shared: &Shared, now: Instant) -> Option<Duration> {
-        let rate = shared.live().rate_bytes_per_sec;
+        let rate = shared.rates.bytes_per_sec();
         if rate == 0 || self.budget >= 0.0 {
             return None;
         }
