@@ -420,6 +420,31 @@ fn login(
         );
     };
     failures.succeeded(&folded);
+    // In a cluster the name is claimed in Redis first, as any `NAME` is.
+    let node = shared.cluster.get();
+    if let Some(node) = node {
+        match node.claim(&folded, &account.name) {
+            Ok(true) => {}
+            Ok(false) => {
+                return error(
+                    shared,
+                    out,
+                    conn,
+                    ErrorCode::NameTaken,
+                    "that name is in use",
+                )
+            }
+            Err(_) => {
+                return error(
+                    shared,
+                    out,
+                    conn,
+                    ErrorCode::Unavailable,
+                    crate::cluster::node::UNREACHABLE,
+                )
+            }
+        }
+    }
     let stored = match store.take_mailbox(&folded) {
         Ok(m) => m,
         Err(e) => {
@@ -444,6 +469,12 @@ fn login(
             deliver_stored(shared, out, conn, m);
         }
     });
+    if let Some(node) = node {
+        match taken {
+            Ok(()) => node.joined(&account.name),
+            Err(_) => node.release(&folded),
+        }
+    }
     let why = match taken {
         Ok(()) if conn.is_closing() => {
             // Gone as it logged in: the messages never left the broker.

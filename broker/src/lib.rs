@@ -148,6 +148,9 @@ pub(crate) struct Shared {
     /// Streams writers still hold (graceful shutdown waits for zero).
     pub writer_streams: AtomicUsize,
     next_message: AtomicU64,
+    /// In a cluster, this node's slot in message ids (see
+    /// [`Shared::set_id_slot`]); `NO_SLOT` on a single node.
+    id_slot: AtomicU64,
     /// Ids on record in the store as used (so ids keep increasing across
     /// restarts).
     ids: Arc<Ids>,
@@ -187,6 +190,7 @@ impl Shared {
             started: Instant::now(),
             writer_streams: AtomicUsize::new(0),
             next_message: AtomicU64::new(parts.first_id),
+            id_slot: AtomicU64::new(NO_SLOT),
             ids: Arc::new(Ids {
                 reserved: AtomicU64::new(parts.ids_reserved),
                 reserving: AtomicBool::new(false),
@@ -216,7 +220,25 @@ impl Shared {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// The next broker-wide message id (increasing, from 1).
+    /// Makes message ids cluster-unique: from now on an id is the node's
+    /// counter times [`SLOTS`] plus `slot`, the node's own number (each
+    /// node name gets one from Redis, for good). Ids still increase (the
+    /// counter does), and two nodes never hand out the same one. Set once,
+    /// at start, before anything is routed.
+    pub fn set_id_slot(&self, slot: u64) {
+        self.id_slot.store(slot % SLOTS, Ordering::SeqCst);
+    }
+
+    /// The id for counter value `n`.
+    fn id_of(&self, n: u64) -> u64 {
+        match self.id_slot.load(Ordering::Relaxed) {
+            NO_SLOT => n,
+            slot => n.saturating_mul(SLOTS) | slot,
+        }
+    }
+
+    /// The next broker-wide message id (increasing, from 1; in a cluster,
+    /// unique across the nodes).
     pub fn next_message_id(&self) -> u64 {
         // SeqCst (the same locked add on x86): receipts compare ids with
         // `peek_message_id` readings taken after a join became visible.
@@ -227,7 +249,7 @@ impl Shared {
         {
             self.reserve_more(reserved);
         }
-        id
+        self.id_of(id)
     }
 
     /// Records the next block of ids in the store, on a thread of its own
@@ -257,7 +279,7 @@ impl Shared {
 
     /// The id the next message will get (nothing is taken).
     pub fn peek_message_id(&self) -> u64 {
-        self.next_message.load(Ordering::SeqCst)
+        self.id_of(self.next_message.load(Ordering::SeqCst))
     }
 
     /// The next connection id.
@@ -518,7 +540,13 @@ fn start_cluster(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<Option<Jo
     settings.node_timeout = Duration::from_secs(config.cluster_node_timeout_secs);
     let (node, inbox) = cluster::node::start(settings, Arc::downgrade(shared))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    log_info!("cluster: node {node_name} of {}", config.cluster);
+    log_info!(
+        "cluster: node {node_name} of {}",
+        cluster::without_password(&config.cluster)
+    );
+    // Until Redis hands this node its own slot (when it first connects),
+    // one from its name: ids stay increasing when the slot changes.
+    shared.set_id_slot(cluster::node::remote_sender_id(&node_name));
     let _ = shared.cluster.set(Arc::clone(&node));
     let shared = Arc::clone(shared);
     Ok(Some(
@@ -527,6 +555,11 @@ fn start_cluster(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<Option<Jo
             .spawn(move || cluster::node::run(shared, node, inbox))?,
     ))
 }
+
+/// Slots in cluster message ids: a power of two, so an id is the counter
+/// shifted left and the slot in the low bits.
+const SLOTS: u64 = 1 << 12;
+const NO_SLOT: u64 = u64::MAX;
 
 /// Ids recorded in the store at a time (see `Shared::next_message_id`).
 const ID_BLOCK: u64 = 1 << 32;
@@ -776,6 +809,7 @@ impl ShutdownHandle {
             // Before anyone is closed: the names are all still here.
             if !self.shared.stopping() {
                 node.leave(&self.shared.registry.names_sorted());
+                cluster::node::stop(node);
             }
         }
         self.shared.request_stop();

@@ -245,9 +245,14 @@ impl Keys {
     pub fn names(&self, node: &str) -> String {
         format!("{}names:{node}", self.prefix)
     }
-    /// `ids`: the highest message id handed out in blocks.
-    pub fn ids(&self) -> String {
-        format!("{}ids", self.prefix)
+    /// `rooms:<node>`: the rooms of a node's users, folded name → the
+    /// rooms' shown names, space-separated.
+    pub fn rooms(&self, node: &str) -> String {
+        format!("{}rooms:{node}", self.prefix)
+    }
+    /// `slots`: each node name's slot in message ids, node → number.
+    pub fn slots(&self) -> String {
+        format!("{}slots", self.prefix)
     }
     /// The channel of one node.
     pub fn node_channel(&self, node: &str) -> String {
@@ -274,10 +279,11 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 return 1
 ";
 
-/// Gives a name back if this node has it. KEYS: `name`, `names:<me>`.
-/// ARGV: me, folded.
+/// Gives a name back if this node has it. KEYS: `name`, `names:<me>`,
+/// `rooms:<me>`. ARGV: me, folded.
 const RELEASE: &str = r"
 redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return 1
@@ -288,7 +294,8 @@ return 0
 /// Frees every name of a node whose heartbeat is gone (or of this node
 /// when it leaves: force) and forgets the node; returns the names freed,
 /// as shown. Only one caller gets them: the next finds nothing. KEYS:
-/// `names:<node>`, `alive:<node>`, `nodes`. ARGV: node, prefix, force.
+/// `names:<node>`, `alive:<node>`, `nodes`, `rooms:<node>`. ARGV: node,
+/// prefix, force.
 const RELEASE_ALL: &str = r"
 if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {} end
 local all = redis.call('HGETALL', KEYS[1])
@@ -301,20 +308,20 @@ for i = 1, #all, 2 do
   end
 end
 redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[4])
 redis.call('SREM', KEYS[3], ARGV[1])
 if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
 return freed
 ";
 
-/// Hands out the next `n` ids above both the counter and `floor` (a
-/// restarted Redis has lost the counter; the nodes' floors keep ids
-/// increasing). KEYS: ids. ARGV: floor, n.
-const RESERVE_IDS: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-return redis.call('INCRBY', KEYS[1], ARGV[2])
+/// A node's slot in message ids: the one it had, or the next free number
+/// (so each node name gets its own, for good). KEYS: `slots`. ARGV: node.
+const SLOT: &str = r"
+local s = redis.call('HGET', KEYS[1], ARGV[1])
+if s then return tonumber(s) end
+local n = redis.call('HLEN', KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[1], n)
+return n
 ";
 
 /// Which thread a health change is about.
@@ -566,11 +573,6 @@ impl Link {
         &self.inner.settings.node
     }
 
-    /// The key and channel names.
-    pub fn keys(&self) -> &Keys {
-        &self.inner.keys
-    }
-
     /// True while every connection is up.
     pub fn is_up(&self) -> bool {
         self.inner.health.up()
@@ -628,7 +630,11 @@ impl Link {
     pub fn release(&self, folded: &str) -> Result<bool, LinkError> {
         let k = &self.inner.keys;
         let me = self.node();
-        let n: i64 = self.eval(RELEASE, &[&k.name(folded), &k.names(me)], &[me, folded])?;
+        let n: i64 = self.eval(
+            RELEASE,
+            &[&k.name(folded), &k.names(me), &k.rooms(me)],
+            &[me, folded],
+        )?;
         Ok(n == 1)
     }
 
@@ -636,28 +642,74 @@ impl Link {
     /// returns the names freed, as shown (empty if it is alive, or someone
     /// freed them first). The heartbeat thread does this for every dead
     /// node it finds (see [`Events::node_gone`]).
+    #[cfg(test)]
     pub fn release_all(&self, node: &str) -> Result<Vec<String>, LinkError> {
         let k = &self.inner.keys;
         self.eval(
             RELEASE_ALL,
-            &[&k.names(node), &k.alive(node), &k.nodes()],
+            &[&k.names(node), &k.alive(node), &k.nodes(), &k.rooms(node)],
             &[node, &k.prefix, "0"],
         )
     }
 
     /// The names `node` has claimed, as shown (for rebuilding a view of
     /// who is where after the link was down).
+    #[cfg(test)]
     pub fn names_of(&self, node: &str) -> Result<Vec<String>, LinkError> {
         let key = self.inner.keys.names(node);
         self.with_claims(|c| redis::cmd("HVALS").arg(&key).query(c))
     }
 
-    /// Reserves `n` message ids, all above `floor`: returns the first; the
-    /// block is `first..first + n`, unique in the cluster.
-    pub fn reserve_ids(&self, floor: u64, n: u64) -> Result<u64, LinkError> {
-        let (f, count) = (floor.to_string(), n.to_string());
-        let last: u64 = self.eval(RESERVE_IDS, &[&self.inner.keys.ids()], &[&f, &count])?;
-        Ok(last.saturating_sub(n).saturating_add(1))
+    /// Each user of `node` (folded → as shown) with the rooms it is in
+    /// (shown names): what the other nodes rebuild their mirror from.
+    pub fn users_of(&self, node: &str) -> Result<Vec<(String, String, String)>, LinkError> {
+        let k = &self.inner.keys;
+        let (names, rooms): (
+            std::collections::HashMap<String, String>,
+            std::collections::HashMap<String, String>,
+        ) = self.with_claims(|c| {
+            redis::pipe()
+                .cmd("HGETALL")
+                .arg(k.names(node))
+                .cmd("HGETALL")
+                .arg(k.rooms(node))
+                .query(c)
+        })?;
+        Ok(names
+            .into_iter()
+            .map(|(folded, shown)| {
+                let rooms = rooms.get(&folded).cloned().unwrap_or_default();
+                (folded, shown, rooms)
+            })
+            .collect())
+    }
+
+    /// The nodes in Redis's `nodes` set now (one round trip; `nodes` is
+    /// the view of the last heartbeat). A node's names are freed and it
+    /// leaves the set in one script, so a user whose node is not here is
+    /// gone with its node.
+    pub fn nodes_now(&self) -> Result<Vec<String>, LinkError> {
+        let key = self.inner.keys.nodes();
+        self.with_claims(|c| redis::cmd("SMEMBERS").arg(&key).query(c))
+    }
+
+    /// Records the rooms a local user is in (`rooms`: shown names,
+    /// space-separated; empty: none).
+    pub fn set_rooms(&self, folded: &str, rooms: &str) -> Result<(), LinkError> {
+        let key = self.inner.keys.rooms(self.node());
+        self.with_claims(|c| {
+            if rooms.is_empty() {
+                redis::cmd("HDEL").arg(&key).arg(folded).exec(c)
+            } else {
+                redis::cmd("HSET").arg(&key).arg(folded).arg(rooms).exec(c)
+            }
+        })
+    }
+
+    /// This node's slot in message ids (see [`SLOT`]).
+    pub fn slot(&self) -> Result<u64, LinkError> {
+        let k = &self.inner.keys;
+        self.eval(SLOT, &[&k.slots()], &[self.node()])
     }
 
     /// Holds the publisher before its next round until the guard is
@@ -686,6 +738,7 @@ impl Link {
     /// threads, then deletes this node's heartbeat and frees its names, so
     /// the others see it gone at their next heartbeat with nothing to free.
     /// The owner publishes its users' `Left`s before calling this.
+    #[cfg(test)]
     pub fn shutdown(mut self) {
         self.inner.draining.store(true, Ordering::Release);
         // The publisher ends when its queue is empty and closed.
@@ -698,7 +751,29 @@ impl Link {
         let me = self.node();
         let left: Result<Vec<String>, _> = self.eval(
             RELEASE_ALL,
-            &[&k.names(me), &k.alive(me), &k.nodes()],
+            &[&k.names(me), &k.alive(me), &k.nodes(), &k.rooms(me)],
+            &[me, &k.prefix, "1"],
+        );
+        if let Err(e) = left {
+            crate::log_warn!(
+                "cluster: could not leave cleanly ({e}); the others will time this node out"
+            );
+        }
+    }
+
+    /// Leaves the cluster cleanly from a shared reference (the owner has
+    /// published its users' `Left`s and waited for them): nothing more is
+    /// queued, the threads stop, and this node's heartbeat and names go,
+    /// so the others find nothing to free. The threads are joined when the
+    /// link is dropped.
+    pub fn close(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+        self.inner.stop.set();
+        let k = &self.inner.keys;
+        let me = self.node();
+        let left: Result<Vec<String>, _> = self.eval(
+            RELEASE_ALL,
+            &[&k.names(me), &k.alive(me), &k.nodes(), &k.rooms(me)],
             &[me, &k.prefix, "1"],
         );
         if let Err(e) = left {
@@ -1053,8 +1128,8 @@ fn clean_slate(inner: &Inner, c: &mut Connection) -> RedisResult<()> {
     let me = &inner.settings.node;
     let stale: Vec<String> = redis::cmd("EVAL")
         .arg(RELEASE_ALL)
-        .arg(3)
-        .arg(&[k.names(me), k.alive(me), k.nodes()])
+        .arg(4)
+        .arg(&[k.names(me), k.alive(me), k.nodes(), k.rooms(me)])
         .arg(&[me.as_str(), &k.prefix, "1"])
         .query(c)?;
     if !stale.is_empty() {
@@ -1113,8 +1188,8 @@ fn beat(
         // first gets them.
         let freed: Vec<String> = redis::cmd("EVAL")
             .arg(RELEASE_ALL)
-            .arg(3)
-            .arg(&[k.names(&n), k.alive(&n), k.nodes()])
+            .arg(4)
+            .arg(&[k.names(&n), k.alive(&n), k.nodes(), k.rooms(&n)])
             .arg(&[n.as_str(), &k.prefix, "0"])
             .query(c)?;
         if !freed.is_empty() || believed.contains(&n) {

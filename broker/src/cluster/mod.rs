@@ -102,13 +102,19 @@
 //! 7. Loadgen `--addr a,b,c`, the three-node integration tests on
 //!    `testkit::redis::RedisServer`, `docs/cluster.md`, `.ci/run`.
 
-// Parts of the link that the next steps use (rooms, receipts, ids, a dead
-// node's names) are not called yet.
-#![allow(dead_code)]
-
 pub(crate) mod link;
 pub(crate) mod node;
 pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;
+
+/// `url` with any password in it hidden (for the log).
+pub(crate) fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}

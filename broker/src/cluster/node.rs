@@ -5,17 +5,18 @@
 use super::link::{Events, Link, LinkError, Settings, Status, Target};
 use super::wire::{Item, Msg, MsgKind};
 use crate::core::conn::Conn;
+use crate::core::conn::Door;
 use crate::core::outbound::Outbox;
 use crate::core::route::{reply_frame, with_reply_ref, Fan, Note};
 use crate::core::{self, NameError};
-use crate::{log_info, log_warn, Shared};
+use crate::{log_debug, log_info, log_warn, Shared};
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use protocol::{fold_name, ErrorCode, Event, LeftReason};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A user on another node.
 #[derive(Debug, Clone)]
@@ -24,6 +25,134 @@ pub(crate) struct Remote {
     pub name: String,
     /// Its node.
     pub node: String,
+    /// The rooms it is in, as shown.
+    pub rooms: Vec<String>,
+}
+
+/// A room as the other nodes have it: its shown name and its members
+/// there (folded names).
+#[derive(Debug, Default)]
+struct RemoteRoom {
+    name: String,
+    members: Vec<String>,
+}
+
+/// What this node knows of the users on the other nodes: kept from the
+/// items they publish, and checked against Redis every [`RESYNC`].
+#[derive(Default)]
+struct Mirror {
+    /// By folded name.
+    users: HashMap<String, Remote>,
+    /// By folded room name: the rooms that have members elsewhere.
+    rooms: HashMap<String, RemoteRoom>,
+    /// Users a `Left` took out a moment ago: the check does not bring them
+    /// back from Redis, where their node may not have freed them yet.
+    gone: HashMap<String, Instant>,
+    /// Users the last check did not find in Redis; the next check that
+    /// does not either takes them out (a `Left` may be on its way).
+    missing: HashSet<String>,
+}
+
+/// How long a `Left` keeps the check from adding its user back.
+const GONE_FOR: Duration = Duration::from_secs(10);
+
+impl Mirror {
+    /// Adds a user (true if it is new, or moved node).
+    fn add(&mut self, name: &str, node: &str) -> bool {
+        let folded = fold_name(name);
+        self.gone.remove(&folded);
+        self.missing.remove(&folded);
+        match self.users.get_mut(&folded) {
+            Some(u) if u.node == node => {
+                u.name = name.to_string();
+                false
+            }
+            Some(_) => {
+                self.remove(&folded);
+                self.insert(folded, name, node);
+                true
+            }
+            None => {
+                self.insert(folded, name, node);
+                true
+            }
+        }
+    }
+
+    fn insert(&mut self, folded: String, name: &str, node: &str) {
+        self.users.insert(
+            folded,
+            Remote {
+                name: name.to_string(),
+                node: node.to_string(),
+                rooms: Vec::new(),
+            },
+        );
+    }
+
+    /// Takes a user out, and out of its rooms.
+    fn remove(&mut self, folded: &str) -> Option<Remote> {
+        let user = self.users.remove(folded)?;
+        self.missing.remove(folded);
+        for room in &user.rooms {
+            self.drop_member(&fold_name(room), folded);
+        }
+        Some(user)
+    }
+
+    fn drop_member(&mut self, room: &str, user: &str) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.members.retain(|m| m != user);
+            if r.members.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    /// `user` (folded) entered `room` (shown); true if that is news.
+    fn join(&mut self, user: &str, room: &str) -> bool {
+        let Some(u) = self.users.get_mut(user) else {
+            return false;
+        };
+        if u.rooms.iter().any(|r| r.eq_ignore_ascii_case(room)) {
+            return false;
+        }
+        u.rooms.push(room.to_string());
+        let r = self.rooms.entry(fold_name(room)).or_default();
+        if r.name.is_empty() {
+            r.name = room.to_string();
+        }
+        r.members.push(user.to_string());
+        true
+    }
+
+    /// `user` (folded) left `room`; true if it was in it.
+    fn part(&mut self, user: &str, room: &str) -> bool {
+        let Some(u) = self.users.get_mut(user) else {
+            return false;
+        };
+        let before = u.rooms.len();
+        u.rooms.retain(|r| !r.eq_ignore_ascii_case(room));
+        if u.rooms.len() == before {
+            return false;
+        }
+        self.drop_member(&fold_name(room), user);
+        true
+    }
+
+    /// Sets a user's rooms to `rooms` (shown names), silently.
+    fn set_rooms(&mut self, user: &str, rooms: &[String]) {
+        let Some(u) = self.users.get(user) else {
+            return;
+        };
+        let had = u.rooms.clone();
+        for r in had.iter().filter(|r| !rooms.contains(r)) {
+            self.part(user, r);
+        }
+        for r in rooms.iter().filter(|r| !had.contains(r)) {
+            self.join(user, r);
+        }
+    }
 }
 
 /// Work for the cluster thread (Redis calls never run on a routing
@@ -44,8 +173,19 @@ pub(crate) enum Job {
         shown: String,
         held: Arc<AtomicU8>,
     },
+    /// Another thread's claim (an account login), answered on `reply`.
+    /// Claims and releases all run here, in order, so a release never
+    /// overtakes a claim of the same name.
+    ClaimFor {
+        folded: String,
+        shown: String,
+        reply: Sender<Result<bool, LinkError>>,
+    },
     /// A local user left: free the name.
     Release(String),
+    /// A local user's rooms changed: the user (folded) and its rooms now
+    /// (shown, space-separated).
+    Rooms(String, String),
     /// Connected: learn who is on the other nodes.
     Resync,
     /// Reconnected: claim this node's names again (Redis may have lost
@@ -53,12 +193,18 @@ pub(crate) enum Job {
     Rejoin,
 }
 
+/// Most `Left`s kept while Redis is away, to be published when it is back.
+const MAX_PENDING: usize = 100_000;
+
 /// The cluster side of the broker.
 pub(crate) struct Node {
     /// The Redis link (set once it has started).
     link: OnceLock<Link>,
-    /// Users on other nodes, by folded name.
-    remote: RwLock<HashMap<String, Remote>>,
+    /// The users on other nodes, and their rooms.
+    mirror: RwLock<Mirror>,
+    /// `Left`s that could not be published (Redis was away): published on
+    /// rejoining, so the others hear why each user left.
+    pending: Mutex<Vec<Item>>,
     jobs: Sender<Job>,
 }
 
@@ -75,21 +221,89 @@ impl Node {
 
     /// The user `name` (any case) on another node, if any.
     pub fn remote(&self, name: &str) -> Option<Remote> {
-        self.remote.read().get(&fold_name(name)).cloned()
+        self.mirror.read().users.get(&fold_name(name)).cloned()
+    }
+
+    /// The node of user `name` (any case) if it is on another node.
+    pub fn remote_node(&self, name: &str) -> Option<String> {
+        self.mirror
+            .read()
+            .users
+            .get(&fold_name(name))
+            .map(|r| r.node.clone())
     }
 
     /// Everyone on other nodes, as shown.
     pub fn remote_names(&self) -> Vec<String> {
-        self.remote
+        self.mirror
             .read()
+            .users
             .values()
             .map(|r| r.name.clone())
             .collect()
     }
 
+    /// How many nodes are alive, this one included (as of the last
+    /// heartbeat).
+    pub fn node_count(&self) -> usize {
+        self.link.get().map_or(1, |l| l.nodes().len())
+    }
+
     /// How many users are on other nodes.
     pub fn remote_count(&self) -> u64 {
-        self.remote.read().len() as u64
+        self.mirror.read().users.len() as u64
+    }
+
+    /// The members of `room` (any case) on other nodes, as shown.
+    pub fn room_members(&self, room: &str) -> Vec<String> {
+        let m = self.mirror.read();
+        m.rooms.get(&fold_name(room)).map_or(Vec::new(), |r| {
+            r.members
+                .iter()
+                .filter_map(|u| m.users.get(u).map(|u| u.name.clone()))
+                .collect()
+        })
+    }
+
+    /// The nodes with members in `room`, each with how many.
+    pub fn room_nodes(&self, room: &str) -> Vec<(String, u64)> {
+        let m = self.mirror.read();
+        let mut nodes: Vec<(String, u64)> = Vec::new();
+        if let Some(r) = m.rooms.get(&fold_name(room)) {
+            for node in r
+                .members
+                .iter()
+                .filter_map(|u| m.users.get(u))
+                .map(|u| &u.node)
+            {
+                match nodes.iter_mut().find(|(n, _)| n == node) {
+                    Some((_, count)) => *count += 1,
+                    None => nodes.push((node.clone(), 1)),
+                }
+            }
+        }
+        nodes
+    }
+
+    /// The rooms with members on other nodes: shown name, members there.
+    pub fn rooms(&self) -> Vec<(String, usize)> {
+        self.mirror
+            .read()
+            .rooms
+            .values()
+            .map(|r| (r.name.clone(), r.members.len()))
+            .collect()
+    }
+
+    /// The shown name of `room` on the other nodes, if it has members
+    /// there (a room is shown as first created, cluster-wide as far as
+    /// this node knows).
+    pub fn room_name(&self, room: &str) -> Option<String> {
+        self.mirror
+            .read()
+            .rooms
+            .get(&fold_name(room))
+            .map(|r| r.name.clone())
     }
 
     /// Queues an item for other nodes; false if it can't go now.
@@ -111,9 +325,69 @@ impl Node {
         );
     }
 
+    /// Tells the other nodes a local user entered or left a room, and
+    /// records its rooms in Redis (for nodes that rebuild their mirror).
+    pub fn room_changed(&self, shared: &Shared, conn: &Conn, item: Item) {
+        let Some(name) = conn.name() else {
+            return;
+        };
+        self.publish(Target::All, item);
+        let rooms: Vec<String> = conn
+            .rooms
+            .lock()
+            .iter()
+            .filter_map(|m| shared.rooms.get(&m.folded).map(|r| r.name.to_string()))
+            .collect();
+        self.submit(Job::Rooms(fold_name(name), rooms.join(" ")));
+    }
+
+    /// A local user left the chat: the other nodes are told, and its name
+    /// is given back. While Redis is away both wait for it to come back.
+    pub fn left(&self, name: &str, reason: LeftReason, text: Option<&[u8]>) {
+        let item = Item::Left {
+            name: name.to_string(),
+            reason,
+            node: self.name().to_string(),
+            text: text.map(<[u8]>::to_vec),
+        };
+        if !self.publish(Target::All, item.clone()) {
+            let mut pending = self.pending.lock();
+            if pending.len() < MAX_PENDING {
+                pending.push(item);
+            }
+        }
+        self.submit(Job::Release(fold_name(name)));
+    }
+
     /// Hands a job to the cluster thread; false if it can't take it.
     pub fn submit(&self, job: Job) -> bool {
         self.jobs.try_send(job).is_ok()
+    }
+
+    /// Claims a name cluster-wide for a thread that may wait (not a
+    /// routing thread): the cluster thread does it and answers.
+    pub fn claim(&self, folded: &str, shown: &str) -> Result<bool, LinkError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let job = Job::ClaimFor {
+            folded: folded.to_string(),
+            shown: shown.to_string(),
+            reply,
+        };
+        if !self.submit(job) {
+            return Err(LinkError::Full);
+        }
+        answer.recv_timeout(CONNECTING * 2).unwrap_or_else(|_| {
+            // Too late for the caller: if the claim goes through after
+            // all, it is given back.
+            self.release(folded);
+            Err(LinkError::Down)
+        })
+    }
+
+    /// Gives a claimed name back (a claim whose name could not be taken
+    /// here after all), unless a local user has it.
+    pub fn release(&self, folded: &str) {
+        self.submit(Job::Release(folded.to_string()));
     }
 
     /// Leaves the cluster cleanly at shutdown: the other nodes hear that
@@ -135,8 +409,8 @@ impl Node {
             let _ = link.release(&fold_name(name));
         }
         // Let the publisher send them before the process goes (bounded).
-        let until = std::time::Instant::now() + Duration::from_secs(2);
-        while std::time::Instant::now() < until {
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
             let s = link.stats();
             if s.published + s.lost >= s.queued {
                 break;
@@ -144,6 +418,22 @@ impl Node {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// How long a claim waits for a link that is (re)connecting before it is
+/// refused as UNAVAILABLE.
+const CONNECTING: Duration = Duration::from_secs(2);
+
+/// The connection id that stands for a sender on another node in its
+/// readers' receipt rings: a hash of its folded name with the top bit set
+/// (local connection ids count up from 1 and never get there).
+pub(crate) fn remote_sender_id(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b.to_ascii_lowercase());
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h | (1 << 63)
 }
 
 /// Starts the node: its link and its thread. `shared` is how the link's
@@ -155,17 +445,28 @@ pub(crate) fn start(
     let (jobs, inbox) = crossbeam_channel::bounded(4096);
     let node = Arc::new(Node {
         link: OnceLock::new(),
-        remote: RwLock::new(HashMap::new()),
+        mirror: RwLock::new(Mirror::default()),
+        pending: Mutex::new(Vec::new()),
         jobs,
     });
     let events = Arc::new(Router {
         shared,
         node: Arc::downgrade(&node),
-        was_down: std::sync::atomic::AtomicBool::new(false),
+        was_down: AtomicBool::new(false),
     });
     let link = Link::start(settings, events)?;
     let _ = node.link.set(link);
     Ok((node, inbox))
+}
+
+/// Ends the link cleanly (the owner has published its users' `Left`s):
+/// what is queued is published, the heartbeat key goes.
+pub(crate) fn stop(node: &Node) {
+    // The link is shut down where it is owned; a node shared elsewhere
+    // (a worker still holding it) only lets its threads go when dropped.
+    if let Some(link) = node.link.get() {
+        link.close();
+    }
 }
 
 /// The link's events, routed into the core.
@@ -173,17 +474,17 @@ struct Router {
     shared: Weak<Shared>,
     node: Weak<Node>,
     /// The link has been down since it was first up.
-    was_down: std::sync::atomic::AtomicBool,
+    was_down: AtomicBool,
 }
 
 impl Events for Router {
-    fn batch(&self, _from: &str, items: Vec<Item>) {
+    fn batch(&self, from: &str, items: Vec<Item>) {
         let (Some(shared), Some(node)) = (self.shared.upgrade(), self.node.upgrade()) else {
             return;
         };
         let mut out = Outbox::new(shared.writers.len(), None);
         for item in items {
-            route(&shared, &node, &mut out, item);
+            route(&shared, &node, &mut out, from, item);
         }
         core::flush(&shared, &mut out);
     }
@@ -218,39 +519,79 @@ impl Events for Router {
             return;
         };
         // Each node tells its own users, once: the users it knew there.
-        let left: Vec<String> = {
-            let mut remote = node.remote.write();
-            let names: Vec<String> = remote
+        let left: Vec<Remote> = {
+            let mut m = node.mirror.write();
+            let names: Vec<String> = m
+                .users
                 .iter()
                 .filter(|(_, r)| r.node == gone)
                 .map(|(k, _)| k.clone())
                 .collect();
-            names
-                .into_iter()
-                .filter_map(|k| remote.remove(&k).map(|r| r.name))
-                .collect()
+            names.iter().filter_map(|k| m.remove(k)).collect()
         };
         log_info!("cluster: node {gone} is gone ({} users)", left.len());
         let mut out = Outbox::new(shared.writers.len(), None);
-        for name in &left {
-            let note = Note::Left {
-                name,
-                reason: LeftReason::Timeout,
-                text: None,
-            };
-            core::broadcast(
-                &shared,
-                &mut out,
-                0,
-                &mut Fan::new(note, &shared.config.server_name),
-            );
+        for user in &left {
+            announce_left(&shared, &mut out, user, LeftReason::Timeout, None);
         }
         core::flush(&shared, &mut out);
     }
 }
 
-/// One item from another node, to this node's users.
-fn route(shared: &Shared, node: &Node, out: &mut Outbox, item: Item) {
+/// Tells this node's users that `user` (of another node) left the chat:
+/// everyone in `#all`, and IRC users outside it who shared a room with it.
+fn announce_left(
+    shared: &Shared,
+    out: &mut Outbox,
+    user: &Remote,
+    reason: LeftReason,
+    text: Option<&[u8]>,
+) {
+    let mut mates: Vec<u64> = user
+        .rooms
+        .iter()
+        .filter_map(|r| shared.rooms.get(r))
+        .flat_map(|r| r.members().iter().map(|c| c.id).collect::<Vec<_>>())
+        .collect();
+    mates.sort_unstable();
+    mates.dedup();
+    let note = Note::Left {
+        name: &user.name,
+        reason,
+        text,
+    };
+    let mut fan = Fan::new(note, &shared.config.server_name).also(&mates);
+    core::broadcast(shared, out, 0, &mut fan);
+}
+
+/// Tells this node's members of `room` that `name` (of another node)
+/// entered it (`parted` None) or left it (`Some(text)`).
+fn to_room(
+    shared: &Shared,
+    out: &mut Outbox,
+    room: &str,
+    name: &str,
+    parted: Option<Option<&[u8]>>,
+) {
+    if let Some(r) = shared.rooms.get(room) {
+        let note = match parted {
+            None => Note::Joined {
+                name,
+                room: Some(&r.name),
+            },
+            Some(text) => Note::Parted {
+                name,
+                room: &r.name,
+                text,
+            },
+        };
+        let mut fan = Fan::new(note, &shared.config.server_name);
+        core::fan_out(&r.members(), 0, out, &mut fan);
+    }
+}
+
+/// One item from node `from`, to this node's users.
+fn route(shared: &Shared, node: &Node, out: &mut Outbox, from: &str, item: Item) {
     let server = &shared.config.server_name;
     match item {
         Item::Msg(m) => deliver(shared, out, &m),
@@ -259,15 +600,8 @@ fn route(shared: &Shared, node: &Node, out: &mut Outbox, item: Item) {
             node: at,
             room: None,
         } => {
-            let before = node.remote.write().insert(
-                fold_name(&name),
-                Remote {
-                    name: name.clone(),
-                    node: at.clone(),
-                },
-            );
             // Told again (a node rejoining after Redis came back): once.
-            if before.is_none_or(|b| b.node != at) {
+            if node.mirror.write().add(&name, &at) {
                 let note = Note::Joined {
                     name: &name,
                     room: None,
@@ -275,36 +609,66 @@ fn route(shared: &Shared, node: &Node, out: &mut Outbox, item: Item) {
                 core::broadcast(shared, out, 0, &mut Fan::new(note, server));
             }
         }
+        Item::Joined {
+            name,
+            node: at,
+            room: Some(room),
+        } => {
+            let news = {
+                let mut m = node.mirror.write();
+                if m.add(&name, &at) {
+                    // Its JOINED was lost (or is behind this one): the
+                    // check will announce it; the room can't wait.
+                }
+                m.join(&fold_name(&name), &room)
+            };
+            if news {
+                to_room(shared, out, &room, &name, None);
+            }
+        }
+        Item::Parted { name, room, text } => {
+            if node.mirror.write().part(&fold_name(&name), &room) {
+                to_room(shared, out, &room, &name, Some(text.as_deref()));
+            }
+        }
         Item::Left {
             name, reason, text, ..
         } => {
-            let known = node.remote.write().remove(&fold_name(&name)).is_some();
-            if known {
-                let note = Note::Left {
-                    name: &name,
-                    reason,
-                    text: text.as_deref(),
-                };
-                core::broadcast(shared, out, 0, &mut Fan::new(note, server));
+            let folded = fold_name(&name);
+            let user = {
+                let mut m = node.mirror.write();
+                m.gone.insert(folded.clone(), Instant::now());
+                m.remove(&folded)
+            };
+            if let Some(user) = user {
+                announce_left(shared, out, &user, reason, text.as_deref());
             }
         }
-        // Rooms and receipts across nodes come with the next step.
-        Item::Joined { .. } | Item::Parted { .. } | Item::Rcpt { .. } => {}
+        Item::Rcpt { id, by, to } => {
+            // From the reader's node, which checked the receipt.
+            if let Some(c) = shared.registry.get(&to) {
+                if c.door != Door::Irc {
+                    out.push(&c, &reply_frame(&c, &Event::Rcpt { id, by: &by }));
+                }
+            }
+            let _ = from;
+        }
     }
 }
 
-/// A message from another node to this node's users.
+/// A message from another node to this node's users. Each reader
+/// remembers it for its `RECV` (the sender's ring is on its node).
 fn deliver(shared: &Shared, out: &mut Outbox, m: &Msg) {
     let note = Note::Msg {
         id: m.id,
         from: &m.from,
-        from_conn: 0,
+        from_conn: remote_sender_id(&m.from),
         kind: m.kind.as_kind(),
         ts: m.ts,
         body: &m.body,
         notice: m.notice,
     };
-    let mut fan = Fan::new(note, &shared.config.server_name);
+    let mut fan = Fan::new(note, &shared.config.server_name).receipted();
     match &m.kind {
         MsgKind::All => {
             core::broadcast(shared, out, 0, &mut fan);
@@ -316,17 +680,22 @@ fn deliver(shared: &Shared, out: &mut Outbox, m: &Msg) {
                 }
             }
         }
-        MsgKind::Room(_) => {}
+        MsgKind::Room(room) => {
+            if let Some(r) = shared.rooms.get(room) {
+                core::fan_out(&r.members(), 0, out, &mut fan);
+            }
+        }
     }
 }
 
 /// How often the mirror of remote users is checked against Redis.
 const RESYNC: Duration = Duration::from_secs(2);
 
-/// The cluster thread: name claims and releases, and the mirror of who is
-/// where after (re)connecting.
+/// The cluster thread: name claims and releases, rooms in Redis, and the
+/// mirror of who is where.
 pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
-    let mut next_resync = std::time::Instant::now() + RESYNC;
+    let mut next_resync = Instant::now() + RESYNC;
+    let mut slotted = false;
     loop {
         let job = match inbox.recv_timeout(Duration::from_millis(100)) {
             Ok(job) => job,
@@ -337,10 +706,10 @@ pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
                 // Presence travels by pub/sub, which keeps nothing for a
                 // node that was away: the mirror is checked against Redis
                 // now and then, so it heals by itself.
-                if std::time::Instant::now() >= next_resync {
-                    next_resync = std::time::Instant::now() + RESYNC;
+                if Instant::now() >= next_resync {
+                    next_resync = Instant::now() + RESYNC;
                     if let Some(link) = node.link.get().filter(|l| l.is_up()) {
-                        resync(&node, link);
+                        resync(&shared, &node, link);
                     }
                 }
                 continue;
@@ -352,9 +721,14 @@ pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
         };
         // A node that has just started (or lost Redis a moment ago) gets a
         // little time before a claim is refused as UNAVAILABLE.
-        let until = std::time::Instant::now() + Duration::from_secs(2);
-        while !link.is_up() && std::time::Instant::now() < until && !shared.stopping() {
-            std::thread::sleep(Duration::from_millis(10));
+        if matches!(
+            job,
+            Job::Claim { .. } | Job::ClaimOnly { .. } | Job::ClaimFor { .. }
+        ) {
+            let until = Instant::now() + CONNECTING;
+            while !link.is_up() && Instant::now() < until && !shared.stopping() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         match job {
             Job::Claim {
@@ -373,11 +747,25 @@ pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
                     w.releaser().release();
                 }
             }
+            Job::Rejoin | Job::Resync if !slotted => {
+                // This node's own slot in message ids, once.
+                match link.slot() {
+                    Ok(slot) => {
+                        shared.set_id_slot(slot);
+                        slotted = true;
+                    }
+                    Err(e) => log_warn!("cluster: cannot get this node's id slot: {e}"),
+                }
+                if matches!(job, Job::Rejoin) {
+                    rejoin(&shared, &node, link);
+                }
+                resync(&shared, &node, link);
+            }
             Job::Rejoin => {
                 rejoin(&shared, &node, link);
-                resync(&node, link);
+                resync(&shared, &node, link);
             }
-            Job::Resync => resync(&node, link),
+            Job::Resync => resync(&shared, &node, link),
             Job::ClaimOnly {
                 conn,
                 folded,
@@ -386,31 +774,90 @@ pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
             } => {
                 let state = match link.claim(&folded, &shown) {
                     Ok(true) => core::hold::DONE,
-                    _ => core::hold::FAILED,
+                    Ok(false) => core::hold::FAILED,
+                    Err(_) => core::hold::UNAVAILABLE,
                 };
                 held.store(state, Ordering::Release);
                 if let Some(w) = shared.workers.get(conn.worker) {
                     w.releaser().release();
                 }
             }
+            Job::ClaimFor {
+                folded,
+                shown,
+                reply,
+            } => {
+                let _ = reply.send(link.claim(&folded, &shown));
+            }
             Job::Release(name) => {
+                // Taken again here meanwhile (a quick reconnect): keep it.
+                if shared.registry.contains(&name) {
+                    continue;
+                }
                 if let Err(e) = link.release(&name) {
-                    log_warn!("cluster: cannot free the name {name}: {e}");
+                    // Rejoining frees it: whatever names Redis has for
+                    // this node that nobody here has.
+                    log_debug!("cluster: cannot free the name {name} now: {e}");
+                }
+            }
+            Job::Rooms(user, rooms) => {
+                if shared.registry.contains(&user) {
+                    // Rejoining records every user's rooms again.
+                    let _ = link.set_rooms(&user, &rooms);
                 }
             }
         }
     }
 }
 
-/// Claims every local user's name again and tells the other nodes: after
-/// Redis came back (empty, perhaps) whatever was published meanwhile is
-/// gone. A name another node took in the meantime: that local user is
-/// told `NAME_TAKEN` and closed.
+/// Comes back after Redis was away: publishes the `Left`s that waited,
+/// frees the names Redis still has for users who left meanwhile, claims
+/// every local user's name again and tells the other nodes who is here
+/// and in which rooms (whatever was published meanwhile is gone, and
+/// Redis may have lost everything). A name another node took in the
+/// meantime: that local user is told `NAME_TAKEN` and closed.
 fn rejoin(shared: &Shared, node: &Node, link: &Link) {
+    let pending = std::mem::take(&mut *node.pending.lock());
+    for item in pending {
+        let _ = link.try_publish(Target::All, item);
+    }
+    match link.users_of(link.node()) {
+        Ok(users) => {
+            for (folded, _, _) in users {
+                if !shared.registry.contains(&folded) {
+                    if let Err(e) = link.release(&folded) {
+                        log_warn!("cluster: cannot free the name {folded}: {e}");
+                    }
+                }
+            }
+        }
+        Err(e) => log_warn!("cluster: cannot read this node's names: {e}"),
+    }
     let mut out = Outbox::new(shared.writers.len(), None);
     for name in shared.registry.names_sorted() {
         match link.claim(&fold_name(&name), &name) {
-            Ok(true) => node.joined(&name),
+            Ok(true) => {
+                node.joined(&name);
+                if let Some(conn) = shared.registry.get(&name) {
+                    let rooms: Vec<String> = conn
+                        .rooms
+                        .lock()
+                        .iter()
+                        .filter_map(|m| shared.rooms.get(&m.folded).map(|r| r.name.to_string()))
+                        .collect();
+                    let _ = link.set_rooms(&fold_name(&name), &rooms.join(" "));
+                    for room in rooms {
+                        node.publish(
+                            Target::All,
+                            Item::Joined {
+                                name: name.clone(),
+                                node: link.node().to_string(),
+                                room: Some(room),
+                            },
+                        );
+                    }
+                }
+            }
             Ok(false) => {
                 if let Some(conn) = shared.registry.get(&name) {
                     log_warn!("cluster: {name} was taken on another node while Redis was away");
@@ -431,24 +878,72 @@ fn rejoin(shared: &Shared, node: &Node, link: &Link) {
     core::flush(shared, &mut out);
 }
 
-/// Rebuilds the mirror of remote users from Redis.
-fn resync(node: &Node, link: &Link) {
+/// Checks the mirror of remote users against Redis and tells this node's
+/// users what it missed: a user it did not know is announced `JOINED`; a
+/// user Redis no longer has is announced `LEFT … timeout` (its node is
+/// gone, or its `Left` was lost while Redis was away) once two checks in a
+/// row miss it, or at once if its node is gone. Rooms are set silently.
+fn resync(shared: &Shared, node: &Node, link: &Link) {
     let me = link.node().to_string();
-    let mut fresh = HashMap::new();
-    for other in link.nodes().into_iter().filter(|n| *n != me) {
-        if let Ok(names) = link.names_of(&other) {
-            for name in names {
-                fresh.insert(
-                    fold_name(&name),
-                    Remote {
-                        name,
-                        node: other.clone(),
-                    },
-                );
-            }
+    let Ok(nodes) = link.nodes_now() else {
+        return;
+    };
+    let mut fresh: HashMap<String, (String, String, Vec<String>)> = HashMap::new();
+    for other in nodes.iter().filter(|n| **n != me) {
+        let Ok(users) = link.users_of(other) else {
+            return;
+        };
+        for (folded, shown, rooms) in users {
+            let rooms = rooms.split_whitespace().map(str::to_string).collect();
+            fresh.insert(folded, (shown, other.clone(), rooms));
         }
     }
-    *node.remote.write() = fresh;
+    let mut joined = Vec::new();
+    let mut left = Vec::new();
+    {
+        let mut m = node.mirror.write();
+        let now = Instant::now();
+        m.gone.retain(|_, at| now.duration_since(*at) < GONE_FOR);
+        for (folded, (shown, at, rooms)) in &fresh {
+            if m.gone.contains_key(folded) {
+                continue;
+            }
+            if m.add(shown, at) {
+                joined.push(shown.clone());
+            }
+            m.set_rooms(folded, rooms);
+        }
+        let absent: Vec<(String, bool)> = m
+            .users
+            .iter()
+            .filter(|(k, _)| !fresh.contains_key(*k))
+            .map(|(k, u)| (k.clone(), !nodes.contains(&u.node)))
+            .collect();
+        let mut still = HashSet::new();
+        for (folded, node_gone) in absent {
+            if node_gone || m.missing.contains(&folded) {
+                if let Some(u) = m.remove(&folded) {
+                    left.push(u);
+                }
+            } else {
+                still.insert(folded);
+            }
+        }
+        m.missing = still;
+    }
+    if joined.is_empty() && left.is_empty() {
+        return;
+    }
+    let mut out = Outbox::new(shared.writers.len(), None);
+    let server = &shared.config.server_name;
+    for name in &joined {
+        let note = Note::Joined { name, room: None };
+        core::broadcast(shared, &mut out, 0, &mut Fan::new(note, server));
+    }
+    for user in &left {
+        announce_left(shared, &mut out, user, LeftReason::Timeout, None);
+    }
+    core::flush(shared, &mut out);
 }
 
 /// `NAME` in a cluster: the claim in Redis first (exactly one node wins a
@@ -469,13 +964,7 @@ fn claim(
     match link.claim(&folded, name) {
         Ok(true) => {}
         Ok(false) => return error(out, ErrorCode::NameTaken, "that name is in use"),
-        Err(_) => {
-            return error(
-                out,
-                ErrorCode::Unavailable,
-                "the cluster is unreachable; try again",
-            )
-        }
+        Err(_) => return error(out, ErrorCode::Unavailable, UNREACHABLE),
     }
     let taken = core::take_name(shared, out, conn, name, |out| {
         out.push(conn, &reply_frame(conn, &Event::NameOk { name }));
@@ -483,7 +972,8 @@ fn claim(
     match taken {
         Ok(()) => node.joined(name),
         Err(e) => {
-            let _ = link.release(&folded);
+            // (Unless a user here has it: then the claim was theirs.)
+            node.release(&folded);
             let (code, text) = match e {
                 NameError::Already => (
                     ErrorCode::AlreadyNamed,
@@ -497,8 +987,5 @@ fn claim(
     }
 }
 
-/// A local message's remote part: one item per node with recipients
-/// (`to` named), or one for all.
-pub(crate) fn publish_msg(node: &Node, msg: Msg, to: Target) -> bool {
-    node.publish(to, Item::Msg(msg))
-}
+/// The text of `ERR UNAVAILABLE` for work that needs the other nodes.
+pub(crate) const UNREACHABLE: &str = "the cluster is unreachable; try again";

@@ -418,15 +418,15 @@ fn a_link_started_without_redis_says_down_then_up() {
 }
 
 #[test]
-fn id_blocks_are_disjoint_and_above_every_floor() {
+fn each_node_name_gets_its_own_id_slot_for_good() {
     let redis = RedisServer::start_new();
     let (a, _) = node(&redis, "a", &[]);
     let (b, _) = node(&redis, "b", &[&a]);
-    assert_eq!(a.reserve_ids(0, 100).unwrap(), 1);
-    assert_eq!(b.reserve_ids(0, 100).unwrap(), 101);
-    // A node that has used ids up to 5000 (Redis lost the counter).
-    assert_eq!(b.reserve_ids(5000, 10).unwrap(), 5001);
-    assert_eq!(a.reserve_ids(0, 10).unwrap(), 5011);
+    assert_eq!(a.slot().unwrap(), 0);
+    assert_eq!(b.slot().unwrap(), 1);
+    // Asked again (a restart under the same name): the same slot.
+    assert_eq!(a.slot().unwrap(), 0);
+    assert_eq!(b.slot().unwrap(), 1);
 }
 
 #[test]

@@ -209,6 +209,7 @@ pub(crate) fn begin_batch(node: &str, out: &mut Vec<u8>) {
 }
 
 /// A whole batch from `node` in `out` (which is cleared).
+#[cfg(test)]
 pub(crate) fn encode_batch(node: &str, items: &[Item], out: &mut Vec<u8>) {
     begin_batch(node, out);
     for item in items {

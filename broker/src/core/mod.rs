@@ -23,6 +23,8 @@ use self::conn::{Conn, Door, Frame, Pushed};
 use self::outbound::Outbox;
 use self::rooms::{Room, RoomError};
 use self::route::{error_frame, frame, Fan, Note};
+use crate::cluster::link::Target;
+use crate::cluster::wire::Item;
 use crate::metrics::{CloseReason, MessageKind, Metrics};
 use crate::msg::WorkerMsg;
 use crate::{log_debug, log_info, Shared};
@@ -121,6 +123,8 @@ pub(crate) mod hold {
     pub const DONE: u8 = 0;
     /// It failed.
     pub const FAILED: u8 = 2;
+    /// It could not be done now (the cluster's Redis is away): try again.
+    pub const UNAVAILABLE: u8 = 3;
 }
 
 impl Session {
@@ -294,18 +298,7 @@ pub(crate) fn close(
                         let mut fan = Fan::new(note, &shared.config.server_name).also(&roommates);
                         broadcast(shared, out, conn.id, &mut fan);
                         if let Some(node) = shared.cluster.get() {
-                            node.publish(
-                                crate::cluster::link::Target::All,
-                                crate::cluster::wire::Item::Left {
-                                    name: name.to_string(),
-                                    reason: left,
-                                    node: node.name().to_string(),
-                                    text: conn.quit_text().map(<[u8]>::to_vec),
-                                },
-                            );
-                            node.submit(crate::cluster::node::Job::Release(protocol::fold_name(
-                                name,
-                            )));
+                            node.left(name, left, conn.quit_text());
                         }
                     }
                 }
@@ -409,8 +402,11 @@ pub(crate) fn receipt(
     id: u64,
     from: &str,
 ) -> bool {
-    let (Some(to), Some(by)) = (shared.registry.get(from), conn.name()) else {
+    let Some(by) = conn.name() else {
         return false;
+    };
+    let Some(to) = shared.registry.get(from) else {
+        return remote_receipt(shared, conn, id, from, by);
     };
     // Addressed to it by name: its own ring says so (and forgets, so once).
     // To everyone or a room: the sender's ring has the id and its scope,
@@ -430,6 +426,28 @@ pub(crate) fn receipt(
         out.push(&to, &route::reply_frame(&to, &Event::Rcpt { id, by }));
     }
     true
+}
+
+/// `RECV <id> <from>` for a sender on another node: its reader's ring
+/// here says whether the message was delivered to it (once); the `RCPT`
+/// goes to the sender's node.
+fn remote_receipt(shared: &Shared, conn: &Conn, id: u64, from: &str, by: &str) -> bool {
+    let Some(node) = shared.cluster.get() else {
+        return false;
+    };
+    let Some(at) = node.remote_node(from) else {
+        return false;
+    };
+    if !conn.take_receipt(id, crate::cluster::node::remote_sender_id(from)) {
+        log_debug!("{by}: RECV {id} {from} ignored: no such message was delivered to it");
+        return false;
+    }
+    let item = Item::Rcpt {
+        id,
+        by: by.to_string(),
+        to: from.to_string(),
+    };
+    node.publish(Target::Node(at), item)
 }
 
 /// A frame over the rate: dropped with `ERR RATE_LIMITED`, and after
@@ -575,9 +593,29 @@ pub(crate) enum SendError {
     BadRoom(&'static str),
     /// The sender is not in that room (or it doesn't exist).
     NotInRoom,
-    /// It is for an offline account and the message store is too busy to
-    /// take it now (nothing was delivered).
-    Unavailable,
+    /// It can't go now, and nothing was delivered: it is for an offline
+    /// account and the message store is too busy to take it, or it is for
+    /// users on other nodes and the cluster's Redis is away.
+    Unavailable(Busy),
+}
+
+/// What a message that can't go now is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    /// The message store (an offline account's mailbox).
+    Store,
+    /// The cluster (recipients on other nodes).
+    Cluster,
+}
+
+impl Busy {
+    /// `ERR UNAVAILABLE`'s text.
+    pub fn text(self) -> &'static str {
+        match self {
+            Busy::Store => "the message store is busy; nothing was sent, try again",
+            Busy::Cluster => "the cluster is unreachable; nothing was sent, try again",
+        }
+    }
 }
 
 /// Routes a message from `conn` to `targets`, for every door: encoded once
@@ -617,11 +655,23 @@ fn route_message(
                 .member_of(room, conn)
                 .ok_or(SendError::NotInRoom)?;
             let id = shared.next_message_id();
-            conn.remember_sent(id, r.id);
             let kind = Kind::Room(&r.name);
+            // The other nodes' members first: if they can't be reached,
+            // nobody gets it.
+            let mut queued = 0;
+            if let Some(node) = shared.cluster.get() {
+                for (at, n) in node.room_nodes(&r.name) {
+                    let msg = remote_msg(node, id, from, kind, ts, body, notice, Vec::new());
+                    if !node.publish(Target::Node(at), msg) {
+                        return Err(SendError::Unavailable(Busy::Cluster));
+                    }
+                    queued += n;
+                }
+            }
+            conn.remember_sent(id, r.id);
             remember_room_message(shared, &r.name, id, from, ts, body);
             let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body, notice), server);
-            let queued = fan_out(&r.members(), conn.id, out, &mut fan);
+            queued += fan_out(&r.members(), conn.id, out, &mut fan);
             return Ok(sent(
                 id,
                 queued,
@@ -632,19 +682,25 @@ fn route_message(
         }
         Targets::All => {
             let id = shared.next_message_id();
+            let mut queued = 0;
+            if let Some(node) = shared.cluster.get() {
+                // One item for every other node; each knows its own users.
+                // If there are users elsewhere and they can't be reached,
+                // nobody gets it.
+                let remote = node.remote_count();
+                let msg = remote_msg(node, id, from, Kind::All, ts, body, notice, Vec::new());
+                if node.publish(Target::All, msg) {
+                    queued += remote;
+                } else if remote > 0 {
+                    return Err(SendError::Unavailable(Busy::Cluster));
+                }
+            }
             conn.remember_sent(id, 0);
             let mut fan = Fan::new(
                 msg_note(id, from, conn, Kind::All, ts, body, notice),
                 server,
             );
-            let mut queued = broadcast(shared, out, conn.id, &mut fan);
-            if let Some(node) = shared.cluster.get() {
-                // One item for every other node; each knows its own users.
-                let msg = remote_msg(node, id, from, Kind::All, ts, body, notice, Vec::new());
-                if node.publish(crate::cluster::link::Target::All, msg) {
-                    queued += node.remote_count();
-                }
-            }
+            queued += broadcast(shared, out, conn.id, &mut fan);
             (id, Kind::All, queued, String::new())
         }
         Targets::Names(one) if !one.contains(',') => {
@@ -754,7 +810,7 @@ fn deliver_multi(
         // Cross-node work while Redis is away: refused, nothing sent.
         online.clear();
         out.targets = online;
-        return Err(SendError::Unavailable);
+        return Err(SendError::Unavailable(Busy::Cluster));
     }
     let kind = if online.len() + offline.len() + remote_count + distinct_missing == 1 {
         Kind::Direct
@@ -781,6 +837,23 @@ fn deliver_multi(
             return Err(e);
         }
     };
+    // The other nodes first: if one can't be reached now (its queue is
+    // full, or Redis went away since the check), nobody here gets it
+    // either. (Mailboxes already have it: they are told apart in the
+    // ACK's stored part.)
+    let mut queued_remote = 0u64;
+    if let Some(node) = cluster {
+        for (at, names) in remote {
+            let n = names.len() as u64;
+            let msg = remote_msg(node, id, from, kind, ts, body, notice, names);
+            if !node.publish(Target::Node(at), msg) {
+                online.clear();
+                out.targets = online;
+                return Err(SendError::Unavailable(Busy::Cluster));
+            }
+            queued_remote += n;
+        }
+    }
     let mut fan = Fan::new(
         msg_note(id, from, conn, kind, ts, body, notice),
         &shared.config.server_name,
@@ -794,16 +867,6 @@ fn deliver_multi(
     // Keep the buffer for the next message, without the handles.
     online.clear();
     out.targets = online;
-    let mut queued_remote = 0u64;
-    if let Some(node) = cluster {
-        for (at, names) in remote {
-            let n = names.len() as u64;
-            let msg = remote_msg(node, id, from, kind, ts, body, notice, names);
-            if node.publish(crate::cluster::link::Target::Node(at), msg) {
-                queued_remote += n;
-            }
-        }
-    }
     let mut s = sent(id, queued, missing, kind, msg_size(from, kind, body));
     s.queued += offline.len() as u64 + queued_remote;
     s.stored = stored;
@@ -866,7 +929,7 @@ fn store_for(
             names: offline.iter().map(|(_, n)| n.clone()).collect(),
             state,
         })),
-        Err(_) => Err(SendError::Unavailable),
+        Err(_) => Err(SendError::Unavailable(Busy::Store)),
     }
 }
 
@@ -909,12 +972,17 @@ pub(crate) fn join_room(
     ok: impl FnOnce(&mut Outbox, &Room, usize),
 ) -> Result<Arc<Room>, RoomError> {
     let max = shared.live().max_rooms_per_user;
+    let node = shared.cluster.get();
+    // A room with members on other nodes keeps the name it has there, and
+    // its members there count.
+    let there = node.and_then(|n| n.room_name(room));
+    let remote = node.map_or(0, |n| n.room_members(room).len());
     let j = shared.rooms.join(
-        room,
+        there.as_deref().unwrap_or(room),
         conn,
         max,
         || shared.peek_message_id(),
-        |r, members| ok(out, r, members),
+        |r, members| ok(out, r, members + remote),
     )?;
     let name = conn.name().unwrap_or_default();
     let note = Note::Joined {
@@ -923,6 +991,14 @@ pub(crate) fn join_room(
     };
     let mut fan = Fan::new(note, &shared.config.server_name);
     fan_out(&j.others, conn.id, out, &mut fan);
+    if let Some(node) = node {
+        let item = Item::Joined {
+            name: name.to_string(),
+            node: node.name().to_string(),
+            room: Some(j.room.name.to_string()),
+        };
+        node.room_changed(shared, conn, item);
+    }
     Ok(j.room)
 }
 
@@ -1005,19 +1081,78 @@ pub(crate) fn part_room(
     };
     let mut fan = Fan::new(note, &shared.config.server_name);
     fan_out(&left, conn.id, out, &mut fan);
+    if let Some(node) = shared.cluster.get() {
+        let item = Item::Parted {
+            name: name.to_string(),
+            room: r.name.to_string(),
+            text: text.map(<[u8]>::to_vec),
+        };
+        node.room_changed(shared, conn, item);
+    }
     Ok(r)
 }
 
-/// The names of a room's members, sorted case-insensitively.
-pub(crate) fn member_names(r: &Room) -> Vec<String> {
-    let members = r.members();
-    let mut names: Vec<(String, String)> = members
+/// The names of a room's members on every node, sorted
+/// case-insensitively.
+pub(crate) fn member_names(shared: &Shared, r: &Room) -> Vec<String> {
+    let mut names: Vec<String> = r
+        .members()
         .iter()
         .filter_map(|c| c.name())
-        .map(|n| (n.to_ascii_lowercase(), n.to_string()))
+        .map(str::to_string)
         .collect();
-    names.sort_unstable();
-    names.into_iter().map(|(_, n)| n).collect()
+    if let Some(node) = shared.cluster.get() {
+        names.extend(node.room_members(&r.name));
+    }
+    sort_names(&mut names);
+    names
+}
+
+/// Everyone in the chat, on every node, sorted case-insensitively.
+pub(crate) fn everyone_names(shared: &Shared) -> Vec<String> {
+    let mut names = shared.registry.names_sorted();
+    if let Some(node) = shared.cluster.get() {
+        names.extend(node.remote_names());
+        sort_names(&mut names);
+    }
+    names
+}
+
+/// Every room, on every node, with its members: shown names sorted
+/// case-insensitively.
+pub(crate) fn all_rooms(shared: &Shared) -> Vec<(String, usize)> {
+    let mut rooms: Vec<(String, usize)> = shared
+        .rooms
+        .names_sorted()
+        .into_iter()
+        .filter_map(|n| shared.rooms.get(&n).map(|r| (n, r.members().len())))
+        .collect();
+    if let Some(node) = shared.cluster.get() {
+        for (name, n) in node.rooms() {
+            match rooms
+                .iter_mut()
+                .find(|(r, _)| r.eq_ignore_ascii_case(&name))
+            {
+                Some((_, count)) => *count += n,
+                None => rooms.push((name, n)),
+            }
+        }
+        rooms.sort_by_cached_key(|(r, _)| r.to_ascii_lowercase());
+    }
+    rooms
+}
+
+/// The name of user `name` (any case) as shown, on whatever node it is.
+pub(crate) fn shown_name(shared: &Shared, name: &str) -> Option<String> {
+    if let Some(c) = shared.registry.get(name) {
+        return c.name().map(str::to_string);
+    }
+    shared.cluster.get()?.remote(name).map(|r| r.name)
+}
+
+/// Sorts names case-insensitively (the order of `LIST` and `NAMES`).
+pub(crate) fn sort_names(names: &mut [String]) {
+    names.sort_by_cached_key(|n| n.to_ascii_lowercase());
 }
 
 /// Ends a batch: closes the slow consumers found in it (which may queue

@@ -76,6 +76,9 @@ pub(crate) struct Fan<'a> {
     /// Connections outside `#all` that still hear of a `Left` (they shared
     /// a room with the leaver), sorted.
     also: &'a [u64],
+    /// Every recipient's ring records a message for its receipt (a
+    /// message from another node, whose sender's ring is not here).
+    every: bool,
 }
 
 impl<'a> Fan<'a> {
@@ -88,7 +91,15 @@ impl<'a> Fan<'a> {
             web: None,
             irc: [None, None],
             also: &[],
+            every: false,
         }
+    }
+
+    /// Each recipient remembers the message for its `RECV`, whatever its
+    /// kind (a message from another node).
+    pub fn receipted(mut self) -> Fan<'a> {
+        self.every = true;
+        self
     }
 
     /// Connections outside `#all` that should hear of a `Left` too.
@@ -125,6 +136,9 @@ impl<'a> Fan<'a> {
                         kind: Kind::Direct | Kind::Multi,
                         ..
                     } => out.push_msg(to, f, id, from_conn),
+                    Note::Msg { id, from_conn, .. } if self.every => {
+                        out.push_msg(to, f, id, from_conn)
+                    }
                     _ => out.push(to, f),
                 }
             }

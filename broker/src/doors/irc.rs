@@ -400,7 +400,7 @@ fn try_register(cx: &mut Ctx<'_>) {
             };
             if !node.submit(job) {
                 cx.irc.nick = None;
-                return cx.numeric(433, &[&nick], Some("Try again later"));
+                return cx.numeric(437, &[&nick], Some(NICK_UNAVAILABLE));
             }
             cx.session.hold(Arc::clone(&state), None);
             cx.irc.pending = Some(Pending {
@@ -570,12 +570,19 @@ pub(crate) fn after_hold(
         irc,
     };
     if let Some(folded) = p.claim {
-        if state == core::hold::DONE {
-            cx.irc.claimed = Some(folded);
-            try_register(&mut cx);
-        } else {
-            let nick = cx.irc.nick.take().unwrap_or_default();
-            cx.numeric(433, &[&nick], Some("Nickname is already in use"));
+        match state {
+            core::hold::DONE => {
+                cx.irc.claimed = Some(folded);
+                try_register(&mut cx);
+            }
+            core::hold::UNAVAILABLE => {
+                let nick = cx_nick(cx.irc);
+                cx.numeric(437, &[&nick], Some(NICK_UNAVAILABLE));
+            }
+            _ => {
+                let nick = cx_nick(cx.irc);
+                cx.numeric(433, &[&nick], Some("Nickname is already in use"));
+            }
         }
         return;
     }
@@ -600,6 +607,26 @@ pub(crate) fn after_hold(
             cx.numeric(464, &[], Some("Password incorrect"));
         }
     }
+}
+
+/// A message that can't go now: `404` while the store is busy, `437`
+/// (temporarily unavailable) while the cluster is unreachable.
+fn unavailable(cx: &mut Ctx<'_>, target: &str, busy: core::Busy) {
+    let numeric = match busy {
+        core::Busy::Store => 404,
+        core::Busy::Cluster => 437,
+    };
+    cx.numeric(numeric, &[target], Some(busy.text()));
+}
+
+/// `437`'s text when a nick can't be claimed in the cluster now.
+const NICK_UNAVAILABLE: &str =
+    "Nick is temporarily unavailable: the cluster is unreachable; try again";
+
+/// Takes the nick a registration was waiting for (it is not this
+/// connection's after all).
+fn cx_nick(irc: &mut IrcSession) -> String {
+    irc.nick.take().unwrap_or_default()
 }
 
 /// 001–005 and 422: what every IRC client waits for after registering.
@@ -710,9 +737,9 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
                     cx.numeric(403, &[t], Some("No such channel"));
                 }
             }
-            Err(SendError::Unavailable) => {
+            Err(SendError::Unavailable(busy)) => {
                 if !notice {
-                    cx.numeric(404, &[t], Some("Message store busy; try again"));
+                    unavailable(cx, t, busy);
                 }
             }
             Err(SendError::NotInRoom | SendError::NoSuchUser(_)) => {
@@ -751,13 +778,9 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
             s.missing
         }
         Err(SendError::NoSuchUser(m)) => m,
-        Err(SendError::Unavailable) => {
+        Err(SendError::Unavailable(busy)) => {
             if !notice {
-                cx.numeric(
-                    404,
-                    &[&joined],
-                    Some("Message store busy; nothing was sent, try again"),
-                );
+                unavailable(cx, &joined, busy);
             }
             String::new()
         }
@@ -877,15 +900,22 @@ fn part(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
 /// channel.
 fn channel_names(cx: &Ctx<'_>, chan: &str) -> Option<(String, Vec<String>)> {
     if chan.eq_ignore_ascii_case("#all") {
-        return Some(("#all".to_string(), cx.shared.registry.names_sorted()));
+        return Some(("#all".to_string(), core::everyone_names(cx.shared)));
     }
-    let room = cx.shared.rooms.get(chan)?;
+    let Some(room) = cx.shared.rooms.get(chan) else {
+        // A room with members on other nodes only.
+        let node = cx.shared.cluster.get()?;
+        let shown = node.room_name(chan)?;
+        let mut names = node.room_members(chan);
+        core::sort_names(&mut names);
+        return Some((shown, names));
+    };
     let op = room
         .members()
         .iter()
         .find(|c| c.id == room.creator)
         .and_then(|c| c.name().map(str::to_string));
-    let names = core::member_names(&room)
+    let names = core::member_names(cx.shared, &room)
         .into_iter()
         .map(|n| {
             if Some(&n) == op.as_ref() {
@@ -938,13 +968,10 @@ fn names_lines(b: &mut Vec<u8>, server: &str, me: &str, shown: &str, names: &[St
 
 fn list(cx: &mut Ctx<'_>) {
     cx.numeric(321, &["Channel"], Some("Users  Name"));
-    let everyone = cx.shared.registry.len().to_string();
+    let everyone = core::everyone_names(cx.shared).len().to_string();
     cx.numeric(322, &["#all", &everyone], Some("everyone"));
-    for name in cx.shared.rooms.names_sorted() {
-        if let Some(r) = cx.shared.rooms.get(&name) {
-            let n = r.members().len().to_string();
-            cx.numeric(322, &[&r.name, &n], Some(""));
-        }
+    for (name, n) in core::all_rooms(cx.shared) {
+        cx.numeric(322, &[&name, &n.to_string()], Some(""));
     }
     cx.numeric(323, &[], Some("End of /LIST"));
 }
@@ -963,8 +990,7 @@ fn who(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
                 line(cx, &shown, &n);
             }
         }
-    } else if let Some(c) = cx.shared.registry.get(&mask) {
-        let nick = c.name().unwrap_or_default().to_string();
+    } else if let Some(nick) = core::shown_name(cx.shared, &mask) {
         line(cx, "*", &nick);
     }
     cx.numeric(315, &[&mask], Some("End of WHO list"));
@@ -981,9 +1007,8 @@ fn whois(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     };
     let nick = nick.to_string();
     let server = cx.server().to_string();
-    match cx.shared.registry.get(&nick) {
-        Some(c) => {
-            let shown = c.name().unwrap_or_default().to_string();
+    match core::shown_name(cx.shared, &nick) {
+        Some(shown) => {
             cx.numeric(311, &[&shown, &shown, &server, "*"], Some(&shown));
             cx.numeric(312, &[&shown, &server], Some("chat broker"));
             cx.numeric(318, &[&shown], Some("End of /WHOIS list"));
@@ -999,8 +1024,8 @@ fn ison(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     let mut on = Vec::new();
     for p in msg.params() {
         for n in String::from_utf8_lossy(p).split(' ') {
-            if let Some(c) = cx.shared.registry.get(n) {
-                on.push(c.name().unwrap_or_default().to_string());
+            if let Some(shown) = core::shown_name(cx.shared, n) {
+                on.push(shown);
             }
         }
     }
@@ -1012,8 +1037,7 @@ fn userhost(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     let mut found = Vec::new();
     for p in msg.params().iter().take(5) {
         let n = String::from_utf8_lossy(p);
-        if let Some(c) = cx.shared.registry.get(&n) {
-            let shown = c.name().unwrap_or_default();
+        if let Some(shown) = core::shown_name(cx.shared, &n) {
             found.push(format!("{shown}=+{shown}@{server}"));
         }
     }
@@ -1064,13 +1088,27 @@ fn topic(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
 }
 
 fn lusers(cx: &mut Ctx<'_>) {
-    let n = cx.shared.registry.len();
+    let here = cx.shared.registry.len();
+    let (n, servers) = match cx.shared.cluster.get() {
+        Some(node) => (
+            here + node.remote_count() as usize,
+            node.node_count().max(1),
+        ),
+        None => (here, 1),
+    };
+    let others = servers - 1;
     cx.numeric(
         251,
         &[],
-        Some(&format!("There are {n} users and 0 invisible on 1 servers")),
+        Some(&format!(
+            "There are {n} users and 0 invisible on {servers} servers"
+        )),
     );
-    cx.numeric(255, &[], Some(&format!("I have {n} clients and 0 servers")));
+    cx.numeric(
+        255,
+        &[],
+        Some(&format!("I have {here} clients and {others} servers")),
+    );
 }
 
 /// `417`: a line over 512 bytes was dropped; the connection goes on.

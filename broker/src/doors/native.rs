@@ -61,11 +61,7 @@ pub(crate) fn handle(
         ),
         Request::Register { password } => register_account(shared, out, conn, session, password),
         Request::List { room: None } => {
-            let mut names = shared.registry.names_sorted();
-            if let Some(node) = shared.cluster.get() {
-                names.extend(node.remote_names());
-                names.sort_by_key(|n| protocol::fold_name(n));
-            }
+            let names = crate::core::everyone_names(shared);
             let joined = names.join(" ");
             let users = Event::Users {
                 count: names.len(),
@@ -78,7 +74,10 @@ pub(crate) fn handle(
         Request::Join { room } => join(shared, out, conn, room),
         Request::Part { room, reason } => part(shared, out, conn, room, reason),
         Request::Rooms => {
-            let rooms = shared.rooms.names_sorted();
+            let rooms: Vec<String> = crate::core::all_rooms(shared)
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect();
             let joined = rooms.join(" ");
             let rooms = Event::Rooms {
                 count: rooms.len(),
@@ -328,15 +327,8 @@ fn send(
             not_in_room(shared, out, conn, targets.as_str());
             0
         }
-        Err(SendError::Unavailable) => {
-            error(
-                shared,
-                out,
-                conn,
-                ErrorCode::Unavailable,
-                None,
-                "the message store is busy; nothing was sent, try again",
-            );
+        Err(SendError::Unavailable(busy)) => {
+            error(shared, out, conn, ErrorCode::Unavailable, None, busy.text());
             0
         }
     }
@@ -431,7 +423,7 @@ fn list_room(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, room: &str) {
     let Some(r) = shared.rooms.member_of(room, conn) else {
         return not_in_room(shared, out, conn, room);
     };
-    let names = member_names(&r);
+    let names = member_names(shared, &r);
     reply(
         out,
         conn,
