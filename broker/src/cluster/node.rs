@@ -246,7 +246,17 @@ impl Node {
     /// How many nodes are alive, this one included (as of the last
     /// heartbeat).
     pub fn node_count(&self) -> usize {
-        self.link.get().map_or(1, |l| l.nodes().len())
+        let seen = self.link.get().map_or(1, |l| l.nodes().len());
+        // Nodes whose users are known, if the heartbeat has not seen them
+        // yet.
+        let mut with_users: Vec<&str> = Vec::new();
+        let m = self.mirror.read();
+        for u in m.users.values() {
+            if !with_users.contains(&u.node.as_str()) {
+                with_users.push(&u.node);
+            }
+        }
+        seen.max(with_users.len() + 1)
     }
 
     /// How many users are on other nodes.
