@@ -311,6 +311,17 @@ impl Config {
                 "a redis:// or rediss:// URL, or \"\" for a single node",
             );
         }
+        let node_ok = self.node.len() <= 64
+            && self
+                .node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        if !node_ok {
+            return bad(
+                "node",
+                "1 to 64 of A-Z a-z 0-9 _ - . : (or \"\" for the host name and port)",
+            );
+        }
         if self.cluster_heartbeat_secs == 0
             || self.cluster_node_timeout_secs < 2 * self.cluster_heartbeat_secs
         {
@@ -468,6 +479,9 @@ mod tests {
         assert!(err.0.contains("listen"), "{err}");
         let err = Config::parse("log_level = \"loud\"").unwrap_err();
         assert!(err.0.contains("log_level"), "{err}");
+        let err = Config::parse("node = \"my node\"").unwrap_err();
+        assert!(err.0.contains("`node`"), "{err}");
+        assert!(Config::parse("node = \"n1.eu-west:7801\"").is_ok());
     }
 
     #[test]
