@@ -221,19 +221,19 @@ impl Shared {
     }
 
     /// Makes message ids cluster-unique: from now on an id is the node's
-    /// counter times [`SLOTS`] plus `slot`, the node's own number (each
+    /// counter times [`ID_SLOTS`] plus `slot`, the node's own number (each
     /// node name gets one from Redis, for good). Ids still increase (the
     /// counter does), and two nodes never hand out the same one. Set once,
     /// at start, before anything is routed.
     pub fn set_id_slot(&self, slot: u64) {
-        self.id_slot.store(slot % SLOTS, Ordering::SeqCst);
+        self.id_slot.store(slot % ID_SLOTS, Ordering::SeqCst);
     }
 
     /// The id for counter value `n`.
     fn id_of(&self, n: u64) -> u64 {
         match self.id_slot.load(Ordering::Relaxed) {
             NO_SLOT => n,
-            slot => n.saturating_mul(SLOTS) | slot,
+            slot => n.saturating_mul(ID_SLOTS) | slot,
         }
     }
 
@@ -557,8 +557,9 @@ fn start_cluster(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<Option<Jo
 }
 
 /// Slots in cluster message ids: a power of two, so an id is the counter
-/// shifted left and the slot in the low bits.
-const SLOTS: u64 = 1 << 12;
+/// shifted left and the slot in the low bits. (A cluster of more nodes
+/// than this shares slots, and ids may repeat.)
+pub(crate) const ID_SLOTS: u64 = 1 << 12;
 const NO_SLOT: u64 = u64::MAX;
 
 /// Ids recorded in the store at a time (see `Shared::next_message_id`).

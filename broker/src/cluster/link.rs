@@ -254,6 +254,10 @@ impl Keys {
     pub fn slots(&self) -> String {
         format!("{}slots", self.prefix)
     }
+    /// `slot_owners`: the other way round, number → node.
+    pub fn slot_owners(&self) -> String {
+        format!("{}slot_owners", self.prefix)
+    }
     /// The channel of one node.
     pub fn node_channel(&self, node: &str) -> String {
         format!("{}node:{node}", self.prefix)
@@ -314,14 +318,23 @@ if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
 return freed
 ";
 
-/// A node's slot in message ids: the one it had, or the next free number
-/// (so each node name gets its own, for good). KEYS: `slots`. ARGV: node.
+/// A node's slot in message ids: the one Redis has for it; else the one
+/// it had before (`want`, after Redis lost everything) if still free; else
+/// the lowest free number. Each number has one node (`slot_owners`), so
+/// no two nodes share a slot. KEYS: `slots`, `slot_owners`. ARGV: node,
+/// want (-1: none), most.
 const SLOT: &str = r"
 local s = redis.call('HGET', KEYS[1], ARGV[1])
 if s then return tonumber(s) end
-local n = redis.call('HLEN', KEYS[1])
-redis.call('HSET', KEYS[1], ARGV[1], n)
-return n
+local want = tonumber(ARGV[2])
+if want < 0 or redis.call('HSETNX', KEYS[2], want, ARGV[1]) == 0 then
+  want = 0
+  while want < tonumber(ARGV[3]) and redis.call('HSETNX', KEYS[2], want, ARGV[1]) == 0 do
+    want = want + 1
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], want)
+return want
 ";
 
 /// Which thread a health change is about.
@@ -706,10 +719,16 @@ impl Link {
         })
     }
 
-    /// This node's slot in message ids (see [`SLOT`]).
-    pub fn slot(&self) -> Result<u64, LinkError> {
+    /// This node's slot in message ids (see [`SLOT`]), below `most`;
+    /// `had` is the one it had, if any.
+    pub fn slot(&self, had: Option<u64>, most: u64) -> Result<u64, LinkError> {
         let k = &self.inner.keys;
-        self.eval(SLOT, &[&k.slots()], &[self.node()])
+        let want = had.map_or("-1".to_string(), |s| s.to_string());
+        self.eval(
+            SLOT,
+            &[&k.slots(), &k.slot_owners()],
+            &[self.node(), &want, &most.to_string()],
+        )
     }
 
     /// Holds the publisher before its next round until the guard is

@@ -705,7 +705,7 @@ const RESYNC: Duration = Duration::from_secs(2);
 /// mirror of who is where.
 pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
     let mut next_resync = Instant::now() + RESYNC;
-    let mut slotted = false;
+    let mut slot: Option<u64> = None;
     loop {
         let job = match inbox.recv_timeout(Duration::from_millis(100)) {
             Ok(job) => job,
@@ -757,25 +757,24 @@ pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
                     w.releaser().release();
                 }
             }
-            Job::Rejoin | Job::Resync if !slotted => {
-                // This node's own slot in message ids, once.
-                match link.slot() {
-                    Ok(slot) => {
-                        shared.set_id_slot(slot);
-                        slotted = true;
+            Job::Rejoin | Job::Resync => {
+                // This node's own slot in message ids when it first
+                // connects, and again after Redis was away (it may have
+                // lost them all: the node asks for the one it had).
+                if slot.is_none() || matches!(job, Job::Rejoin) {
+                    match link.slot(slot, crate::ID_SLOTS) {
+                        Ok(s) => {
+                            shared.set_id_slot(s);
+                            slot = Some(s);
+                        }
+                        Err(e) => log_warn!("cluster: cannot get this node's id slot: {e}"),
                     }
-                    Err(e) => log_warn!("cluster: cannot get this node's id slot: {e}"),
                 }
                 if matches!(job, Job::Rejoin) {
                     rejoin(&shared, &node, link);
                 }
                 resync(&shared, &node, link);
             }
-            Job::Rejoin => {
-                rejoin(&shared, &node, link);
-                resync(&shared, &node, link);
-            }
-            Job::Resync => resync(&shared, &node, link),
             Job::ClaimOnly {
                 conn,
                 folded,

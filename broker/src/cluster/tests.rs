@@ -422,11 +422,18 @@ fn each_node_name_gets_its_own_id_slot_for_good() {
     let redis = RedisServer::start_new();
     let (a, _) = node(&redis, "a", &[]);
     let (b, _) = node(&redis, "b", &[&a]);
-    assert_eq!(a.slot().unwrap(), 0);
-    assert_eq!(b.slot().unwrap(), 1);
+    assert_eq!(a.slot(None, 4096).unwrap(), 0);
+    assert_eq!(b.slot(None, 4096).unwrap(), 1);
     // Asked again (a restart under the same name): the same slot.
-    assert_eq!(a.slot().unwrap(), 0);
-    assert_eq!(b.slot().unwrap(), 1);
+    assert_eq!(a.slot(None, 4096).unwrap(), 0);
+    assert_eq!(b.slot(Some(7), 4096).unwrap(), 1);
+    // Redis lost everything: a newcomer asks first and may not take a
+    // number another node still uses once that node asks for it back.
+    redis.command(&["FLUSHALL"]);
+    let (c, _) = node(&redis, "c", &[&a]);
+    assert_eq!(b.slot(Some(1), 4096).unwrap(), 1);
+    assert_eq!(c.slot(None, 4096).unwrap(), 0);
+    assert_eq!(a.slot(Some(0), 4096).unwrap(), 2);
 }
 
 #[test]
