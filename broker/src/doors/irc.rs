@@ -417,7 +417,6 @@ fn try_register(cx: &mut Ctx<'_>) {
     let shared = cx.shared;
     let conn = Arc::clone(cx.conn);
     let max_targets = cx.shared.config.max_targets;
-    let registry = &cx.shared.registry;
     let time = conn.has(flag::SERVER_TIME).then(now_ms);
     let taken = core::take_name(cx.shared, cx.out, cx.conn, &nick, |out| {
         let mut b = Vec::with_capacity(1024);
@@ -429,7 +428,7 @@ fn try_register(cx: &mut Ctx<'_>) {
             conn.set_flag(flag::IN_ALL, true);
             let prefix = irc_prefix(&nick, &server);
             wire::push_command(&mut b, time, Some(&prefix), "JOIN", &["#all"], None);
-            let mut everyone = registry.names_sorted();
+            let mut everyone = core::everyone_names(shared);
             let folded = nick.to_ascii_lowercase();
             let at = everyone.partition_point(|n| n.to_ascii_lowercase() < folded);
             everyone.insert(at, nick.clone());
