@@ -83,9 +83,13 @@ impl Door {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadgen", version, args_override_self = true)]
 pub struct Args {
-    /// The broker to load, at its native door (loopback only).
+    /// The broker to load, at its native door (loopback only). A
+    /// comma-separated list spreads the clients over several brokers, the
+    /// nodes of one cluster: client i (lg-i) connects to address i mod N,
+    /// and latency is also reported apart for deliveries within one node
+    /// and across nodes. The same goes for --irc-addr and --web-addr.
     /// [default: a broker started in-process on a free port]
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT[,...]")]
     pub addr: Option<String>,
     /// Which door the clients use: native (the broker's own protocol), irc
     /// (IRC clients, for the broker's IRC door or any RFC 2812 server) or
@@ -98,14 +102,16 @@ pub struct Args {
     )]
     pub door: Door,
     /// The IRC server to load with --door irc (loopback only; the broker's
-    /// IRC door is 127.0.0.1:6667 unless configured otherwise).
+    /// IRC door is 127.0.0.1:6667 unless configured otherwise); a
+    /// comma-separated list spreads the clients as --addr does.
     /// [default: the IRC door of a broker started in-process]
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT[,...]")]
     pub irc_addr: Option<String>,
     /// The web door to load with --door web (loopback only; the broker's web
-    /// door, `http_listen`, is 127.0.0.1:7880 unless configured otherwise).
+    /// door, `http_listen`, is 127.0.0.1:7880 unless configured otherwise);
+    /// a comma-separated list spreads the clients as --addr does.
     /// [default: the web door of a broker started in-process]
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT[,...]")]
     pub web_addr: Option<String>,
     /// Connect over TLS. The address flags then name the broker's TLS
     /// listeners (`tls_listen`, `irc_tls_listen`, `https_listen` for
@@ -192,9 +198,11 @@ pub struct Args {
     pub refill: u64,
     /// Process id of a broker you started yourself, to report its CPU time
     /// and peak memory (an in-process broker's CPU time is reported without
-    /// it). [default: none, the broker's figures are not measured]
-    #[arg(long, value_name = "PID")]
-    pub broker_pid: Option<u32>,
+    /// it). A comma-separated list (the nodes of a cluster) reports the sum
+    /// over those processes, and each one's CPU time.
+    /// [default: none, the broker's figures are not measured]
+    #[arg(long, value_name = "PID[,...]")]
+    pub broker_pid: Option<String>,
     /// Print exactly one JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -227,9 +235,10 @@ pub struct Args {
 /// Checked, ready-to-use settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Address of the door to load, or `None` to start a broker in-process
-    /// and use its door.
-    pub addr: Option<SocketAddr>,
+    /// Addresses of the door to load, one per broker node (client `i`
+    /// connects to `addrs[i % addrs.len()]`, see [`node_of`]); empty to
+    /// start a broker in-process and use its door.
+    pub addrs: Vec<SocketAddr>,
     /// The door the clients use.
     pub door: Door,
     /// `--tls`: what the clients connect with, or `None` for plain TCP.
@@ -254,8 +263,9 @@ pub struct Settings {
     pub window: u64,
     /// Closed loop: fewest messages a sender writes at once.
     pub refill: u64,
-    /// Broker process to measure.
-    pub broker_pid: Option<u32>,
+    /// Broker processes to measure (their figures are summed); empty for
+    /// none.
+    pub broker_pids: Vec<u32>,
     /// JSON output.
     pub json: bool,
     /// Network threads.
@@ -272,12 +282,37 @@ pub struct TlsTarget {
     /// The certificate to trust (`--ca`), or `None` for the in-process
     /// broker's, made for the run.
     pub ca: Option<PathBuf>,
-    /// The name the broker's certificate must be valid for: the host of the
-    /// address flag as given (`localhost` for the in-process broker).
-    pub server_name: String,
+    /// Per address, the name the broker's certificate must be valid for:
+    /// its host as the address flag gives it (`localhost` for the
+    /// in-process broker).
+    pub server_names: Vec<String>,
+}
+
+/// The node (index into the address list) client `client` connects to,
+/// out of `nodes`: `client mod nodes`. Receivers use it to tell a
+/// cross-node delivery from the sender index in the payload, without a
+/// lookup.
+pub fn node_of(client: u32, nodes: u32) -> u32 {
+    client.checked_rem(nodes).unwrap_or(0)
 }
 
 impl Settings {
+    /// How many broker nodes the clients are spread over (1 for the
+    /// in-process broker).
+    pub fn nodes(&self) -> usize {
+        self.addrs.len().max(1)
+    }
+
+    /// In `all` mode over several nodes, an acknowledged `SEND *` is owed
+    /// to every other client: each node delivers it to all of its own
+    /// users, while the ACK's `<queued>` counts the other nodes' users as
+    /// the sender's node knows them at that moment, which may be behind
+    /// (a user who joined elsewhere a moment ago) or ahead (one who just
+    /// left). With one node the ACK is exact and is what is owed.
+    pub fn ack_owes_fanout(&self) -> bool {
+        self.mode == Mode::All && self.door != Door::Irc && self.addrs.len() > 1
+    }
+
     /// Recipients one message is meant for, with every client online.
     pub fn fanout(&self) -> u64 {
         match self.mode {
@@ -287,6 +322,9 @@ impl Settings {
         }
     }
 }
+
+/// Most addresses in one address flag.
+pub const MAX_NODES: usize = 64;
 
 /// Most names in one `SEND` (the broker's default `max_targets`).
 const MAX_TARGETS: usize = 100;
@@ -327,11 +365,28 @@ impl Args {
             Door::Irc => self.irc_addr.as_deref(),
             Door::Web => self.web_addr.as_deref(),
         };
-        let tls = self.tls_target(addr)?;
-        let addr = addr.map(resolve_loopback).transpose()?;
+        let flag = match self.door {
+            Door::Native => "addr",
+            Door::Irc => "irc-addr",
+            Door::Web => "web-addr",
+        };
+        let given = addr.map(|a| split_list(flag, a)).transpose()?;
+        let tls = self.tls_target(given.as_deref())?;
+        let addrs = resolve_list(flag, given.as_deref().unwrap_or_default())?;
         if self.clients < 2 || self.clients > MAX_CLIENTS {
             return Err(format!("--clients must be 2 to {MAX_CLIENTS}"));
         }
+        if self.clients < addrs.len() {
+            return Err(format!(
+                "--clients must be at least the number of addresses in --{flag} ({}), so that \
+                 every node gets a client",
+                addrs.len()
+            ));
+        }
+        let broker_pids = match &self.broker_pid {
+            Some(list) => parse_pids(list)?,
+            None => Vec::new(),
+        };
         let senders = self.senders.unwrap_or(self.clients.min(10));
         if senders < 1 || senders > self.clients {
             return Err("--senders must be 1 to --clients".into());
@@ -383,7 +438,7 @@ impl Args {
             return Err("--handshakes must be 1 to 10000".into());
         }
         Ok(Settings {
-            addr,
+            addrs,
             door: self.door,
             tls,
             clients: self.clients,
@@ -396,7 +451,7 @@ impl Args {
             rate: self.rate,
             window: self.window,
             refill,
-            broker_pid: self.broker_pid,
+            broker_pids,
             json: self.json,
             threads: self.threads.min(self.clients),
             drain,
@@ -404,9 +459,9 @@ impl Args {
         })
     }
 
-    /// `--tls` and `--ca` against the door's address flag (`addr`, as
-    /// given).
-    fn tls_target(&self, addr: Option<&str>) -> Result<Option<TlsTarget>, String> {
+    /// `--tls` and `--ca` against the door's address flag (`addrs`, its
+    /// list as given).
+    fn tls_target(&self, addrs: Option<&[&str]>) -> Result<Option<TlsTarget>, String> {
         if !self.tls {
             return match self.ca {
                 Some(_) => Err("--ca needs --tls".into()),
@@ -417,22 +472,76 @@ impl Args {
                                   broker's certificate is made for the run and trusted";
         const NO_CA: &str = "--tls against a broker at an address needs --ca FILE, the \
                              certificate to trust (PEM; e.g. the cert.pem of `broker gen-cert`)";
-        let server_name = match (addr, &self.ca) {
-            (None, None) => "localhost".to_string(),
+        let server_names: Vec<String> = match (addrs, &self.ca) {
+            (None, None) => vec!["localhost".to_string()],
             (None, Some(_)) => return Err(IN_PROCESS.into()),
             (Some(_), None) => return Err(NO_CA.into()),
-            (Some(a), Some(_)) => crate::tls::host_of(a).to_string(),
+            (Some(list), Some(_)) => list
+                .iter()
+                .map(|a| crate::tls::host_of(a).to_string())
+                .collect(),
         };
-        crate::tls::server_name(&server_name)?;
+        for name in &server_names {
+            crate::tls::server_name(name)?;
+        }
         Ok(Some(TlsTarget {
             ca: self.ca.clone(),
-            server_name,
+            server_names,
         }))
     }
 }
 
-/// Resolves HOST:PORT (of `--addr`, `--irc-addr` or `--web-addr`) and insists that it is a loopback address: this tool
-/// floods whatever it points at, so it never leaves the machine.
+/// Cuts the value of an address flag (`--addr`, `--irc-addr`,
+/// `--web-addr`) at its commas: one `HOST:PORT` per node, blanks around
+/// each ignored, none empty, at most [`MAX_NODES`].
+pub fn split_list<'a>(flag: &str, list: &'a str) -> Result<Vec<&'a str>, String> {
+    let items: Vec<&str> = list.split(',').map(str::trim).collect();
+    if items.iter().any(|a| a.is_empty()) {
+        return Err(format!(
+            "--{flag} {list:?}: an empty address (give HOST:PORT or HOST:PORT,HOST:PORT,...)"
+        ));
+    }
+    if items.len() > MAX_NODES {
+        return Err(format!("--{flag}: at most {MAX_NODES} addresses"));
+    }
+    Ok(items)
+}
+
+/// Resolves each address of a list (see [`resolve_loopback`]); the same
+/// broker twice is refused, since two "nodes" would then be one.
+fn resolve_list(flag: &str, items: &[&str]) -> Result<Vec<SocketAddr>, String> {
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(items.len());
+    for item in items {
+        let a = resolve_loopback(item)?;
+        if addrs.contains(&a) {
+            return Err(format!("--{flag}: {item} ({a}) is in the list twice"));
+        }
+        addrs.push(a);
+    }
+    Ok(addrs)
+}
+
+/// Parses `--broker-pid`: one process id or a comma-separated list, each
+/// once.
+pub fn parse_pids(list: &str) -> Result<Vec<u32>, String> {
+    let mut pids: Vec<u32> = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let pid: u32 = item
+            .parse()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("--broker-pid {list:?}: {item:?} is not a process id"))?;
+        if pids.contains(&pid) {
+            return Err(format!("--broker-pid: {pid} is in the list twice"));
+        }
+        pids.push(pid);
+    }
+    Ok(pids)
+}
+
+/// Resolves HOST:PORT (of `--addr`, `--irc-addr` or `--web-addr`) and
+/// insists that it is a loopback address: this tool floods whatever it
+/// points at, so it never leaves the machine.
 pub fn resolve_loopback(s: &str) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = s
         .to_socket_addrs()
@@ -461,7 +570,9 @@ mod tests {
     #[test]
     fn defaults_are_a_runnable_scenario() {
         let s = parse(&[]).unwrap();
-        assert!(s.addr.is_none());
+        assert!(s.addrs.is_empty());
+        assert_eq!(s.nodes(), 1);
+        assert!(s.broker_pids.is_empty());
         assert_eq!((s.clients, s.senders, s.mode), (100, 10, Mode::All));
         assert_eq!(s.fanout(), 99);
         assert!(s.rate.is_none());
@@ -471,7 +582,8 @@ mod tests {
     #[test]
     fn loopback_only() {
         let s = parse(&["--addr", "127.0.0.1:7878"]).unwrap();
-        assert_eq!(s.addr.unwrap().port(), 7878);
+        assert_eq!(s.addrs.len(), 1);
+        assert_eq!(s.addrs[0].port(), 7878);
         assert!(parse(&["--addr", "[::1]:7878"]).is_ok());
         assert!(parse(&["--addr", "localhost:7878"]).is_ok());
         let err = parse(&["--addr", "10.0.0.1:7878"]).unwrap_err();
@@ -525,9 +637,9 @@ mod tests {
     fn irc_door_addresses_and_limits() {
         // No address: the in-process broker's IRC door.
         let s = parse(&["--door", "irc"]).unwrap();
-        assert_eq!((s.door, s.addr), (Door::Irc, None));
+        assert_eq!((s.door, s.addrs.len()), (Door::Irc, 0));
         let s = parse(&["--door", "irc", "--irc-addr", "127.0.0.1:6667"]).unwrap();
-        assert_eq!(s.addr.unwrap().port(), 6667);
+        assert_eq!(s.addrs[0].port(), 6667);
         assert!(parse(&["--door", "irc", "--irc-addr", "10.1.1.1:6667"]).is_err());
         // Each door has its own address flag.
         assert!(parse(&["--door", "irc", "--addr", "127.0.0.1:7878"]).is_err());
@@ -546,10 +658,10 @@ mod tests {
     fn web_door_addresses_and_modes() {
         // No address: the in-process broker's web door.
         let s = parse(&["--door", "web"]).unwrap();
-        assert_eq!((s.door, s.addr), (Door::Web, None));
+        assert_eq!((s.door, s.addrs.len()), (Door::Web, 0));
         assert_eq!(s.door.as_str(), "web");
         let s = parse(&["--door", "web", "--web-addr", "127.0.0.1:7880"]).unwrap();
-        assert_eq!(s.addr.unwrap().port(), 7880);
+        assert_eq!(s.addrs[0].port(), 7880);
         assert!(parse(&["--door", "web", "--web-addr", "192.168.1.1:7880"]).is_err());
         // Each door has its own address flag.
         let err = parse(&["--door", "web", "--addr", "127.0.0.1:7878"]).unwrap_err();
@@ -569,7 +681,10 @@ mod tests {
         // In-process: the run's own certificate, for localhost.
         let s = parse(&["--tls"]).unwrap();
         let tls = s.tls.unwrap();
-        assert_eq!((tls.ca, tls.server_name.as_str()), (None, "localhost"));
+        assert_eq!(
+            (tls.ca, tls.server_names),
+            (None, vec!["localhost".to_string()])
+        );
         assert!(parse(&[]).unwrap().tls.is_none());
         for door in ["native", "irc", "web"] {
             assert!(parse(&["--tls", "--door", door]).is_ok(), "{door}");
@@ -577,7 +692,7 @@ mod tests {
         // At an address: --ca, and the name is the host as given.
         let s = parse(&["--tls", "--addr", "127.0.0.1:7879", "--ca", "/x/cert.pem"]).unwrap();
         let tls = s.tls.unwrap();
-        assert_eq!(tls.server_name, "127.0.0.1");
+        assert_eq!(tls.server_names, ["127.0.0.1"]);
         assert_eq!(tls.ca.unwrap(), PathBuf::from("/x/cert.pem"));
         let s = parse(&[
             "--tls",
@@ -589,7 +704,7 @@ mod tests {
             "c.pem",
         ])
         .unwrap();
-        assert_eq!(s.tls.unwrap().server_name, "localhost");
+        assert_eq!(s.tls.unwrap().server_names, ["localhost"]);
         let s = parse(&[
             "--tls",
             "--door",
@@ -599,7 +714,7 @@ mod tests {
             "--ca",
             "c",
         ]);
-        assert_eq!(s.unwrap().tls.unwrap().server_name, "::1");
+        assert_eq!(s.unwrap().tls.unwrap().server_names, ["::1"]);
         // What doesn't go together.
         let err = parse(&["--tls", "--addr", "127.0.0.1:7879"]).unwrap_err();
         assert!(err.contains("needs --ca"), "{err}");
@@ -640,6 +755,96 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_address_list_spreads_the_clients_over_its_nodes() {
+        let s = parse(&["--addr", "127.0.0.1:7831,127.0.0.1:7832, localhost:7833"]).unwrap();
+        let ports: Vec<u16> = s.addrs.iter().map(|a| a.port()).collect();
+        assert_eq!(ports, [7831, 7832, 7833]);
+        assert_eq!(s.nodes(), 3);
+        // lg-i on address i mod N: round robin, so every node gets its
+        // share and, with senders the first K clients, its senders.
+        let nodes: Vec<u32> = (0..7).map(|i| node_of(i, 3)).collect();
+        assert_eq!(nodes, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(node_of(5, 1), 0);
+        assert_eq!(node_of(5, 0), 0);
+        // Every door's flag takes a list.
+        let s = parse(&[
+            "--door",
+            "irc",
+            "--irc-addr",
+            "127.0.0.1:6671,127.0.0.1:6672",
+        ])
+        .unwrap();
+        assert_eq!(s.nodes(), 2);
+        let s = parse(&["--door", "web", "--web-addr", "[::1]:7881,127.0.0.1:7882"]).unwrap();
+        assert_eq!(s.nodes(), 2);
+        // One address is one node, as before.
+        assert_eq!(parse(&["--addr", "127.0.0.1:7831"]).unwrap().nodes(), 1);
+    }
+
+    #[test]
+    fn a_bad_address_list_is_refused() {
+        for (list, says) in [
+            ("127.0.0.1:7831,", "an empty address"),
+            (",127.0.0.1:7831", "an empty address"),
+            ("127.0.0.1:7831,,127.0.0.1:7832", "an empty address"),
+            ("127.0.0.1:7831,10.0.0.1:7832", "non-loopback"),
+            ("127.0.0.1:7831,nonsense", "nonsense"),
+            ("127.0.0.1:7831,127.0.0.1:7831", "twice"),
+        ] {
+            let err = parse(&["--addr", list]).unwrap_err();
+            assert!(err.contains(says), "{list}: {err}");
+        }
+        let long = vec!["127.0.0.1:1"; MAX_NODES + 1].join(",");
+        assert!(parse(&["--addr", &long]).unwrap_err().contains("at most"));
+        // Every node needs a client.
+        let three = "127.0.0.1:7831,127.0.0.1:7832,127.0.0.1:7833";
+        let err = parse(&["--addr", three, "--clients", "2"]).unwrap_err();
+        assert!(err.contains("at least the number of addresses"), "{err}");
+        assert!(parse(&["--addr", three, "--clients", "3"]).is_ok());
+    }
+
+    #[test]
+    fn broker_pids_are_one_or_a_list() {
+        assert_eq!(parse(&["--broker-pid", "77"]).unwrap().broker_pids, [77]);
+        let s = parse(&["--broker-pid", "77,78, 79"]).unwrap();
+        assert_eq!(s.broker_pids, [77, 78, 79]);
+        for bad in ["", "x", "77,", "0", "-1", "77,77", "4294967296"] {
+            assert!(parse(&["--broker-pid", bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn all_mode_over_several_nodes_owes_the_whole_fanout() {
+        let two = "127.0.0.1:7831,127.0.0.1:7832";
+        assert!(parse(&["--addr", two]).unwrap().ack_owes_fanout());
+        // One node: the ACK is exact. Other modes: the ACK names whom it
+        // reached. IRC: every message is owed to its fan-out anyway.
+        assert!(!parse(&["--addr", "127.0.0.1:7831"])
+            .unwrap()
+            .ack_owes_fanout());
+        assert!(!parse(&[]).unwrap().ack_owes_fanout());
+        for mode in ["direct", "multi", "room"] {
+            let s = parse(&["--addr", two, "--mode", mode]).unwrap();
+            assert!(!s.ack_owes_fanout(), "{mode}");
+        }
+        let irc = parse(&["--door", "irc", "--irc-addr", two]).unwrap();
+        assert!(!irc.ack_owes_fanout());
+    }
+
+    #[test]
+    fn tls_over_several_nodes_checks_each_name() {
+        let s = parse(&[
+            "--tls",
+            "--addr",
+            "127.0.0.1:7831,localhost:7832",
+            "--ca",
+            "c.pem",
+        ])
+        .unwrap();
+        assert_eq!(s.tls.unwrap().server_names, ["127.0.0.1", "localhost"]);
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
-/// The scenario header: what will run and against what, in the same
-/// two-column layout as the summary that follows it.
-pub fn scenario(s: &Settings, addr: SocketAddr, in_process: bool) -> String {
+/// The scenario header: what will run and against what (`addrs`, one per
+/// node), in the same two-column layout as the summary that follows it.
+pub fn scenario(s: &Settings, addrs: &[SocketAddr], in_process: bool) -> String {
     let others = s.clients.saturating_sub(1);
     let whom = match s.mode {
         Mode::All => format!("every message to all {others} others"),
@@ -22,10 +22,30 @@ pub fn scenario(s: &Settings, addr: SocketAddr, in_process: bool) -> String {
         Mode::Multi => format!("every message to {} random others", s.targets),
         Mode::Room => format!("all in {}, every message to the {others} others", ROOM),
     };
-    let server = match (in_process, s.broker_pid) {
+    let several = addrs.len() > 1;
+    let servers = if several { "servers" } else { "server" };
+    let server = match (in_process, s.broker_pids.as_slice()) {
         (true, _) => "in-process broker, rate limits off".to_string(),
-        (false, Some(pid)) => format!("external server, pid {pid}"),
-        (false, None) => "external server".to_string(),
+        (false, []) => format!("external {servers}"),
+        (false, [pid]) => format!("external {servers}, pid {pid}"),
+        (false, pids) => {
+            let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+            format!("external {servers}, pids {}", pids.join(", "))
+        }
+    };
+    let addr = addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let nodes = if several {
+        let n = addrs.len();
+        format!(
+            "\x20 nodes             {n}: client i on address i mod {n}; latency also \
+             reported apart for same-node and cross-node deliveries\n"
+        )
+    } else {
+        String::new()
     };
     let pacing = match s.rate {
         Some(r) => format!("open loop, {} messages/s per sender", fmt_f(r)),
@@ -42,7 +62,7 @@ pub fn scenario(s: &Settings, addr: SocketAddr, in_process: bool) -> String {
         "loadgen: {} clients ({} sending), mode {}: {whom}, {} B bodies\n\
          \x20 target            {} door{over} at {addr} ({server})\n\
          \x20 timing            {warmup}, {} s measured, then up to {} s for messages still on their way\n\
-         \x20 pacing            {pacing}; {} network {threads}\n",
+         \x20 pacing            {pacing}; {} network {threads}\n{nodes}",
         s.clients,
         s.senders,
         s.mode.as_str(),
@@ -242,6 +262,7 @@ mod tests {
     #[test]
     fn the_header_says_what_will_run_and_where() {
         let addr: SocketAddr = ([127, 0, 0, 1], 40_001).into();
+        let addr = &[addr][..];
         let h = scenario(&settings(&[]), addr, true);
         assert!(h.starts_with("loadgen: 100 clients (10 sending), mode all: every message to all 99 others, 100 B bodies\n"), "{h}");
         assert!(
@@ -272,7 +293,7 @@ mod tests {
             "--broker-pid",
             "77",
         ]);
-        let h = scenario(&s, ([127, 0, 0, 1], 6667).into(), false);
+        let h = scenario(&s, &[([127, 0, 0, 1], 6667).into()], false);
         assert!(
             h.contains("mode room: all in #load, every message to the 29 others"),
             "{h}"
@@ -292,6 +313,32 @@ mod tests {
             h.contains("web door over TLS at 127.0.0.1:40001 (in-process"),
             "{h}"
         );
+    }
+
+    #[test]
+    fn the_header_names_every_node() {
+        let list = "127.0.0.1:7831,127.0.0.1:7832,127.0.0.1:7833";
+        let s = settings(&["--addr", list, "--broker-pid", "11,12,13"]);
+        let h = scenario(&s, &s.addrs, false);
+        assert!(
+            h.contains(
+                "native door at 127.0.0.1:7831, 127.0.0.1:7832, 127.0.0.1:7833 \
+                 (external servers, pids 11, 12, 13)\n"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains("  nodes             3: client i on address i mod 3;"),
+            "{h}"
+        );
+        assert_eq!(h.lines().count(), 5, "{h}");
+        let s = settings(&["--addr", "127.0.0.1:7831", "--broker-pid", "11"]);
+        let h = scenario(&s, &s.addrs, false);
+        assert!(
+            h.contains("at 127.0.0.1:7831 (external server, pid 11)\n"),
+            "{h}"
+        );
+        assert_eq!(h.lines().count(), 4, "{h}");
     }
 
     #[test]

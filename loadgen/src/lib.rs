@@ -36,6 +36,14 @@
 //! web door (`--door web`) has the native ACK in JSON: its objects are
 //! read as the native events they stand for ([`web`]).
 //!
+//! Several nodes (`--addr a,b,c`, likewise `--irc-addr`, `--web-addr`):
+//! client `i` connects to address `i mod N` whatever its thread. Before
+//! sending starts, each node is asked for `LIST` until it names every
+//! client (not over IRC), `all` mode owes every acknowledged `SEND *` to
+//! the whole fan-out, and latency is also reported apart for deliveries
+//! within one node and across nodes ([`worker`]). `--broker-pid` takes
+//! the nodes' pids and sums their CPU and memory.
+//!
 //! With `--tls` every door's clients connect over TLS ([`tls`]): the
 //! handshake is part of connecting, and each connection's bytes pass
 //! through its rustls session on the same network thread, non-blocking,

@@ -21,15 +21,16 @@ pub struct Latency {
 }
 
 /// Where broker CPU and memory figures come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerSource {
     /// Nothing measured (external broker without `--broker-pid`).
     None,
     /// The in-process broker: CPU is this process minus the loadgen threads;
     /// RSS can't be separated and is not reported.
     InProcess,
-    /// `/proc/<pid>` of the broker given with `--broker-pid`.
-    Pid(u32),
+    /// `/proc/<pid>` of each broker given with `--broker-pid` (one or
+    /// more; CPU and memory are their sums).
+    Pids(Vec<u32>),
 }
 
 /// Everything a run found out.
@@ -64,6 +65,9 @@ pub struct Report {
     pub refill: u64,
     /// Network threads.
     pub threads: usize,
+    /// Broker nodes the clients were spread over (addresses given; 1 for
+    /// the in-process broker).
+    pub nodes: usize,
     /// Clients that registered.
     pub registered: usize,
     /// Messages sent (whole run, warm-up included).
@@ -83,6 +87,8 @@ pub struct Report {
     pub unacked: u64,
     /// `ERR` replies to SEND.
     pub send_errors: u64,
+    /// The first of them, as the broker put it (one thread's first).
+    pub first_send_error: Option<String>,
     /// Connections the broker closed or that failed during the run.
     pub disconnects: u64,
     /// `LEFT` naming an `lg-` client after sending started. Reported, not a
@@ -102,13 +108,26 @@ pub struct Report {
     pub mb_per_sec: f64,
     /// Latency of deliveries of messages sent in the measured window.
     pub latency: Option<Latency>,
+    /// Several nodes: the part of `latency` where sender and receiver were
+    /// connected to the same node.
+    pub latency_same: Option<Latency>,
+    /// Several nodes: the part where they were on different nodes.
+    pub latency_cross: Option<Latency>,
     /// Time to connect and register all clients.
     pub connect_ms: Option<f64>,
+    /// Several nodes: time from the last registration until every node
+    /// listed every client (see [`crate::shared::Shared::settle`]).
+    pub settle_ms: Option<f64>,
     /// CPU seconds of the loadgen's own threads over the measured window.
     pub loadgen_cpu_s: Option<f64>,
-    /// Broker CPU seconds over the measured window.
+    /// Broker CPU seconds over the measured window (the sum over
+    /// `--broker-pid`'s processes).
     pub broker_cpu_s: Option<f64>,
-    /// Broker peak RSS sampled over the measured window.
+    /// With `--broker-pid`: each process's share of `broker_cpu_s`, in
+    /// the order given.
+    pub broker_cpu_s_per_pid: Option<Vec<f64>>,
+    /// Broker peak RSS sampled over the measured window (of the sum over
+    /// `--broker-pid`'s processes).
     pub broker_rss_mib: Option<f64>,
     /// Broker RSS once every client had registered, before sending
     /// (compare with its RSS before the run for the cost of a connection).
@@ -157,6 +176,9 @@ impl Report {
             if n > 0 {
                 p.push(format!("{n} {what}"));
             }
+        }
+        if let (true, Some(e)) = (self.send_errors > 0, &self.first_send_error) {
+            p.push(format!("the first refusal: {e}"));
         }
         if self.failure.is_none() && self.registered == self.clients && self.sent == 0 {
             p.push("nothing was sent".into());
@@ -219,6 +241,7 @@ impl Report {
         int!("window", self.window);
         int!("refill", self.refill);
         int!("threads", self.threads);
+        int!("nodes", self.nodes);
         int!("registered", self.registered);
         int!("sent", self.sent);
         int!("expected", self.expected);
@@ -228,6 +251,11 @@ impl Report {
         int!("reordered", self.reordered);
         int!("unacked", self.unacked);
         int!("send_errors", self.send_errors);
+        key(&mut j, "first_send_error");
+        match &self.first_send_error {
+            Some(e) => push_str(&mut j, e),
+            None => j.push_str("null"),
+        }
         int!("disconnects", self.disconnects);
         int!("left", self.left);
         int!("protocol_errors", self.protocol_errors);
@@ -236,32 +264,31 @@ impl Report {
         num!("deliveries_per_sec", self.deliveries_per_sec);
         num!("mb_per_sec", self.mb_per_sec);
         key(&mut j, "latency_us");
-        match &self.latency {
-            Some(l) => {
-                j.push('{');
-                for (i, (k, v)) in [
-                    ("p50", l.p50),
-                    ("p90", l.p90),
-                    ("p99", l.p99),
-                    ("p999", l.p999),
-                    ("max", l.max),
-                ]
-                .into_iter()
-                .enumerate()
-                {
+        push_latency(&mut j, self.latency.as_ref());
+        if self.nodes > 1 {
+            key(&mut j, "latency_same_us");
+            push_latency(&mut j, self.latency_same.as_ref());
+            key(&mut j, "latency_cross_us");
+            push_latency(&mut j, self.latency_cross.as_ref());
+        }
+        opt!("connect_ms", self.connect_ms);
+        opt!("settle_ms", self.settle_ms);
+        opt!("loadgen_cpu_s", self.loadgen_cpu_s);
+        opt!("broker_cpu_s", self.broker_cpu_s);
+        key(&mut j, "broker_cpu_s_per_pid");
+        match &self.broker_cpu_s_per_pid {
+            Some(each) => {
+                j.push('[');
+                for (i, v) in each.iter().enumerate() {
                     if i > 0 {
                         j.push_str(", ");
                     }
-                    let _ = write!(j, "\"{k}\": ");
-                    push_f64(&mut j, v);
+                    push_f64(&mut j, *v);
                 }
-                let _ = write!(j, ", \"samples\": {}}}", l.samples);
+                j.push(']');
             }
             None => j.push_str("null"),
         }
-        opt!("connect_ms", self.connect_ms);
-        opt!("loadgen_cpu_s", self.loadgen_cpu_s);
-        opt!("broker_cpu_s", self.broker_cpu_s);
         opt!("broker_rss_mib", self.broker_rss_mib);
         opt!("broker_rss_connected_mib", self.broker_rss_connected_mib);
         opt!(
@@ -272,7 +299,7 @@ impl Report {
         match self.broker_source {
             BrokerSource::None => j.push_str("null"),
             BrokerSource::InProcess => push_str(&mut j, "in-process"),
-            BrokerSource::Pid(_) => push_str(&mut j, "pid"),
+            BrokerSource::Pids(_) => push_str(&mut j, "pid"),
         }
         key(&mut j, "ok");
         j.push_str(if self.ok() { "true" } else { "false" });
@@ -304,11 +331,15 @@ impl Report {
         let connect = self
             .connect_ms
             .map_or("not done".to_string(), |ms| format!("{ms:.1} ms"));
-        let _ = writeln!(
+        let _ = write!(
             s,
             "  connect+register  {}/{} clients in {}",
             self.registered, self.clients, connect
         );
+        if let Some(ms) = self.settle_ms {
+            let _ = write!(s, "; every node listed them all {ms:.1} ms later");
+        }
+        s.push('\n');
         let _ = writeln!(
             s,
             "  messages          sent {}  deliveries expected {}  received {}",
@@ -350,6 +381,27 @@ impl Report {
                 let _ = writeln!(s, "  latency           no samples");
             }
         }
+        if self.nodes > 1 {
+            for (what, l) in [
+                ("same node", &self.latency_same),
+                ("cross-node", &self.latency_cross),
+            ] {
+                let _ = match l {
+                    Some(l) => writeln!(
+                        s,
+                        "  {:<16}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} samples)",
+                        format!("{what} (us)"),
+                        l.p50,
+                        l.p90,
+                        l.p99,
+                        l.p999,
+                        l.max,
+                        l.samples
+                    ),
+                    None => writeln!(s, "  {what:<16}  no samples"),
+                };
+            }
+        }
         let cpu = |v: Option<f64>| v.map_or("n/a".to_string(), |c| format!("{c:.2} s"));
         let _ = write!(
             s,
@@ -357,12 +409,23 @@ impl Report {
             cpu(self.loadgen_cpu_s),
             cpu(self.broker_cpu_s)
         );
-        match self.broker_source {
+        match &self.broker_source {
             BrokerSource::None => s.push_str(" (pass --broker-pid to measure the broker)"),
             BrokerSource::InProcess => s.push_str(" (in-process: process minus loadgen threads)"),
-            BrokerSource::Pid(pid) => {
-                let _ = write!(s, " (pid {pid})");
-            }
+            BrokerSource::Pids(pids) => match (pids.as_slice(), &self.broker_cpu_s_per_pid) {
+                ([pid], _) => {
+                    let _ = write!(s, " (pid {pid})");
+                }
+                (_, Some(each)) if each.len() == pids.len() => {
+                    let each: Vec<String> = each.iter().map(|c| format!("{c:.2}")).collect();
+                    let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+                    let _ = write!(s, " (pids {}: {} s)", pids.join(" + "), each.join(" + "));
+                }
+                _ => {
+                    let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+                    let _ = write!(s, " (pids {}, summed)", pids.join(" + "));
+                }
+            },
         }
         s.push('\n');
         if let Some(rss) = self.broker_rss_mib {
@@ -395,6 +458,32 @@ impl Report {
         }
         s
     }
+}
+
+/// Writes a latency object (`null` without samples).
+fn push_latency(j: &mut String, l: Option<&Latency>) {
+    let Some(l) = l else {
+        j.push_str("null");
+        return;
+    };
+    j.push('{');
+    for (i, (k, v)) in [
+        ("p50", l.p50),
+        ("p90", l.p90),
+        ("p99", l.p99),
+        ("p999", l.p999),
+        ("max", l.max),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            j.push_str(", ");
+        }
+        let _ = write!(j, "\"{k}\": ");
+        push_f64(j, v);
+    }
+    let _ = write!(j, ", \"samples\": {}}}", l.samples);
 }
 
 /// A number as a person writes it: `5`, not `5.000`; `0.25` as `0.250`.
@@ -455,6 +544,7 @@ mod tests {
             window: 8,
             refill: 1,
             threads: 2,
+            nodes: 1,
             registered: 20,
             sent: 100,
             expected: 1900,
@@ -464,6 +554,7 @@ mod tests {
             reordered: 0,
             unacked: 0,
             send_errors: 0,
+            first_send_error: None,
             disconnects: 0,
             left: 0,
             protocol_errors: 0,
@@ -479,9 +570,13 @@ mod tests {
                 max: 400.0,
                 samples: 1900,
             }),
+            latency_same: None,
+            latency_cross: None,
             connect_ms: Some(12.5),
+            settle_ms: None,
             loadgen_cpu_s: Some(0.2),
             broker_cpu_s: Some(0.5),
+            broker_cpu_s_per_pid: None,
             broker_rss_mib: None,
             broker_rss_connected_mib: None,
             broker_source: BrokerSource::InProcess,
@@ -570,6 +665,18 @@ mod tests {
             assert!(!r.ok(), "{r:?}");
             assert!(r.summary().contains("FAILED"));
         }
+        // A refused message says how the broker refused it.
+        let mut r = sample();
+        r.send_errors = 2;
+        r.first_send_error = Some("ERR UNAVAILABLE :try again".into());
+        assert!(!r.ok());
+        let j = r.to_json();
+        assert!(j.contains("\"first_send_error\": \"ERR UNAVAILABLE :try again\""));
+        assert!(
+            j.contains("the first refusal: ERR UNAVAILABLE :try again"),
+            "{j}"
+        );
+        assert!(sample().to_json().contains("\"first_send_error\": null"));
         // ACK mismatches and foreign messages are reported, not failures.
         let mut r = sample();
         r.ack_mismatches = 3;
@@ -593,6 +700,78 @@ mod tests {
         assert!(sample().to_json().contains("\"tls\": false"));
         r.tls = true;
         assert!(r.to_json().contains("\"tls\": true"));
+    }
+
+    #[test]
+    fn several_nodes_report_same_and_cross_node_latency() {
+        // One node: no split, the keys are not there.
+        let j = sample().to_json();
+        assert!(j.contains("\"nodes\": 1"), "{j}");
+        assert!(!j.contains("latency_same_us") && !j.contains("latency_cross_us"));
+        assert!(!sample().summary().contains("cross-node"));
+
+        let mut r = sample();
+        r.nodes = 3;
+        let lat = |p99, samples| Latency {
+            p50: 10.0,
+            p90: 20.0,
+            p99,
+            p999: 40.0,
+            max: 50.0,
+            samples,
+        };
+        r.latency_same = Some(lat(30.5, 600));
+        r.latency_cross = Some(lat(90.25, 1300));
+        r.broker_source = BrokerSource::Pids(vec![11, 12, 13]);
+        r.broker_cpu_s = Some(0.6);
+        r.broker_cpu_s_per_pid = Some(vec![0.1, 0.2, 0.3]);
+        r.settle_ms = Some(3.25);
+        let j = r.to_json();
+        assert!(j.contains("\"settle_ms\": 3.25"), "{j}");
+        assert!(r
+            .summary()
+            .contains("every node listed them all 3.2 ms later"));
+        for k in [
+            "latency_us",
+            "latency_same_us",
+            "latency_cross_us",
+            "nodes",
+            "broker_cpu_s_per_pid",
+        ] {
+            assert_eq!(j.matches(&format!("\"{k}\":")).count(), 1, "{k} in {j}");
+        }
+        assert!(j.contains("\"latency_cross_us\": {\"p50\": 10, \"p90\": 20, \"p99\": 90.25, \"p999\": 40, \"max\": 50, \"samples\": 1300}"), "{j}");
+        assert!(
+            j.contains("\"latency_same_us\": {\"p50\": 10, \"p90\": 20, \"p99\": 30.5,"),
+            "{j}"
+        );
+        assert!(
+            j.contains("\"broker_cpu_s_per_pid\": [0.1, 0.2, 0.3]"),
+            "{j}"
+        );
+        assert!(j.contains("\"broker_source\": \"pid\""), "{j}");
+        // Deliveries per broker CPU-second use the sum.
+        assert!(
+            j.contains("\"deliveries_per_broker_cpu_s\": 3166.667"),
+            "{j}"
+        );
+        let s = r.summary();
+        assert!(
+            s.contains("  same node (us)    p50 10.0  p90 20.0  p99 30.5"),
+            "{s}"
+        );
+        assert!(
+            s.contains("  cross-node (us)   p50 10.0  p90 20.0  p99 90.2"),
+            "{s}"
+        );
+        assert!(
+            s.contains("(pids 11 + 12 + 13: 0.10 + 0.20 + 0.30 s)"),
+            "{s}"
+        );
+        // A side without samples says so (direct mode may have none).
+        r.latency_same = None;
+        assert!(r.to_json().contains("\"latency_same_us\": null"));
+        assert!(r.summary().contains("  same node         no samples"));
     }
 
     #[test]

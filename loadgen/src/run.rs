@@ -1,6 +1,7 @@
 //! The monitor: starts the broker if needed, spawns the network threads,
 //! drives the phases (register → warm-up → measure → drain), samples CPU and
-//! memory, shows progress and assembles the report.
+//! memory (of every `--broker-pid` process, summed), shows progress and
+//! assembles the report.
 
 use crate::args::{Door, Settings};
 use crate::console::{self, Console, Phase, Reading, Style};
@@ -9,7 +10,7 @@ use crate::procfs;
 use crate::report::{BrokerSource, Latency, Report};
 use crate::shared::{Shared, ThreadLive};
 use crate::tls::{self, RunCert};
-use crate::worker::{latency_histogram, ThreadResult, Worker, WAKE};
+use crate::worker::{latency_histogram, Node, ThreadResult, Worker, WAKE};
 use hdrhistogram::Histogram;
 use mio::{Poll, Waker};
 use std::path::PathBuf;
@@ -20,12 +21,15 @@ use std::time::Duration;
 
 /// How often the monitor looks at the counters.
 const TICK: Duration = Duration::from_millis(5);
+/// Longest wait, after every client registered on several nodes, for each
+/// node to list them all.
+const SETTLE_LIMIT_NS: u64 = 10_000_000_000;
 /// How often broker memory is sampled during the measured window.
 const RSS_EVERY_NS: u64 = 100_000_000;
 
 /// Runs one load test as `settings` describe and reports what happened.
 pub fn run(settings: Settings) -> Result<Report, Error> {
-    let in_process = settings.addr.is_none();
+    let in_process = settings.addrs.is_empty();
     // One descriptor per client, twice when the broker's end is ours too.
     let per_client = if in_process { 2 } else { 1 };
     let needed = (settings.clients as u64) * per_client + 64 + 4 * settings.threads as u64;
@@ -37,29 +41,49 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
         (Some(_), true) => Some(RunCert::generate().map_err(Error::Usage)?),
         _ => None,
     };
-    let client = match &settings.tls {
+    // One client configuration, named for each node's host as given.
+    let clients: Vec<Option<tls::Client>> = match &settings.tls {
         Some(t) => {
             let ca = t.ca.as_deref().or(cert.as_ref().map(|c| c.cert.as_path()));
             let ca = ca.ok_or_else(|| Error::Usage("--tls needs --ca".into()))?;
-            let name = tls::server_name(&t.server_name).map_err(Error::Usage)?;
-            Some(tls::Client::from_pem(ca, name).map_err(Error::Usage)?)
+            let mut names = t.server_names.iter().map(|n| tls::server_name(n));
+            let first = names
+                .next()
+                .ok_or_else(|| Error::Usage("--tls: no server name".into()))?
+                .map_err(Error::Usage)?;
+            let base = tls::Client::from_pem(ca, first).map_err(Error::Usage)?;
+            let mut clients = vec![Some(base.clone())];
+            for name in names {
+                clients.push(Some(base.for_name(name.map_err(Error::Usage)?)));
+            }
+            clients
         }
-        None => None,
+        None => Vec::new(),
     };
     let broker = if in_process {
         Some(start_broker(&settings, cert.as_ref())?)
     } else {
         None
     };
-    let addr = match (&broker, settings.addr) {
-        (Some(b), _) => door_addr(b, settings.door, cert.is_some())?,
-        (None, Some(a)) => a,
-        (None, None) => return Err(Error::Usage("no broker address".into())),
+    let addrs = match &broker {
+        Some(b) => vec![door_addr(b, settings.door, cert.is_some())?],
+        None => settings.addrs.clone(),
     };
-    let source = match (settings.broker_pid, in_process) {
-        (Some(pid), _) => BrokerSource::Pid(pid),
-        (None, true) => BrokerSource::InProcess,
-        (None, false) => BrokerSource::None,
+    let nodes: Vec<Node> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| Node {
+            addr,
+            tls: clients.get(i).cloned().flatten(),
+        })
+        .collect();
+    if nodes.is_empty() || (settings.tls.is_some() && nodes.iter().any(|n| n.tls.is_none())) {
+        return Err(Error::Usage("no broker address".into()));
+    }
+    let source = match (settings.broker_pids.is_empty(), in_process) {
+        (false, _) => BrokerSource::Pids(settings.broker_pids.clone()),
+        (true, true) => BrokerSource::InProcess,
+        (true, false) => BrokerSource::None,
     };
 
     let mut polls = Vec::with_capacity(settings.threads);
@@ -74,7 +98,7 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     let settings = Arc::new(settings);
     // What will run comes first, before any client connects or any
     // progress is shown.
-    let scenario = console::scenario(&settings, addr, in_process);
+    let scenario = console::scenario(&settings, &addrs, in_process);
     let mut console = Console::new(Style::for_stderr());
     console.header(&scenario);
     let hist = latency_histogram().map_err(|e| Error::Usage(format!("latency histogram: {e}")))?;
@@ -86,11 +110,11 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     let mut handles = Vec::with_capacity(settings.threads);
     for (id, poll) in polls.into_iter().enumerate() {
         let (shared2, settings2, barrier2) = (shared.clone(), settings.clone(), barrier.clone());
-        let (hist2, client2) = (hist.clone(), client.clone());
+        let (hist2, nodes2) = (hist.clone(), nodes.clone());
         let h = thread::Builder::new()
             .name(format!("lg-net-{id}"))
             .spawn(move || {
-                let mut w = Worker::new(id, poll, shared2, settings2, addr, client2, hist2);
+                let mut w = Worker::new(id, poll, shared2, settings2, nodes2, hist2);
                 let result = w.run();
                 barrier2.wait();
                 drop(w);
@@ -106,7 +130,7 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
         console,
         last_draw: 0,
         last_received: 0,
-        source,
+        source: source.clone(),
         clk: procfs::clock_ticks_per_sec() as f64,
         main_tid: procfs::current_tid(),
         peak_rss_kib: None,
@@ -122,11 +146,18 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
     let registered = shared.registered.load(Ordering::Acquire);
     let mut failure = None;
     let mut connect_ms = None;
+    let mut settle_ms = None;
     let mut window = None;
     if registered_all && registered >= settings.clients {
         let last = shared.last_registered_ns.load(Ordering::Acquire);
         connect_ms = Some(last.saturating_sub(connect_start) as f64 / 1e6);
-        window = Some(mon.measure());
+        match mon.settle(last) {
+            Ok(ms) => {
+                settle_ms = ms;
+                window = Some(mon.measure());
+            }
+            Err(why) => failure = Some(why),
+        }
     } else if shared.failed.load(Ordering::Acquire) == 0 {
         failure = Some(format!(
             "registration timed out: {registered} of {} clients registered",
@@ -158,6 +189,7 @@ pub fn run(settings: Settings) -> Result<Report, Error> {
         &results,
         registered,
         connect_ms,
+        settle_ms,
         window,
         source,
         broker_counters,
@@ -217,20 +249,23 @@ fn start_broker(settings: &Settings, cert: Option<&RunCert>) -> Result<broker::B
 }
 
 /// What the monitor measured over the measured window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Window {
     broker_rss_connected_mib: Option<f64>,
     loadgen_cpu_s: Option<f64>,
     broker_cpu_s: Option<f64>,
+    /// Each `--broker-pid` process's CPU seconds (all of them, or none).
+    broker_cpu_s_per_pid: Option<Vec<f64>>,
     broker_rss_mib: Option<f64>,
 }
 
 /// CPU readings at one instant, in clock ticks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct CpuSample {
     loadgen: Option<u64>,
     process: Option<u64>,
-    broker: Option<u64>,
+    /// Per `--broker-pid` process, in order.
+    brokers: Vec<Option<u64>>,
 }
 
 struct Monitor<'a> {
@@ -263,6 +298,36 @@ impl Monitor<'_> {
         }
     }
 
+    /// Several nodes (not over IRC): has one client per node ask for
+    /// `LIST` until every node names every client, so that no message is
+    /// sent to a name its sender's node hasn't heard of yet. Returns how
+    /// long that took after the last registration (`last`, ns), `None`
+    /// with one node.
+    fn settle(&mut self, last: u64) -> Result<Option<f64>, String> {
+        let nodes = self.settings.nodes();
+        if nodes < 2 || self.settings.door == Door::Irc {
+            return Ok(None);
+        }
+        self.shared.settle.store(true, Ordering::Release);
+        self.shared.wake_all();
+        let deadline = self.shared.now_ns() + SETTLE_LIMIT_NS;
+        let all = self.wait_until(deadline, |m| {
+            m.shared.settled.load(Ordering::Acquire) >= nodes
+                || m.shared.failed.load(Ordering::Acquire) > 0
+        });
+        let settled = self.shared.settled.load(Ordering::Acquire);
+        if all && settled >= nodes {
+            let ms = self.shared.now_ns().saturating_sub(last) as f64 / 1e6;
+            return Ok(Some(ms));
+        }
+        Err(format!(
+            "{settled} of {nodes} nodes listed all {} clients within {} s (is every \
+             address a node of one cluster?)",
+            self.settings.clients,
+            SETTLE_LIMIT_NS / 1_000_000_000
+        ))
+    }
+
     /// Starts the senders and watches warm-up, the measured window and the
     /// drain; returns the window's CPU and memory figures.
     fn measure(&mut self) -> Window {
@@ -289,21 +354,29 @@ impl Monitor<'_> {
 
         let ticks = |x: Option<u64>, y: Option<u64>| Some(y?.checked_sub(x?)? as f64 / self.clk);
         let loadgen = ticks(a.loadgen, b.loadgen);
+        // Every process or none: a sum that leaves one out would flatter.
+        let broker_cpu_s_per_pid = match self.source {
+            BrokerSource::Pids(_) => (a.brokers.iter().zip(&b.brokers))
+                .map(|(&x, &y)| ticks(x, y))
+                .collect::<Option<Vec<f64>>>(),
+            _ => None,
+        };
         let broker_cpu_s = match self.source {
             BrokerSource::None => None,
-            BrokerSource::Pid(_) => ticks(a.broker, b.broker),
+            BrokerSource::Pids(_) => broker_cpu_s_per_pid.as_ref().map(|v| v.iter().sum()),
             BrokerSource::InProcess => {
                 ticks(a.process, b.process).and_then(|p| Some((p - loadgen?).max(0.0)))
             }
         };
         let broker_rss_mib = match self.source {
-            BrokerSource::Pid(_) => self.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            BrokerSource::Pids(_) => self.peak_rss_kib.map(|k| k as f64 / 1024.0),
             _ => None,
         };
         Window {
             broker_rss_connected_mib,
             loadgen_cpu_s: loadgen,
             broker_cpu_s,
+            broker_cpu_s_per_pid,
             broker_rss_mib,
         }
     }
@@ -344,12 +417,14 @@ impl Monitor<'_> {
         }
     }
 
-    /// The broker's resident memory now, if it is a process of its own.
+    /// The brokers' resident memory now (summed), if they are processes
+    /// of their own; `None` if one can't be read.
     fn rss_kib(&self) -> Option<u64> {
-        match self.source {
-            BrokerSource::Pid(pid) => {
-                procfs::rss_kib(&PathBuf::from(format!("/proc/{pid}/status")))
-            }
+        match &self.source {
+            BrokerSource::Pids(pids) => pids
+                .iter()
+                .map(|pid| procfs::rss_kib(&PathBuf::from(format!("/proc/{pid}/status"))))
+                .sum(),
             _ => None,
         }
     }
@@ -369,16 +444,17 @@ impl Monitor<'_> {
                 .map(|&t| procfs::cpu_ticks(&procfs::thread_stat_path(t)))
                 .sum::<Option<u64>>()
         };
-        let broker = match self.source {
-            BrokerSource::Pid(pid) => {
-                procfs::cpu_ticks(&PathBuf::from(format!("/proc/{pid}/stat")))
-            }
-            _ => None,
+        let brokers = match &self.source {
+            BrokerSource::Pids(pids) => pids
+                .iter()
+                .map(|pid| procfs::cpu_ticks(&PathBuf::from(format!("/proc/{pid}/stat"))))
+                .collect(),
+            _ => Vec::new(),
         };
         CpuSample {
             loadgen,
             process: procfs::cpu_ticks(&PathBuf::from("/proc/self/stat")),
-            broker,
+            brokers,
         }
     }
 
@@ -423,6 +499,30 @@ impl Monitor<'_> {
     }
 }
 
+/// The percentiles of the threads' histograms together (`None` if no
+/// thread has one, or none has samples).
+fn percentiles<'a>(hists: impl Iterator<Item = Option<&'a Histogram<u64>>>) -> Option<Latency> {
+    let mut all: Option<Histogram<u64>> = None;
+    for h in hists.flatten() {
+        match &mut all {
+            None => all = Some(h.clone()),
+            Some(a) => {
+                let _ = a.add(h);
+            }
+        }
+    }
+    let h = all.filter(|h| !h.is_empty())?;
+    let us = |ns: u64| ns as f64 / 1000.0;
+    Some(Latency {
+        p50: us(h.value_at_quantile(0.50)),
+        p90: us(h.value_at_quantile(0.90)),
+        p99: us(h.value_at_quantile(0.99)),
+        p999: us(h.value_at_quantile(0.999)),
+        max: us(h.max()),
+        samples: h.len(),
+    })
+}
+
 fn dur_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 4)
 }
@@ -434,6 +534,7 @@ fn build_report(
     results: &[ThreadResult],
     registered: usize,
     connect_ms: Option<f64>,
+    settle_ms: Option<f64>,
     window: Option<Window>,
     source: BrokerSource,
     broker_counters: Option<(u64, u64, u64)>,
@@ -445,26 +546,9 @@ fn build_report(
     let expected = sum(|r| r.expected);
     let received = sum(|r| r.received);
     let duplicates = sum(|r| r.duplicates);
-    let mut hist: Option<Histogram<u64>> = None;
-    for r in results {
-        match &mut hist {
-            None => hist = Some(r.hist.clone()),
-            Some(h) => {
-                let _ = h.add(&r.hist);
-            }
-        }
-    }
-    let latency = hist.filter(|h| !h.is_empty()).map(|h| {
-        let us = |ns: u64| ns as f64 / 1000.0;
-        Latency {
-            p50: us(h.value_at_quantile(0.50)),
-            p90: us(h.value_at_quantile(0.90)),
-            p99: us(h.value_at_quantile(0.99)),
-            p999: us(h.value_at_quantile(0.999)),
-            max: us(h.max()),
-            samples: h.len(),
-        }
-    });
+    let latency = percentiles(results.iter().map(|r| Some(&r.hist)));
+    let latency_same = percentiles(results.iter().map(|r| r.hist_same.as_ref()));
+    let latency_cross = percentiles(results.iter().map(|r| r.hist_cross.as_ref()));
     let secs = s.duration.as_secs_f64();
     let measured = window.is_some();
     let per_sec = |n: u64| if measured { n as f64 / secs } else { 0.0 };
@@ -483,6 +567,7 @@ fn build_report(
         window: s.window,
         refill: s.refill,
         threads: s.threads,
+        nodes: s.nodes(),
         registered,
         sent,
         expected,
@@ -492,6 +577,7 @@ fn build_report(
         reordered: sum(|r| r.reordered),
         unacked: sent - replies.min(sent),
         send_errors: sum(|r| r.send_errors),
+        first_send_error: results.iter().find_map(|r| r.first_send_error.clone()),
         disconnects: sum(|r| r.disconnects),
         left: sum(|r| r.left),
         protocol_errors: sum(|r| r.protocol_errors),
@@ -500,11 +586,15 @@ fn build_report(
         deliveries_per_sec: per_sec(sum(|r| r.window_deliveries)),
         mb_per_sec: per_sec(sum(|r| r.window_bytes)) / 1e6,
         latency,
+        latency_same,
+        latency_cross,
         connect_ms,
-        loadgen_cpu_s: window.and_then(|w| w.loadgen_cpu_s),
-        broker_cpu_s: window.and_then(|w| w.broker_cpu_s),
-        broker_rss_mib: window.and_then(|w| w.broker_rss_mib),
-        broker_rss_connected_mib: window.and_then(|w| w.broker_rss_connected_mib),
+        settle_ms,
+        loadgen_cpu_s: window.as_ref().and_then(|w| w.loadgen_cpu_s),
+        broker_cpu_s: window.as_ref().and_then(|w| w.broker_cpu_s),
+        broker_cpu_s_per_pid: window.as_ref().and_then(|w| w.broker_cpu_s_per_pid.clone()),
+        broker_rss_mib: window.as_ref().and_then(|w| w.broker_rss_mib),
+        broker_rss_connected_mib: window.as_ref().and_then(|w| w.broker_rss_connected_mib),
         broker_source: source,
         broker_counters,
         failure,

@@ -60,6 +60,14 @@ pub struct Shared {
     pub failed: AtomicUsize,
     /// When the last client registered (ns since epoch).
     pub last_registered_ns: AtomicU64,
+    /// Several nodes: set by the monitor once every client registered.
+    /// Then one client per node asks its node for `LIST` until every
+    /// client is on it: presence spreads between nodes a little after
+    /// `OK NAME`, and a `SEND lg-7` on a node that doesn't know lg-7 yet
+    /// would be refused.
+    pub settle: AtomicBool,
+    /// Nodes whose `LIST` named every client.
+    pub settled: AtomicUsize,
     /// The first failure, for the report.
     pub failure: Mutex<Option<String>>,
     /// Per sender index: deliveries of its messages received by any client
@@ -83,6 +91,8 @@ impl Shared {
             registered: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             last_registered_ns: AtomicU64::new(0),
+            settle: AtomicBool::new(false),
+            settled: AtomicUsize::new(0),
             failure: Mutex::new(None),
             delivered: (0..senders).map(|_| Padded::default()).collect(),
             threads: (0..wakers.len()).map(|_| Padded::default()).collect(),

@@ -90,6 +90,15 @@ impl Client {
         })
     }
 
+    /// The same trust for another name: a node of a cluster whose address
+    /// is written with another host (the configuration is shared).
+    pub fn for_name(&self, name: ServerName<'static>) -> Client {
+        Client {
+            config: Arc::clone(&self.config),
+            name,
+        }
+    }
+
     /// A new session; its ClientHello waits in it for the socket.
     pub fn session(&self) -> Result<Session, rustls::Error> {
         let tls = ClientConnection::new(Arc::clone(&self.config), self.name.clone())?;

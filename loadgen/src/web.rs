@@ -11,6 +11,7 @@
 //!        ◄── {"type":"ok","op":"name","name":"lg-<i>"}
 //!        ─► [{"op":"join","room":"#load"}]
 //!        ◄── [{"type":"ok","op":"join","room":"#load","members":N}]   ready
+//! [nodes ─► {"op":"list"}  ◄── {"type":"users","count":N,"names":[...]}]
 //! run    ─► {"op":"send","to":"*"|"lg-<j>"|["lg-<j>",...]|"#load","text":"<payload>"}
 //!        ◄── {"type":"ack","id":N,"queued":K,"missing":[]}
 //!        ◄── {"type":"msg","id":N,"from":"lg-<k>","kind":..,"ts":..,"text":"<payload>"}
@@ -215,6 +216,11 @@ pub fn push_name(out: &mut Vec<u8>, idx: u32, mask: [u8; 4]) {
         push_u64(out, u64::from(idx));
         out.extend_from_slice(br#""}"#);
     });
+}
+
+/// Appends a text frame holding `{"op":"list"}`: who is online.
+pub fn push_list(out: &mut Vec<u8>, mask: [u8; 4]) {
+    push_text(out, mask, |out| out.extend_from_slice(br#"{"op":"list"}"#));
 }
 
 /// Appends a text frame holding `{"op":"join","room":"<room>"}` (`room`
@@ -447,7 +453,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 }
 
 /// The fields of a broker → client object that the load generator reads;
-/// the others (`missing`, `names`, `ref`, ...) are skipped unread.
+/// the others (`missing`, `ref`, ...) are skipped unread.
 #[derive(Debug, Deserialize)]
 pub struct Incoming<'a> {
     /// The native verb in lower case.
@@ -477,6 +483,10 @@ pub struct Incoming<'a> {
     /// `error`: the arguments (for `NO_SUCH_USER`, the names).
     #[serde(borrow, default)]
     pub args: Option<Str<'a>>,
+    /// `users`: the names listed (read only while the nodes settle; no
+    /// other object has the field, so nothing else allocates for it).
+    #[serde(borrow, default)]
+    pub names: Option<Vec<Str<'a>>>,
     /// `pong`: the ping's token.
     #[serde(borrow, default)]
     pub token: Option<Str<'a>>,

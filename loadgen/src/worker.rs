@@ -2,6 +2,15 @@
 //! `i` belongs to thread `i % threads`). It connects and registers them,
 //! makes its senders send, and checks every message its receivers get.
 //!
+//! Several nodes (`--addr a,b,c`): client `i` connects to node
+//! `i % nodes` ([`node_of`]), whatever its thread. A receiver tells a
+//! cross-node delivery by the sender index in the payload, which is the
+//! sender's client index: the same modulo, no lookup, no allocation. Same-
+//! and cross-node latency go to two histograms, merged into the overall
+//! one at the end. Before sending starts, client `k` asks node `k` for
+//! `LIST` (every 10 ms) until it names every client ([`Shared::settle`]);
+//! the IRC door has no cluster-wide list, so IRC clients don't wait.
+//!
 //! The hot path allocates nothing. Each thread reads into one scratch
 //! buffer and decodes `MSG` frames in place with [`Event::decode`]; only the
 //! tail of a frame cut by a read is copied into that connection's `carry`
@@ -36,7 +45,7 @@
 //! one write. Bytes rustls still holds count as queued output, so the
 //! writable edge flushes them as it does a plain connection's.
 
-use crate::args::{Door, Mode, Settings, ROOM};
+use crate::args::{node_of, Door, Mode, Settings, ROOM};
 use crate::irc::{self, Line};
 use crate::payload::{self, Stamp};
 use crate::rng::{pick_distinct, Rng};
@@ -73,8 +82,29 @@ const NAME_RETRIES: u32 = 60;
 /// a wake-up were lost.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
+/// How often a node is asked for `LIST` again until it names every client.
+const LIST_RETRY_NS: u64 = 10_000_000;
+
+/// Longest line read from the broker when nodes settle: a `USERS` line
+/// names every client (under 1 MiB at [`crate::payload::MAX_CLIENTS`]).
+const MAX_LIST_LINE: usize = 1 << 20;
+
 /// Latency histogram range: 1 ns to 1 hour, 3 significant digits.
 const HIST_MAX_NS: u64 = 3_600_000_000_000;
+
+/// Where a node's probe client (client `k` for node `k`) is in asking
+/// its node whether it knows every client yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Not a probe client.
+    No,
+    /// `LIST` to be sent at this time (ns since the epoch).
+    Due(u64),
+    /// `LIST` sent, `USERS` awaited.
+    Asked,
+    /// Its node listed every client.
+    Done,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -99,6 +129,8 @@ enum State {
 struct Conn {
     /// Client index (`lg-<idx>`).
     idx: u32,
+    /// The node it connects to (index into `Worker::nodes`).
+    node: u32,
     /// Index into `Worker::conns` (its poll token).
     token: usize,
     /// `NAME` attempts refused with `NAME_TAKEN` so far.
@@ -118,6 +150,8 @@ struct Conn {
     web: web::Session,
     /// `--tls`: the connection's TLS session.
     tls: Option<tls::Session>,
+    /// Whether it asks its node for `LIST` before sending starts.
+    probe: Probe,
 }
 
 struct Sender {
@@ -148,7 +182,21 @@ struct Rx {
     ack_mismatches: u64,
     window_deliveries: u64,
     window_bytes: u64,
+    /// Latency of every delivery, or of same-node ones when there are
+    /// several nodes.
     hist: Histogram<u64>,
+    /// Several nodes: latency of deliveries whose sender is on another
+    /// node than the receiver.
+    hist_cross: Option<Histogram<u64>>,
+    /// Nodes the clients are spread over (at least 1).
+    nodes: u32,
+    /// Clients in the run (`lg-0` to `lg-<clients - 1>`).
+    clients: u32,
+    /// The first refusal of a message, as the broker put it.
+    first_send_error: Option<String>,
+    /// An ACK owes the whole fan-out, not its `<queued>`
+    /// ([`Settings::ack_owes_fanout`]).
+    owe_fanout: bool,
     /// Per sender index: deliveries counted since the last flush.
     pending: Vec<u64>,
     /// Sender indexes with a non-zero `pending`.
@@ -202,6 +250,22 @@ pub struct ThreadResult {
     pub window_bytes: u64,
     /// Latency (ns) of deliveries of messages sent in the measured window.
     pub hist: Histogram<u64>,
+    /// Several nodes: the part of `hist` where sender and receiver were on
+    /// the same node.
+    pub hist_same: Option<Histogram<u64>>,
+    /// Several nodes: the part of `hist` where they were on different nodes.
+    pub hist_cross: Option<Histogram<u64>>,
+    /// The first refusal of a message (`ERR …`, an IRC numeric).
+    pub first_send_error: Option<String>,
+}
+
+/// One broker node the clients connect to.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Its address for the clients' door.
+    pub addr: SocketAddr,
+    /// `--tls`: what every connection's session to it starts from.
+    pub tls: Option<tls::Client>,
 }
 
 /// A network thread's state.
@@ -210,14 +274,15 @@ pub struct Worker {
     poll: Poll,
     shared: Arc<Shared>,
     settings: Arc<Settings>,
-    addr: SocketAddr,
-    /// `--tls`: what every connection's session starts from.
-    tls: Option<tls::Client>,
+    /// The nodes; client `i` connects to `nodes[i % nodes.len()]`.
+    nodes: Vec<Node>,
     limits: Limits,
     conns: Vec<Conn>,
     senders: Vec<Sender>,
     /// Client indexes this thread still has to connect.
     to_connect: std::vec::IntoIter<u32>,
+    /// Tokens of this thread's probe clients (see [`Probe`]).
+    probes: Vec<usize>,
     handshaking: usize,
     rx: Rx,
     scratch: Vec<u8>,
@@ -234,22 +299,30 @@ pub fn latency_histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError
 
 impl Worker {
     /// A worker for thread `id` of `settings.threads`, using `poll` (whose
-    /// waker is `shared.wakers[id]`), connecting to `addr` (over TLS with
-    /// `tls`) and recording latency into `hist`.
+    /// waker is `shared.wakers[id]`), connecting each client to its node of
+    /// `nodes` (not empty) and recording latency into `hist`.
     pub fn new(
         id: usize,
         poll: Poll,
         shared: Arc<Shared>,
         settings: Arc<Settings>,
-        addr: SocketAddr,
-        tls: Option<tls::Client>,
+        nodes: Vec<Node>,
         hist: Histogram<u64>,
     ) -> Worker {
         let mine: Vec<u32> = (0..settings.clients)
             .filter(|i| i % settings.threads == id)
             .map(|i| i as u32)
             .collect();
-        let limits = Limits::default();
+        // Nodes settle by `LIST` (not over IRC): its answer may be long.
+        let settles = nodes.len() > 1 && settings.door != Door::Irc;
+        let limits = Limits {
+            max_line: if settles {
+                MAX_LIST_LINE
+            } else {
+                Limits::default().max_line
+            },
+            ..Limits::default()
+        };
         let senders = settings.senders;
         let clients = settings.clients;
         let rx = Rx {
@@ -264,7 +337,12 @@ impl Worker {
             ack_mismatches: 0,
             window_deliveries: 0,
             window_bytes: 0,
+            hist_cross: (nodes.len() > 1).then(|| Histogram::new_from(&hist)),
             hist,
+            nodes: u32::try_from(nodes.len()).unwrap_or(u32::MAX).max(1),
+            clients: u32::try_from(clients).unwrap_or(u32::MAX),
+            first_send_error: None,
+            owe_fanout: settings.ack_owes_fanout(),
             pending: vec![0; senders],
             dirty: Vec::with_capacity(senders),
             warm_end: NOT_STARTED,
@@ -281,14 +359,14 @@ impl Worker {
             id,
             poll,
             shared,
-            addr,
-            tls,
+            nodes,
             // Two whole frames fit, so a cut frame plus a fresh read always do.
             scratch: vec![0; scratch_len(&limits, settings.door)],
             limits,
             conns: Vec::with_capacity(mine.len()),
             senders: Vec::new(),
             to_connect: mine.into_iter(),
+            probes: Vec::new(),
             handshaking: 0,
             rx,
             rng: Rng::new(id as u64 ^ u64::from(std::process::id()) << 20),
@@ -316,6 +394,12 @@ impl Worker {
             self.connect_more();
             self.check_phase();
             let now = self.shared.now_ns();
+            if !self.started
+                && !self.probes.is_empty()
+                && self.shared.settle.load(Ordering::Acquire)
+            {
+                self.ask_lists(now);
+            }
             if !self.rx.name_retries.is_empty() {
                 self.retry_names(now);
             }
@@ -375,18 +459,24 @@ impl Worker {
                 return;
             };
             let token = self.conns.len();
-            let session = match self.tls.as_ref().map(tls::Client::session).transpose() {
+            let node = node_of(idx, self.rx.nodes);
+            let Some(target) = self.nodes.get(node as usize) else {
+                self.shared
+                    .fail(format!("lg-{idx}: no address for node {node}"));
+                continue;
+            };
+            let session = match target.tls.as_ref().map(tls::Client::session).transpose() {
                 Ok(s) => s,
                 Err(e) => {
                     self.shared.fail(format!("lg-{idx}: TLS: {e}"));
                     continue;
                 }
             };
-            let mut stream = match TcpStream::connect(self.addr) {
+            let mut stream = match TcpStream::connect(target.addr) {
                 Ok(s) => s,
                 Err(e) => {
                     self.shared
-                        .fail(format!("lg-{idx}: connect to {}: {e}", self.addr));
+                        .fail(format!("lg-{idx}: connect to {}: {e}", target.addr));
                     continue;
                 }
             };
@@ -412,8 +502,18 @@ impl Worker {
             } else {
                 None
             };
+            // Client k < nodes is on node k: it asks that node for LIST.
+            let settles = self.nodes.len() > 1 && self.settings.door != Door::Irc;
+            let probe = if settles && idx < self.rx.nodes {
+                self.probes.push(token);
+                Probe::Due(0)
+            } else {
+                Probe::No
+            };
             self.conns.push(Conn {
+                probe,
                 idx,
+                node,
                 token,
                 name_tries: 0,
                 stream,
@@ -448,6 +548,25 @@ impl Worker {
                     flush(conn);
                 }
             }
+        }
+    }
+
+    /// Sends `LIST` for each probe client whose time has come.
+    fn ask_lists(&mut self, now: u64) {
+        for &token in &self.probes {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if conn.state != State::Ready || !matches!(conn.probe, Probe::Due(t) if t <= now) {
+                continue;
+            }
+            if self.settings.door == Door::Web {
+                web::push_list(&mut conn.out, conn.web.next_mask());
+            } else {
+                conn.out.extend_from_slice(b"LIST\n");
+            }
+            conn.probe = Probe::Asked;
+            flush(conn);
         }
     }
 
@@ -589,6 +708,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        let addr = node_addr(&self.nodes, conn);
         match conn.state {
             State::Closed => return,
             State::Connecting => match connected(&conn.stream) {
@@ -600,11 +720,11 @@ impl Worker {
                         // the door's first bytes wait for the handshake.
                         conn.state = State::Handshaking;
                     } else {
-                        begin(conn, self.settings.door, self.addr);
+                        begin(conn, self.settings.door, addr);
                     }
                 }
                 Err(e) => {
-                    let why = format!("lg-{}: connect to {}: {e}", conn.idx, self.addr);
+                    let why = format!("lg-{}: connect to {addr}: {e}", conn.idx);
                     self.close(token, Some(why));
                     return;
                 }
@@ -619,7 +739,7 @@ impl Worker {
         if let Some(conn) = self.conns.get_mut(token) {
             let shaken = conn.tls.as_ref().is_some_and(|t| !t.is_handshaking());
             if conn.state == State::Handshaking && shaken {
-                begin(conn, self.settings.door, self.addr);
+                begin(conn, self.settings.door, addr);
             }
             if conn.state != State::Closed && has_output(conn) {
                 flush(conn);
@@ -655,12 +775,13 @@ impl Worker {
             scratch,
             shared,
             limits,
-            addr,
+            nodes,
             ..
         } = self;
         let Some(conn) = conns.get_mut(token) else {
             return;
         };
+        let addr = node_addr(nodes, conn);
         let mut len = conn.carry.len();
         match scratch.get_mut(..len) {
             Some(dst) => dst.copy_from_slice(&conn.carry),
@@ -830,6 +951,17 @@ impl Worker {
         let (sent, replies, expected) = self.totals();
         let rx = &mut self.rx;
         let empty = Histogram::new_from(&rx.hist);
+        let first = std::mem::replace(&mut rx.hist, empty);
+        // Several nodes: `hist` held the same-node deliveries; the overall
+        // histogram is both.
+        let (hist, hist_same, hist_cross) = match rx.hist_cross.take() {
+            None => (first, None, None),
+            Some(cross) => {
+                let mut all = first.clone();
+                let _ = all.add(&cross);
+                (all, Some(first), Some(cross))
+            }
+        };
         ThreadResult {
             sent,
             replies,
@@ -845,8 +977,20 @@ impl Worker {
             ack_mismatches: rx.ack_mismatches,
             window_deliveries: rx.window_deliveries,
             window_bytes: rx.window_bytes,
-            hist: std::mem::replace(&mut rx.hist, empty),
+            hist,
+            hist_same,
+            hist_cross,
+            first_send_error: rx.first_send_error.take(),
         }
+    }
+}
+
+/// The address of `conn`'s node (for the web upgrade's `Host` and for
+/// error messages).
+fn node_addr(nodes: &[Node], conn: &Conn) -> SocketAddr {
+    match nodes.get(conn.node as usize).or(nodes.first()) {
+        Some(n) => n.addr,
+        None => SocketAddr::from(([127, 0, 0, 1], 0)),
     }
 }
 
@@ -1274,6 +1418,13 @@ fn on_json(
         rx.protocol_errors += 1;
         return None;
     };
+    if incoming.kind.0 == "users" {
+        if conn.probe == Probe::Asked && incoming.room.is_none() {
+            let names = incoming.names.iter().flatten().map(|n| n.0.as_ref());
+            listed(conn, count_ours(names, rx.clients), rx, shared, now);
+        }
+        return None;
+    }
     match incoming.event() {
         Ok(Some(event)) => on_frame(event, conn, senders, rx, shared, now),
         Ok(None) => None,
@@ -1326,6 +1477,10 @@ fn on_line(
                 Some(s) => {
                     rx.send_errors += 1;
                     s.queued = s.queued.saturating_sub(rx.fanout);
+                    if rx.first_send_error.is_none() {
+                        let text = String::from_utf8_lossy(text);
+                        rx.first_send_error = Some(format!("{code} {text}"));
+                    }
                 }
                 None => rx.protocol_errors += 1,
             },
@@ -1365,8 +1520,15 @@ fn on_frame(
                 // More than the fan-out means users that aren't ours are
                 // online (`SEND *` reaches them too): expect only our share,
                 // so strangers don't look like losses. Fewer is real: one
-                // of ours is gone, and that is reported on its own.
-                s.queued += queued.min(rx.fanout);
+                // of ours is gone, and that is reported on its own. Over
+                // several nodes a `SEND *` is owed to everyone anyway: the
+                // ACK counts the other nodes' users as its node last knew
+                // them (see `Settings::ack_owes_fanout`).
+                s.queued += if rx.owe_fanout {
+                    rx.fanout
+                } else {
+                    queued.min(rx.fanout)
+                };
                 if queued != rx.fanout {
                     rx.ack_mismatches += 1;
                 }
@@ -1411,6 +1573,10 @@ fn on_frame(
                 Some(s) => {
                     s.replies += 1;
                     rx.send_errors += 1;
+                    if rx.first_send_error.is_none() {
+                        let args = args.unwrap_or_default();
+                        rx.first_send_error = Some(format!("ERR {code} {args} :{text}"));
+                    }
                 }
                 None => rx.protocol_errors += 1,
             }
@@ -1422,9 +1588,44 @@ fn on_frame(
             }
             None
         }
+        Event::Users {
+            room: None, names, ..
+        } if conn.probe == Probe::Asked => {
+            listed(
+                conn,
+                count_ours(names.split(' '), rx.clients),
+                rx,
+                shared,
+                now,
+            );
+            None
+        }
         Event::Shutdown { .. } => Some(format!("lg-{}: the broker is shutting down", conn.idx)),
         // HELLO, JOINED, PONG, INFO, RCPT, USERS, BYE: nothing to check.
         _ => None,
+    }
+}
+
+/// How many of `names` are clients of this run (`lg-<i>`, `i < clients`);
+/// each name is listed once.
+fn count_ours<'a>(names: impl Iterator<Item = &'a str>, clients: u32) -> u32 {
+    let ours = |n: &str| {
+        n.strip_prefix("lg-")
+            .and_then(|i| i.parse::<u32>().ok())
+            .is_some_and(|i| i < clients)
+    };
+    let n = names.filter(|n| ours(n)).count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A probe client's node listed `ours` of the run's clients: done if that
+/// is all of them, asked again a little later otherwise.
+fn listed(conn: &mut Conn, ours: u32, rx: &Rx, shared: &Shared, now: u64) {
+    if ours >= rx.clients {
+        conn.probe = Probe::Done;
+        shared.settled.fetch_add(1, Ordering::AcqRel);
+    } else {
+        conn.probe = Probe::Due(now + LIST_RETRY_NS);
     }
 }
 
@@ -1460,8 +1661,15 @@ fn on_msg(body: &[u8], conn: &mut Conn, rx: &mut Rx, now: u64) {
         rx.window_bytes += body.len() as u64;
     }
     if stamp.send_ns >= rx.warm_end && stamp.send_ns < rx.send_end {
-        rx.hist
-            .saturating_record(now.saturating_sub(stamp.send_ns).max(1));
+        let ns = now.saturating_sub(stamp.send_ns).max(1);
+        // Senders are the first clients, so the payload's sender index is
+        // the sender's client index, and its node is `node_of` it.
+        match rx.hist_cross.as_mut() {
+            Some(cross) if node_of(stamp.sender, rx.nodes) != conn.node => {
+                cross.saturating_record(ns);
+            }
+            _ => rx.hist.saturating_record(ns),
+        }
     }
 }
 
@@ -1484,6 +1692,7 @@ mod tests {
     fn conn(listener: &std::net::TcpListener) -> Conn {
         Conn {
             idx: 3,
+            node: 0,
             token: 0,
             name_tries: 0,
             stream: TcpStream::connect(listener.local_addr().unwrap()).unwrap(),
@@ -1495,7 +1704,177 @@ mod tests {
             sender: Some(0),
             web: web::Session::new(1),
             tls: None,
+            probe: Probe::No,
         }
+    }
+
+    /// A worker over `nodes` loopback addresses (nothing is connected),
+    /// its phase times set so that every delivery is measured.
+    fn worker(args: &[&str], nodes: usize) -> Worker {
+        let list: Vec<String> = (0..nodes)
+            .map(|i| format!("127.0.0.1:{}", 7831 + i))
+            .collect();
+        let list = list.join(",");
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["--addr", &list]);
+        let s = settings(&args);
+        let nodes = s
+            .addrs
+            .iter()
+            .map(|&addr| Node { addr, tls: None })
+            .collect();
+        let shared = Arc::new(Shared::new(s.senders, Vec::new()));
+        let hist = latency_histogram().unwrap();
+        let mut w = Worker::new(0, Poll::new().unwrap(), shared, Arc::new(s), nodes, hist);
+        w.rx.warm_end = 0;
+        w.rx.send_end = u64::MAX;
+        w
+    }
+
+    /// A loadgen body from `sender`, sent at 1000 ns.
+    fn body(sender: u32, seq: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        let stamp = Stamp {
+            sender,
+            seq,
+            send_ns: 1000,
+        };
+        payload::write(&mut b, stamp, 64);
+        b
+    }
+
+    /// With several nodes, a delivery is same-node or cross-node by the
+    /// sender index in its payload against the receiver's node, and the
+    /// overall histogram is both.
+    #[test]
+    fn deliveries_are_split_by_node() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = worker(&["--clients", "9", "--senders", "6"], 3);
+        // lg-3 is on node 0 (3 mod 3): from senders 0 and 3 same-node,
+        // from 1, 2, 4, 5 cross-node.
+        let mut c = conn(&listener);
+        c.seen = vec![0; 6];
+        for sender in 0..6 {
+            on_msg(&body(sender, 0), &mut c, &mut w.rx, 3000);
+        }
+        // lg-4 is on node 1: sender 4 is the same node.
+        let mut c4 = conn(&listener);
+        (c4.idx, c4.node, c4.seen) = (4, node_of(4, 3), vec![0; 6]);
+        on_msg(&body(4, 1), &mut c4, &mut w.rx, 5000);
+        let r = w.result();
+        let (same, cross) = (r.hist_same.unwrap(), r.hist_cross.unwrap());
+        assert_eq!((same.len(), cross.len(), r.hist.len()), (3, 4, 7));
+        assert_eq!(r.received, 7);
+        // Latency is now minus the stamp, whichever histogram.
+        assert!(same.equivalent(same.max(), 4000));
+        assert!(cross.equivalent(cross.max(), 2000));
+    }
+
+    /// One node: one histogram, as before.
+    #[test]
+    fn one_node_keeps_one_histogram() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = worker(&["--clients", "9", "--senders", "6"], 1);
+        let mut c = conn(&listener);
+        c.seen = vec![0; 6];
+        for sender in 0..6 {
+            on_msg(&body(sender, 0), &mut c, &mut w.rx, 3000);
+        }
+        let r = w.result();
+        assert!(r.hist_same.is_none() && r.hist_cross.is_none());
+        assert_eq!(r.hist.len(), 6);
+    }
+
+    /// `SEND *` over several nodes owes the whole fan-out whatever the
+    /// ACK's count; elsewhere the ACK's count, at most the fan-out.
+    #[test]
+    fn acks_over_several_nodes_in_all_mode() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ack = |queued| Event::Ack {
+            id: 1,
+            queued,
+            missing: None,
+        };
+        for (args, nodes, acked, owed) in [
+            (&["--clients", "10", "--mode", "all"][..], 2, 7, 9),
+            (&["--clients", "10", "--mode", "all"], 2, 12, 9),
+            (&["--clients", "10", "--mode", "all"], 1, 7, 7),
+            (&["--clients", "10", "--mode", "all"], 1, 12, 9),
+            (&["--clients", "10", "--mode", "direct"], 2, 0, 0),
+        ] {
+            let mut w = worker(args, nodes);
+            let mut c = conn(&listener);
+            let mut senders = vec![Sender {
+                conn: 0,
+                idx: 3,
+                seq: 1,
+                replies: 0,
+                queued: 0,
+                phase_ns: 0,
+            }];
+            let shared = w.shared.clone();
+            on_frame(ack(acked), &mut c, &mut senders, &mut w.rx, &shared, 0);
+            assert_eq!(
+                senders[0].queued, owed,
+                "{args:?} over {nodes}: ACK {acked}"
+            );
+            assert_eq!(senders[0].replies, 1);
+        }
+    }
+
+    /// A node counts as settled once its `LIST` names every client of the
+    /// run; strangers and names out of range don't count.
+    #[test]
+    fn a_node_settles_when_it_lists_every_client() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = worker(&["--clients", "4"], 2);
+        let shared = w.shared.clone();
+        let mut c = conn(&listener);
+        c.probe = Probe::Asked;
+        let users = |names| Event::Users {
+            count: 4,
+            room: None,
+            names,
+        };
+        on_frame(
+            users("bob lg-0 lg-1 lg-2 lg-9"),
+            &mut c,
+            &mut [],
+            &mut w.rx,
+            &shared,
+            100,
+        );
+        assert_eq!(c.probe, Probe::Due(100 + LIST_RETRY_NS));
+        assert_eq!(shared.settled.load(Ordering::Relaxed), 0);
+        // Only an asked probe takes a USERS.
+        on_frame(
+            users("lg-0 lg-1 lg-2 lg-3"),
+            &mut c,
+            &mut [],
+            &mut w.rx,
+            &shared,
+            200,
+        );
+        assert_eq!(shared.settled.load(Ordering::Relaxed), 0);
+        c.probe = Probe::Asked;
+        on_frame(
+            users("lg-0 lg-1 lg-2 lg-3"),
+            &mut c,
+            &mut [],
+            &mut w.rx,
+            &shared,
+            300,
+        );
+        assert_eq!(c.probe, Probe::Done);
+        assert_eq!(shared.settled.load(Ordering::Relaxed), 1);
+        // The web door's list is a JSON array.
+        let mut c = conn(&listener);
+        c.probe = Probe::Asked;
+        let json = br#"{"type":"users","count":4,"names":["lg-0","lg-1","lg-2","lg-3"]}"#;
+        on_json(json, &mut c, &mut [], &mut w.rx, &shared, 400);
+        assert_eq!(c.probe, Probe::Done);
+        assert_eq!(shared.settled.load(Ordering::Relaxed), 2);
+        assert_eq!(w.rx.protocol_errors, 0);
     }
 
     /// What the web door's parser makes of the client frames in `out`.

@@ -6,13 +6,15 @@
     missing_docs
 )]
 //! Drives the real `loadgen` binary: short runs against its own in-process
-//! broker in every mode (integrity must be perfect), and runs against a tiny
+//! broker in every mode (integrity must be perfect), runs against a tiny
 //! fake broker that drops, duplicates or reorders one delivery on purpose
-//! (the loadgen must notice and exit non-zero).
+//! (the loadgen must notice and exit non-zero), and runs spread over two
+//! clustered brokers on a real Redis (`--addr a,b`).
 
 mod util;
 
 use std::process::Command;
+use testkit::redis::RedisServer;
 use util::irc::{FakeIrc, IrcFault};
 use util::web::{FakeWeb, WebFault};
 use util::{json, FakeBroker, Fault, Json};
@@ -122,6 +124,9 @@ fn all_mode_in_process() {
     // In-process, the broker's CPU is measured; its RSS can't be separated.
     assert!(v.get("broker_cpu_s").and_then(Json::as_f64).is_some());
     assert!(v.get("broker_rss_mib").unwrap().is_null());
+    // One node: no same/cross split.
+    assert_eq!(u(&v, "nodes"), 1);
+    assert!(v.get("latency_cross_us").is_none() && v.get("latency_same_us").is_none());
 }
 
 #[test]
@@ -800,4 +805,68 @@ fn tls_flags_that_do_not_go_together() {
         assert!(stdout.is_empty(), "{args:?}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+/// A broker node of a cluster on `redis`, in this process, on free
+/// loopback ports (every door), flood control off as for the in-process
+/// broker.
+fn cluster_node(redis: &RedisServer, name: &str) -> broker::Broker {
+    let (url, name) = (redis.url(), name.to_string());
+    testkit::start_with(move |c| {
+        c.cluster = url;
+        c.node = name;
+        c.cluster_heartbeat_secs = 1;
+        c.cluster_node_timeout_secs = 3;
+        c.rate_per_sec = 0;
+        c.rate_bytes_per_sec = 0;
+        c.conn_rate_per_sec = 0;
+    })
+}
+
+/// The same-node or cross-node latency object of a report over several
+/// nodes: present, with samples, every percentile above zero.
+fn split_latency<'a>(v: &'a Json, key: &str) -> &'a Json {
+    let l = v.get(key).unwrap_or_else(|| panic!("{key} missing: {v:?}"));
+    for k in ["p50", "p90", "p99", "p999", "max", "samples"] {
+        let x = l.get(k).and_then(Json::as_f64);
+        assert!(x.is_some_and(|x| x > 0.0), "{key}.{k}: {v:?}");
+    }
+    l
+}
+
+#[test]
+fn clients_spread_over_two_clustered_brokers() {
+    let redis = RedisServer::start_new();
+    let (n1, n2) = (cluster_node(&redis, "lg1"), cluster_node(&redis, "lg2"));
+    let run = |door: &str, flag: &str, list: &str, mode: &str| {
+        let (d, l) = (format!("--door={door}"), format!("--{flag}={list}"));
+        let m = format!("--mode={mode}");
+        let v = assert_clean(&small(&[&d, &l, &m, "--senders=4", "--duration=1"]));
+        assert_eq!(u(&v, "nodes"), 2, "{door} {mode}");
+        assert_eq!(u(&v, "registered"), 20, "{door} {mode}");
+        // Sending waited until both nodes listed all 20 clients.
+        assert!(v.get("settle_ms").and_then(Json::as_f64).is_some(), "{v:?}");
+        for k in ["protocol_errors", "disconnects", "unacked", "send_errors"] {
+            assert_eq!(u(&v, k), 0, "{door} {mode}: {k}");
+        }
+        // Both kinds of delivery happened, and together they are all of
+        // them.
+        let same = u(split_latency(&v, "latency_same_us"), "samples");
+        let cross = u(split_latency(&v, "latency_cross_us"), "samples");
+        assert_eq!(same + cross, u(v.get("latency_us").unwrap(), "samples"));
+        v
+    };
+    let native = format!("{},{}", n1.local_addr(), n2.local_addr());
+    // `SEND *` reaches every client on both nodes: owed to all 19 others,
+    // whatever each ACK counted, and all of it arrives.
+    let v = run("native", "addr", &native, "all");
+    assert_eq!(u(&v, "expected"), u(&v, "sent") * 19);
+    // With lg-i on node i mod 2, a message from lg-0 reaches 9 clients on
+    // its own node and 10 on the other: about half the samples cross.
+    let v = run("native", "addr", &native, "direct");
+    assert!(u(&v, "expected") > 0);
+    // The web door is spread the same way.
+    let web = format!("{},{}", n1.http_addr().unwrap(), n2.http_addr().unwrap());
+    let v = run("web", "web-addr", &web, "all");
+    assert_eq!(u(&v, "expected"), u(&v, "sent") * 19);
 }
