@@ -175,6 +175,8 @@ struct Rx {
     duplicates: u64,
     reordered: u64,
     foreign: u64,
+    /// Messages that came before the run started (room history).
+    replayed: u64,
     protocol_errors: u64,
     left: u64,
     disconnects: u64,
@@ -330,6 +332,7 @@ impl Worker {
             duplicates: 0,
             reordered: 0,
             foreign: 0,
+            replayed: 0,
             protocol_errors: 0,
             left: 0,
             disconnects: 0,
@@ -1445,6 +1448,7 @@ fn on_line(
     now: u64,
 ) -> Option<String> {
     match line {
+        Line::Privmsg(_) if before_start(shared) => rx.replayed += 1,
         Line::Privmsg(text) => on_msg(text, conn, rx, now),
         Line::Ping(token) => irc::push_pong(&mut conn.out, token),
         Line::Welcome if conn.state == State::Registering => {
@@ -1511,7 +1515,13 @@ fn on_frame(
 ) -> Option<String> {
     match frame {
         Event::Msg { body, .. } => {
-            on_msg(body, conn, rx, now);
+            if before_start(shared) {
+                // A room's history, replayed on JOIN (a broker that
+                // served an earlier run): not this run's.
+                rx.replayed += 1;
+            } else {
+                on_msg(body, conn, rx, now);
+            }
             None
         }
         Event::Ack { queued, .. } => {
@@ -1627,6 +1637,12 @@ fn listed(conn: &mut Conn, ours: u32, rx: &Rx, shared: &Shared, now: u64) {
     } else {
         conn.probe = Probe::Due(now + LIST_RETRY_NS);
     }
+}
+
+/// True until the senders are started: nothing of this run can arrive
+/// yet, so a message now is an earlier run's, replayed as room history.
+fn before_start(shared: &Shared) -> bool {
+    shared.start_ns.load(Ordering::Acquire) == NOT_STARTED
 }
 
 /// Checks one `MSG` body: counts it, its order on its sender→receiver pair,
