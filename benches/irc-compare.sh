@@ -5,6 +5,7 @@
 #
 #   benches/irc-compare.sh [RUNS]      # default 3 runs per server and workload
 #   DURATION=2 WARMUP=0.5 PORT_BASE=7931 benches/irc-compare.sh 5
+#   BIN_DIR=/tmp/old benches/irc-compare.sh   # a prebuilt broker and loadgen
 #
 # Workloads, 500 IRC clients each, 64 B payloads, closed loop, window 8:
 #   room    4 senders PRIVMSG a channel (#load) that all 500 joined
@@ -26,7 +27,8 @@
 # lookups, no connection limits per IP, flood protection off (ngIRCd:
 # MaxPenaltyTime = 0; InspIRCd: threshold and commandrate far out of reach,
 # fakelag off, big send/receive queues). Our broker runs with
-# benches/broker-perf.toml (flood control off) and its IRC door on loopback.
+# benches/broker-perf.toml (flood control off) without its database (no room
+# history carried from one run into the next), its IRC door on loopback.
 #
 # Caveats: ngIRCd and InspIRCd are single-threaded, the broker uses both
 # cores; all three share the machine's cores with the load generator.
@@ -60,10 +62,23 @@ if [ ! -x "$ngircd_bin" ] || [ ! -x "$inspircd_bin" ]; then
   timeout 600 apt-get install -y -q ngircd inspircd >/dev/null
 fi
 
-cargo build --release -q -p broker -p loadgen
+# BIN_DIR: a directory with a prebuilt `broker` and `loadgen` (another
+# commit's, say); without it this tree's release build is used.
+if [ -n "${BIN_DIR:-}" ]; then
+  bin=$BIN_DIR
+  [ -x "$bin/broker" ] && [ -x "$bin/loadgen" ] || { echo "no broker and loadgen in $bin" >&2; exit 2; }
+else
+  cargo build --release -q -p broker -p loadgen
+  bin=./target/release
+fi
 
 tmp=$(mktemp -d /tmp/irc-compare.XXXXXX)
 chmod 755 "$tmp" # ngIRCd reads its config as root, then runs as nobody
+# The broker: broker-perf.toml without the embedded database. With it, room
+# history outlives each run in ./data and the next run's JOIN #load
+# replays it, which the load generator counts as duplicated and reordered
+# messages (and the other servers keep no history either).
+{ cat benches/broker-perf.toml; echo 'data_dir = ""'; } > "$tmp/broker.toml"
 # The one server running now (servers run one at a time); cleared once it
 # is stopped and reaped, so the exit trap never signals a reused pid.
 running=""
@@ -146,8 +161,11 @@ wait_port() {
 start() {
   case "$1" in
     broker)
-      ./target/release/broker --config benches/broker-perf.toml \
+      # No web door: its default port (7880) may be taken on a shared
+      # machine, and nothing here uses it.
+      "$bin/broker" --config "$tmp/broker.toml" \
         --listen "127.0.0.1:$broker_port" --irc-listen "127.0.0.1:$broker_irc" \
+        --http-listen "" \
         </dev/null >"$tmp/broker.log" 2>&1 &
       sport=$broker_irc ;;
     ngircd)
@@ -201,7 +219,7 @@ for run in $(seq 1 "$runs"); do
       before=$(rss_kib "$spid")
       handshakes=128
       [ "$server" = ngircd ] && handshakes=4
-      json=$(timeout 180 ./target/release/loadgen --door irc --irc-addr "127.0.0.1:$sport" \
+      json=$(timeout 180 "$bin/loadgen" --door irc --irc-addr "127.0.0.1:$sport" \
         --mode "$mode" --clients "$clients" --senders "$senders" --size 64 --window 8 \
         --duration "$duration" --warmup "$warmup" --drain 5 --handshakes "$handshakes" \
         --broker-pid "$spid" --json </dev/null 2>/dev/null || true)

@@ -12,12 +12,20 @@
 //!
 //! Which names are owned is also kept in memory ([`Accounts::owned`]), so a
 //! plain `NAME` of an owned name gets `NAME_OWNED` at once, on the worker.
+//!
+//! Where accounts and mailboxes live is a [`Home`]: the store, or in a
+//! cluster the cluster's Redis (`cluster::accounts`), so that every node
+//! has the same accounts. A node of a cluster never falls back to its own
+//! store: while Redis is unreachable a login or a registration is answered
+//! `UNAVAILABLE`, or the nodes' accounts would part ways.
 
+use crate::cluster::accounts::ClusterAccounts;
+use crate::cluster::link::LinkError;
 use crate::core::conn::Conn;
 use crate::core::outbound::Outbox;
 use crate::core::route::{reply_frame, with_reply_ref, Fan, Note};
 use crate::core::{self, NameError};
-use crate::store::{Store, Stored, StoredKind};
+use crate::store::{Account, Store, Stored, StoredKind};
 use crate::{log_debug, log_info, log_warn, Shared};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::RwLock;
@@ -25,7 +33,7 @@ use protocol::{fold_name, ErrorCode, Event, Kind};
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Shortest and longest password, in bytes.
@@ -92,39 +100,111 @@ pub(crate) struct Ticket {
     held: Arc<AtomicU8>,
 }
 
+/// The owned names (folded), and while they are being read again from
+/// the cluster, the changes heard meanwhile (applied over what was read,
+/// which may be older than they are).
+#[derive(Default)]
+struct Owned {
+    names: HashSet<String>,
+    heard: Option<Vec<(String, bool)>>,
+}
+
+impl Owned {
+    fn set(&mut self, folded: &str, exists: bool) {
+        if exists {
+            self.names.insert(folded.to_string());
+        } else {
+            self.names.remove(folded);
+        }
+        if let Some(heard) = self.heard.as_mut() {
+            heard.push((folded.to_string(), exists));
+        }
+    }
+}
+
 /// The accounts side of the broker: the owned names and the thread's inbox.
 pub(crate) struct Accounts {
-    owned: RwLock<HashSet<String>>,
+    owned: RwLock<Owned>,
     tx: Sender<Ticket>,
+    /// In a cluster, where the accounts live instead of the store (set
+    /// once, when the node starts, before the accounts thread does).
+    cluster: OnceLock<Arc<ClusterAccounts>>,
 }
 
 impl Accounts {
     /// The accounts in `store`, and the inbox of the thread that
     /// [`run`] will serve.
     pub fn new(store: &Store) -> Result<(Accounts, Receiver<Ticket>), String> {
-        let owned = store
+        let names = store
             .accounts()?
             .into_iter()
             .map(|a| fold_name(&a.name))
             .collect();
+        Ok(Accounts::with(names))
+    }
+
+    /// A cluster node's accounts: none known until the node reads them
+    /// from Redis (see [`Accounts::set_cluster`]).
+    pub fn clustered() -> (Accounts, Receiver<Ticket>) {
+        Accounts::with(HashSet::new())
+    }
+
+    fn with(names: HashSet<String>) -> (Accounts, Receiver<Ticket>) {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        Ok((
+        let owned = Owned { names, heard: None };
+        (
             Accounts {
                 owned: RwLock::new(owned),
                 tx,
+                cluster: OnceLock::new(),
             },
             rx,
-        ))
+        )
+    }
+
+    /// From now on the accounts live in the cluster's Redis.
+    pub fn set_cluster(&self, cluster: Arc<ClusterAccounts>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster's accounts, if this broker is a node of one.
+    pub fn cluster(&self) -> Option<&Arc<ClusterAccounts>> {
+        self.cluster.get()
     }
 
     /// How many accounts there are.
     pub fn count(&self) -> usize {
-        self.owned.read().len()
+        self.owned.read().names.len()
     }
 
     /// True if `name` (any case) is an account.
     pub fn owned(&self, name: &str) -> bool {
-        self.owned.read().contains(&fold_name(name))
+        self.owned.read().names.contains(&fold_name(name))
+    }
+
+    /// Another node (or `broker account`) registered (`exists`) or deleted
+    /// the account `folded`.
+    pub fn heard(&self, folded: &str, exists: bool) {
+        self.owned.write().set(folded, exists);
+    }
+
+    /// The owned names are about to be read again: changes heard from now
+    /// on are kept, to apply over what is read.
+    pub fn reload_begin(&self) {
+        self.owned.write().heard = Some(Vec::new());
+    }
+
+    /// The owned names as read (`None`: they could not be), with the
+    /// changes heard since [`Accounts::reload_begin`] applied over them.
+    pub fn reload_end(&self, names: Option<HashSet<String>>) {
+        let mut owned = self.owned.write();
+        let heard = owned.heard.take().unwrap_or_default();
+        if let Some(names) = names {
+            owned.names = names;
+            for (folded, exists) in heard {
+                owned.set(&folded, exists);
+            }
+        }
     }
 
     /// Hands a job to the thread; false if its queue is full.
@@ -237,8 +317,13 @@ impl Ord for Due {
 
 /// The accounts thread: runs until the broker's inbox closes.
 pub(crate) fn run(shared: Arc<Shared>, inbox: Receiver<Ticket>) {
-    let (Some(accounts), Some(store)) = (shared.accounts.as_ref(), shared.store.as_ref()) else {
+    let Some(accounts) = shared.accounts.as_ref() else {
         return;
+    };
+    let home = match (accounts.cluster(), shared.store.as_ref()) {
+        (Some(cluster), _) => Home::Cluster(cluster),
+        (None, Some(store)) => Home::Local(store),
+        (None, None) => return,
     };
     let writers = shared.writers.len();
     let mut failures = Failures::default();
@@ -249,14 +334,7 @@ pub(crate) fn run(shared: Arc<Shared>, inbox: Receiver<Ticket>) {
         while waiting.peek().is_some_and(|d| d.at <= now) {
             if let Some(due) = waiting.pop() {
                 let mut out = Outbox::new(writers, None);
-                serve(
-                    &shared,
-                    accounts,
-                    store,
-                    &mut failures,
-                    &mut out,
-                    due.ticket,
-                );
+                serve(&shared, accounts, home, &mut failures, &mut out, due.ticket);
                 core::flush(&shared, &mut out);
             }
         }
@@ -299,11 +377,88 @@ pub(crate) fn run(shared: Arc<Shared>, inbox: Receiver<Ticket>) {
     }
 }
 
+/// Where the accounts and their mailboxes live.
+#[derive(Clone, Copy)]
+enum Home<'a> {
+    /// This broker's store (a single broker).
+    Local(&'a Store),
+    /// The cluster's Redis, the same for every node.
+    Cluster(&'a ClusterAccounts),
+}
+
+/// Why an account could not be read or written: what to log, and whether
+/// it was because the cluster's Redis is unreachable.
+struct Trouble {
+    why: String,
+    unreachable: bool,
+}
+
+impl From<String> for Trouble {
+    fn from(why: String) -> Trouble {
+        Trouble {
+            why,
+            unreachable: false,
+        }
+    }
+}
+
+impl From<LinkError> for Trouble {
+    fn from(e: LinkError) -> Trouble {
+        Trouble {
+            unreachable: e == LinkError::Down,
+            why: e.to_string(),
+        }
+    }
+}
+
+impl Trouble {
+    /// `ERR UNAVAILABLE`'s text for a read (`write` false) or a write.
+    fn text(&self, write: bool) -> &'static str {
+        match (self.unreachable, write) {
+            (false, false) => "accounts can't be read now; try again",
+            (false, true) => "accounts can't be written now; try again",
+            (true, false) => "accounts can't be read now: the cluster is unreachable; try again",
+            (true, true) => "accounts can't be written now: the cluster is unreachable; try again",
+        }
+    }
+}
+
+impl Home<'_> {
+    /// The account with this folded name, if any.
+    fn account(self, folded: &str) -> Result<Option<Account>, Trouble> {
+        match self {
+            Home::Local(store) => Ok(store.account(folded)?),
+            Home::Cluster(c) => Ok(c.book()?.account(folded)?),
+        }
+    }
+
+    /// Makes `folded` an account; false if it is one already.
+    fn create(self, folded: &str, name: &str, hash: &str) -> Result<bool, Trouble> {
+        match self {
+            Home::Local(store) => Ok(store.create_account(folded, name, hash)?),
+            Home::Cluster(c) => Ok(c.book()?.create(folded, name, hash)?),
+        }
+    }
+
+    /// Takes an account's stored messages, oldest first. `again`: the
+    /// second take of a login, once the name is this connection's here
+    /// (in a cluster, from then on new messages for it come to this node).
+    fn take(self, folded: &str, again: bool) -> Result<Vec<Stored>, Trouble> {
+        match self {
+            Home::Local(store) => Ok(store.take_mailbox(folded)?),
+            Home::Cluster(c) => {
+                let live = again.then(|| c.node_name());
+                Ok(c.book()?.take(folded, live)?)
+            }
+        }
+    }
+}
+
 /// Does one job and releases its connection.
 fn serve(
     shared: &Shared,
     accounts: &Accounts,
-    store: &Store,
+    home: Home<'_>,
     failures: &mut Failures,
     out: &mut Outbox,
     ticket: Ticket,
@@ -325,19 +480,19 @@ fn serve(
                 conn,
                 name,
                 password,
-            } => login(shared, store, failures, out, &conn, &name, &password),
+            } => login(shared, home, failures, out, &conn, &name, &password),
             Job::Verify {
                 conn,
                 name,
                 password,
                 slot,
             } => {
-                if !verify(store, failures, &conn, &name, &password, &slot) {
+                if !verify(home, failures, &conn, &name, &password, &slot) {
                     state = core::hold::FAILED;
                 }
             }
             Job::Register { conn, password } => {
-                register(shared, accounts, store, out, &conn, &password)
+                register(shared, accounts, home, out, &conn, &password)
             }
         });
     }
@@ -350,7 +505,7 @@ fn serve(
 /// Checks a password for the IRC door; on success fills `slot` with the
 /// account's name and stored messages.
 fn verify(
-    store: &Store,
+    home: Home<'_>,
     failures: &mut Failures,
     conn: &Conn,
     name: &str,
@@ -358,17 +513,25 @@ fn verify(
     slot: &parking_lot::Mutex<Option<Verified>>,
 ) -> bool {
     let folded = fold_name(name);
-    let account = store.account(&folded).ok().flatten();
+    let account = match home.account(&folded) {
+        Ok(a) => a,
+        Err(e) => {
+            // Not a wrong password: no delay is earned for it.
+            log_warn!("accounts: cannot read {name}: {}", e.why);
+            return false;
+        }
+    };
     let Some(account) = account.filter(|a| crate::store::verify_password(password, &a.hash)) else {
         failures.failed(&folded, conn.peer.ip(), Instant::now());
         log_info!("{}: wrong password for {name}", conn.peer);
         return false;
     };
     failures.succeeded(&folded);
-    let stored = store.take_mailbox(&folded).unwrap_or_else(|e| {
+    let stored = home.take(&folded, false).unwrap_or_else(|e| {
         log_warn!(
-            "accounts: cannot read {}'s stored messages: {e}",
-            account.name
+            "accounts: cannot read {}'s stored messages: {}",
+            account.name,
+            e.why
         );
         Vec::new()
     });
@@ -387,7 +550,7 @@ fn error(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, code: ErrorCode, t
 /// messages stored for it, oldest first, before anything newer.
 fn login(
     shared: &Shared,
-    store: &Store,
+    home: Home<'_>,
     failures: &mut Failures,
     out: &mut Outbox,
     conn: &Arc<Conn>,
@@ -395,17 +558,11 @@ fn login(
     password: &str,
 ) {
     let folded = fold_name(name);
-    let account = match store.account(&folded) {
+    let account = match home.account(&folded) {
         Ok(a) => a,
         Err(e) => {
-            log_warn!("accounts: cannot read {name}: {e}");
-            return error(
-                shared,
-                out,
-                conn,
-                ErrorCode::Unavailable,
-                "accounts can't be read now; try again",
-            );
+            log_warn!("accounts: cannot read {name}: {}", e.why);
+            return error(shared, out, conn, ErrorCode::Unavailable, e.text(false));
         }
     };
     let Some(account) = account.filter(|a| crate::store::verify_password(password, &a.hash)) else {
@@ -445,12 +602,13 @@ fn login(
             }
         }
     }
-    let stored = match store.take_mailbox(&folded) {
+    let stored = match home.take(&folded, false) {
         Ok(m) => m,
         Err(e) => {
             log_warn!(
-                "accounts: cannot read {}'s stored messages: {e}",
-                account.name
+                "accounts: cannot read {}'s stored messages: {}",
+                account.name,
+                e.why
             );
             Vec::new()
         }
@@ -483,15 +641,16 @@ fn login(
         Ok(()) => {
             // A message routed while this login was under way (the name was
             // not yet online) went to the mailbox: deliver it now.
-            match store.take_mailbox(&folded) {
+            match home.take(&folded, true) {
                 Ok(late) => {
                     for m in &late {
                         deliver_stored(shared, out, conn, m);
                     }
                 }
                 Err(e) => log_warn!(
-                    "accounts: cannot read {}'s stored messages: {e}",
-                    account.name
+                    "accounts: cannot read {}'s stored messages: {}",
+                    account.name,
+                    e.why
                 ),
             }
             log_debug!(
@@ -517,6 +676,13 @@ fn login(
 /// name was taken, the connection closed): back into the mailbox, in
 /// their places (mailboxes are ordered by id).
 pub(crate) fn put_back(shared: &Shared, folded: &str, stored: Vec<Stored>) {
+    if let Some(cluster) = shared.accounts.as_ref().and_then(Accounts::cluster) {
+        let n = stored.len();
+        if !cluster.put_back(folded, stored) {
+            log_warn!("accounts: {n} stored messages for {folded} could not be put back");
+        }
+        return;
+    }
     let Some(store) = shared.store.as_ref() else {
         return;
     };
@@ -537,8 +703,14 @@ pub(crate) fn deliver_stored(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>
         StoredKind::Multi => Kind::Multi,
         StoredKind::Room(room) => Kind::Room(room),
     };
-    // A receipt goes to the sender if it is online now.
-    let from_conn = shared.registry.get(&m.from).map_or(0, |c| c.id);
+    // A receipt goes to the sender if it is online now: here, or in a
+    // cluster on whatever node it is on then (its receipts are told apart
+    // by its name there, as for a live message from another node).
+    let from_conn = match shared.registry.get(&m.from) {
+        Some(c) => c.id,
+        None if shared.cluster.get().is_some() => crate::cluster::node::remote_sender_id(&m.from),
+        None => 0,
+    };
     let note = Note::Msg {
         id: m.id,
         from: &m.from,
@@ -555,7 +727,7 @@ pub(crate) fn deliver_stored(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>
 fn register(
     shared: &Shared,
     accounts: &Accounts,
-    store: &Store,
+    home: Home<'_>,
     out: &mut Outbox,
     conn: &Arc<Conn>,
     password: &str,
@@ -583,9 +755,10 @@ fn register(
             );
         }
     };
-    match store.create_account(&folded, &name, &hash) {
+    match home.create(&folded, &name, &hash) {
         Ok(true) => {
-            accounts.owned.write().insert(folded);
+            // (The other nodes hear of it from Redis, this one does not.)
+            accounts.heard(&folded, true);
             log_info!("{name} is now an account");
             out.push(conn, &reply_frame(conn, &Event::RegisterOk { name: &name }));
         }
@@ -597,14 +770,8 @@ fn register(
             "this name is an account already",
         ),
         Err(e) => {
-            log_warn!("accounts: cannot create {name}: {e}");
-            error(
-                shared,
-                out,
-                conn,
-                ErrorCode::Unavailable,
-                "accounts can't be written now; try again",
-            );
+            log_warn!("accounts: cannot create {name}: {}", e.why);
+            error(shared, out, conn, ErrorCode::Unavailable, e.text(true));
         }
     }
 }
@@ -613,6 +780,27 @@ fn register(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_reload_keeps_what_was_heard_while_it_read() {
+        let (a, _rx) = Accounts::clustered();
+        a.heard("old", true);
+        a.reload_begin();
+        // Heard while Redis was read: newer than what the read may return.
+        a.heard("new", true);
+        a.heard("gone", false);
+        let read: HashSet<String> = ["read", "gone"].map(String::from).into();
+        a.reload_end(Some(read));
+        assert!(a.owned("READ") && a.owned("new"));
+        assert!(!a.owned("gone") && !a.owned("old"));
+        // A read that failed changes nothing, and stops keeping changes.
+        a.reload_begin();
+        a.heard("later", true);
+        a.reload_end(None);
+        assert!(a.owned("later") && a.owned("read"));
+        assert!(a.owned.read().heard.is_none());
+        assert_eq!(a.count(), 3);
+    }
 
     #[test]
     fn password_rules() {

@@ -1,11 +1,87 @@
 //! `broker account …`: the operator's view of the accounts, straight from
 //! the database in `data_dir`. The database has one user at a time, so
 //! these run while the broker is stopped (the error says so otherwise).
+//!
+//! With `cluster` set the accounts are the cluster's, in its Redis
+//! (`cluster::accounts`): these then work on Redis, while the nodes run,
+//! and every node hears of a deletion at once. The local database is not
+//! touched.
 
+use crate::cluster::accounts::{Book, Limits, ADMIN};
+use crate::cluster::link::{LinkError, Settings};
 use crate::config::Config;
-use crate::store::{self, Store};
+use crate::store::{self, Account, Store};
 use protocol::fold_name;
 use std::path::Path;
+use std::time::Duration;
+
+/// Where the accounts are: the local database, or the cluster's Redis.
+enum Accounts {
+    Local(Store),
+    Cluster(Box<Book>, String),
+}
+
+impl Accounts {
+    fn open(config: &Config) -> Result<Accounts, String> {
+        if config.cluster.is_empty() {
+            return open(config).map(Accounts::Local);
+        }
+        let mut settings = Settings::new(&config.cluster, "main", "admin");
+        settings.heartbeat = Duration::from_secs(config.cluster_heartbeat_secs);
+        settings.node_timeout = Duration::from_secs(config.cluster_node_timeout_secs);
+        let limits = Limits {
+            mailbox_max: config.mailbox_max,
+            mailbox_days: config.mailbox_days,
+        };
+        let url = crate::cluster::without_password(&config.cluster);
+        Book::open(
+            &config.cluster,
+            "main",
+            ADMIN,
+            settings.io_timeout(),
+            limits,
+        )
+        .map(|b| Accounts::Cluster(Box::new(b), url))
+        .map_err(|e| e.to_string())
+    }
+
+    /// A cluster error as a sentence that names the Redis.
+    fn redis(url: &str, e: LinkError) -> String {
+        match e {
+            LinkError::Down => format!("the cluster's Redis at {url} is not reachable"),
+            other => format!("the cluster's Redis at {url}: {other}"),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<Account>, String> {
+        match self {
+            Accounts::Local(store) => store.accounts(),
+            Accounts::Cluster(book, url) => book.accounts().map_err(|e| Self::redis(url, e)),
+        }
+    }
+
+    fn delete(&self, folded: &str) -> Result<bool, String> {
+        match self {
+            Accounts::Local(store) => store.delete_account(folded),
+            Accounts::Cluster(book, url) => book.delete(folded).map_err(|e| Self::redis(url, e)),
+        }
+    }
+
+    fn set_password(&self, folded: &str, hash: &str) -> Result<bool, String> {
+        match self {
+            Accounts::Local(store) => store.set_password(folded, hash),
+            Accounts::Cluster(book, url) => book
+                .set_password(folded, hash)
+                .map_err(|e| Self::redis(url, e)),
+        }
+    }
+
+    fn close(&self) {
+        if let Accounts::Local(store) = self {
+            store.close();
+        }
+    }
+}
 
 fn open(config: &Config) -> Result<Store, String> {
     if config.data_dir.is_empty() {
@@ -23,8 +99,8 @@ fn open(config: &Config) -> Result<Store, String> {
 /// Every account, one per line: name, when it was made (UTC), sorted by
 /// name.
 pub fn list(config: &Config) -> Result<String, String> {
-    let store = open(config)?;
-    let mut accounts = store.accounts()?;
+    let store = Accounts::open(config)?;
+    let mut accounts = store.list()?;
     accounts.sort_by_key(|a| fold_name(&a.name));
     let mut out = String::new();
     for a in &accounts {
@@ -37,8 +113,8 @@ pub fn list(config: &Config) -> Result<String, String> {
 
 /// Deletes an account and its stored messages.
 pub fn delete(config: &Config, name: &str) -> Result<String, String> {
-    let store = open(config)?;
-    let done = store.delete_account(&fold_name(name))?;
+    let store = Accounts::open(config)?;
+    let done = store.delete(&fold_name(name))?;
     store.close();
     if done {
         Ok(format!("deleted {name} and its stored messages\n"))
@@ -50,7 +126,7 @@ pub fn delete(config: &Config, name: &str) -> Result<String, String> {
 /// Sets a new password (checked against the password rules).
 pub fn reset_password(config: &Config, name: &str, password: &str) -> Result<String, String> {
     crate::accounts::password_ok(password).map_err(str::to_string)?;
-    let store = open(config)?;
+    let store = Accounts::open(config)?;
     let hash = store::hash_password(password)?;
     let done = store.set_password(&fold_name(name), &hash)?;
     store.close();

@@ -538,8 +538,10 @@ fn start_cluster(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<Option<Jo
     let mut settings = cluster::link::Settings::new(&config.cluster, "main", &node_name);
     settings.heartbeat = Duration::from_secs(config.cluster_heartbeat_secs);
     settings.node_timeout = Duration::from_secs(config.cluster_node_timeout_secs);
-    let (node, inbox) = cluster::node::start(settings, Arc::downgrade(shared))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let io_timeout = settings.io_timeout();
+    let bad =
+        |e: cluster::link::LinkError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+    let (node, inbox) = cluster::node::start(settings, Arc::downgrade(shared)).map_err(bad)?;
     log_info!(
         "cluster: node {node_name} of {}",
         cluster::without_password(&config.cluster)
@@ -548,11 +550,36 @@ fn start_cluster(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<Option<Jo
     // one from its name: ids stay increasing when the slot changes.
     shared.set_id_slot(cluster::node::remote_sender_id(&node_name));
     let _ = shared.cluster.set(Arc::clone(&node));
+    // Accounts and stored messages are the cluster's: in Redis, read and
+    // written on connections of their own (the accounts thread's, and the
+    // post thread's for messages to absent accounts).
+    let mut posts = None;
+    if let Some(accounts) = shared.accounts.as_ref() {
+        let limits = cluster::accounts::Limits {
+            mailbox_max: config.mailbox_max,
+            mailbox_days: config.mailbox_days,
+        };
+        let book = || {
+            cluster::accounts::Book::open(&config.cluster, "main", &node_name, io_timeout, limits)
+                .map_err(bad)
+        };
+        let theirs = Arc::new(cluster::accounts::ClusterAccounts::new(
+            book()?,
+            Arc::clone(&node),
+        ));
+        accounts.set_cluster(Arc::clone(&theirs));
+        posts = Some(cluster::accounts::start(shared, &theirs, book()?)?);
+    }
     let shared = Arc::clone(shared);
     Ok(Some(
         std::thread::Builder::new()
             .name("cluster".into())
-            .spawn(move || cluster::node::run(shared, node, inbox))?,
+            .spawn(move || {
+                cluster::node::run(shared, node, inbox);
+                if let Some(p) = posts {
+                    let _ = p.join();
+                }
+            })?,
     ))
 }
 
@@ -589,10 +616,23 @@ impl Kept {
 
 /// Opens the store in `data_dir`, if set: the accounts, the rooms'
 /// history, and the first message id (past every id used before).
+///
+/// In a cluster the accounts and their stored messages are the cluster's
+/// (in Redis, `cluster::accounts`, wired in `start_cluster`), with or
+/// without a `data_dir`; the store keeps the room history and the ids.
 fn open_store(
     config: &Config,
 ) -> io::Result<(Kept, Option<crossbeam_channel::Receiver<accounts::Ticket>>)> {
+    let clustered = !config.cluster.is_empty();
     if config.data_dir.is_empty() {
+        if clustered {
+            let (accounts, inbox) = accounts::Accounts::clustered();
+            let kept = Kept {
+                accounts: Some(accounts),
+                ..Kept::none()
+            };
+            return Ok((kept, Some(inbox)));
+        }
         return Ok((Kept::none(), None));
     }
     let bad = |e: String| io::Error::other(e);
@@ -614,13 +654,29 @@ fn open_store(
         .into_iter()
         .map(|(room, msgs)| (room, msgs.into_iter().collect()))
         .collect();
-    let (accounts, inbox) = accounts::Accounts::new(&store).map_err(bad)?;
-    log_info!(
-        "data in {}: {} accounts, {} stored messages",
-        store.path().display(),
-        accounts.count(),
-        store.stored_count()
-    );
+    let (accounts, inbox) = if clustered {
+        let here = store.accounts().map_err(bad)?.len();
+        if here > 0 {
+            log_warn!(
+                "{}: its {here} accounts are not used in a cluster (the cluster's are in Redis)",
+                store.path().display()
+            );
+        }
+        log_info!(
+            "data in {}: room history (accounts and stored messages are the cluster's)",
+            store.path().display()
+        );
+        accounts::Accounts::clustered()
+    } else {
+        let (accounts, inbox) = accounts::Accounts::new(&store).map_err(bad)?;
+        log_info!(
+            "data in {}: {} accounts, {} stored messages",
+            store.path().display(),
+            accounts.count(),
+            store.stored_count()
+        );
+        (accounts, inbox)
+    };
     Ok((
         Kept {
             store: Some(store),

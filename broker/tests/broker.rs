@@ -12,6 +12,7 @@ mod abuse;
 mod accounts;
 mod browser;
 mod cluster;
+mod cluster_accounts;
 mod cluster_rooms;
 mod connrate;
 mod irc;

@@ -100,7 +100,7 @@ impl Settings {
 
     /// Longest one Redis command may take before its connection is taken
     /// for broken: a Redis slower than the lease is as good as gone.
-    fn io_timeout(&self) -> Duration {
+    pub(crate) fn io_timeout(&self) -> Duration {
         self.lease()
             .clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
@@ -224,7 +224,8 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    fn new(cluster: &str) -> Keys {
+    /// The keys of cluster `cluster`.
+    pub fn new(cluster: &str) -> Keys {
         Keys {
             prefix: format!("chat:{cluster}:"),
         }
@@ -266,6 +267,24 @@ impl Keys {
     pub fn all_channel(&self) -> String {
         format!("{}all", self.prefix)
     }
+    /// `account:<folded>`: an account, a hash `name`, `hash`, `created`.
+    pub fn account(&self, folded: &str) -> String {
+        format!("{}account:{folded}", self.prefix)
+    }
+    /// `accounts`: the set of every account's folded name.
+    pub fn accounts(&self) -> String {
+        format!("{}accounts", self.prefix)
+    }
+    /// `mailbox:<folded>`: an absent account's stored messages, a list of
+    /// encoded messages, oldest first.
+    pub fn mailbox(&self, folded: &str) -> String {
+        format!("{}mailbox:{folded}", self.prefix)
+    }
+    /// `live:<folded>`: the node where an account is logged in and has had
+    /// its mailbox delivered, so new messages go there instead.
+    pub fn live(&self, folded: &str) -> String {
+        format!("{}live:{folded}", self.prefix)
+    }
 }
 
 /// Takes a name for this node if it is free or already this node's;
@@ -283,13 +302,15 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 return 1
 ";
 
-/// Gives a name back if this node has it. KEYS: `name`, `names:<me>`,
-/// `rooms:<me>`. ARGV: me, folded.
+/// Gives a name back if this node has it, and with it the account's
+/// `live` mark if this node set it (its messages go to the mailbox again).
+/// KEYS: `name`, `names:<me>`, `rooms:<me>`, `live`. ARGV: me, folded.
 const RELEASE: &str = r"
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
   return 1
 end
 return 0
@@ -297,9 +318,9 @@ return 0
 
 /// Frees every name of a node whose heartbeat is gone (or of this node
 /// when it leaves: force) and forgets the node; returns the names freed,
-/// as shown. Only one caller gets them: the next finds nothing. KEYS:
-/// `names:<node>`, `alive:<node>`, `nodes`, `rooms:<node>`. ARGV: node,
-/// prefix, force.
+/// as shown, and the `live` marks it set. Only one caller gets them: the
+/// next finds nothing. KEYS: `names:<node>`, `alive:<node>`, `nodes`,
+/// `rooms:<node>`. ARGV: node, prefix, force.
 const RELEASE_ALL: &str = r"
 if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {} end
 local all = redis.call('HGETALL', KEYS[1])
@@ -310,6 +331,8 @@ for i = 1, #all, 2 do
     redis.call('DEL', key)
     table.insert(freed, all[i + 1])
   end
+  local live = ARGV[2] .. 'live:' .. all[i]
+  if redis.call('GET', live) == ARGV[1] then redis.call('DEL', live) end
 end
 redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[4])
@@ -645,7 +668,7 @@ impl Link {
         let me = self.node();
         let n: i64 = self.eval(
             RELEASE,
-            &[&k.name(folded), &k.names(me), &k.rooms(me)],
+            &[&k.name(folded), &k.names(me), &k.rooms(me), &k.live(folded)],
             &[me, folded],
         )?;
         Ok(n == 1)

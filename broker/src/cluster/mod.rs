@@ -3,7 +3,8 @@
 //! what nodes tell each other, [`link`] the Redis connections on threads
 //! of their own, and [`node`] this broker as one node: the mirror of who
 //! is where, the cluster thread (claims, releases, the periodic check,
-//! rejoining) and the link's events routed to local users.
+//! rejoining) and the link's events routed to local users. [`accounts`]
+//! keeps accounts and absent accounts' messages in Redis, for every node.
 //!
 //! # What Redis holds
 //!
@@ -19,10 +20,13 @@
 //! | `rooms:<node>` | hash | a node's users' rooms, folded → shown rooms, space-separated |
 //! | `slots`, `slot_owners` | hashes | each node's number in message ids, and back |
 //! | channel `node:<node>` | pub/sub | batches for that node's users |
-//! | channel `all` | pub/sub | batches for every node (`all`, rooms, presence) |
+//! | channel `all` | pub/sub | batches for every node (`all`, rooms, presence, accounts) |
+//! | `account:<folded>`, `accounts` | hash, set | the accounts ([`accounts`]) |
+//! | `mailbox:<folded>`, `live:<folded>` | list, string | absent accounts' stored messages, and where a logged-in account's new ones go ([`accounts`]) |
 //!
-//! Nothing else is in Redis: messages pass through pub/sub and are not
-//! kept there.
+//! Live messages pass through pub/sub and are not kept there; messages
+//! for absent accounts wait in their mailboxes. Room history stays with
+//! each node (its store).
 //!
 //! # Message flow
 //!
@@ -69,6 +73,7 @@
 //!   once; items queued when the connection broke are lost (counted in
 //!   `LinkStats::lost`).
 
+pub(crate) mod accounts;
 pub(crate) mod link;
 pub(crate) mod node;
 pub(crate) mod wire;

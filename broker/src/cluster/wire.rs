@@ -17,6 +17,7 @@
 //!             (reason: its index in `LeftReason::ALL`)
 //!   4 Parted  name:str room:str text:opt<bytes>
 //!   5 Rcpt    id:var by:str to:str
+//!   6 Account folded:str exists:u8 (1 registered, 0 deleted)
 //! var    = unsigned LEB128, at most 10 bytes
 //! str    = len:var UTF-8 bytes (at most MAX_STR)
 //! bytes  = len:var bytes (at most MAX_BYTES)
@@ -28,6 +29,11 @@
 //! wire, so no message can make a node allocate much more than its own
 //! size. A node that receives a newer version drops that batch (counted)
 //! rather than guessing.
+//!
+//! A new item gets a new tag, not a new version: a node that does not know
+//! the tag drops the batch it is in (counted), and the items of other
+//! batches still reach it. That is why `Account` is published in a batch of
+//! its own (see `cluster::accounts`).
 
 use protocol::LeftReason;
 use std::fmt;
@@ -143,6 +149,14 @@ pub(crate) enum Item {
         /// The sender's name.
         to: String,
     },
+    /// An account was registered (`exists`) or deleted, on any node or by
+    /// `broker account delete`: every node keeps the set of owned names.
+    Account {
+        /// The account's name, folded.
+        folded: String,
+        /// True once registered, false once deleted.
+        exists: bool,
+    },
 }
 
 /// One Redis message: the items one node published together, in order.
@@ -192,6 +206,7 @@ const TAG_JOINED: u8 = 2;
 const TAG_LEFT: u8 = 3;
 const TAG_PARTED: u8 = 4;
 const TAG_RCPT: u8 = 5;
+const TAG_ACCOUNT: u8 = 6;
 
 const KIND_DIRECT: u8 = 0;
 const KIND_MULTI: u8 = 1;
@@ -271,6 +286,11 @@ pub(crate) fn encode_item(item: &Item, out: &mut Vec<u8>) {
             put_var(out, *id);
             put_str(out, by);
             put_str(out, to);
+        }
+        Item::Account { folded, exists } => {
+            out.push(TAG_ACCOUNT);
+            put_str(out, folded);
+            out.push(u8::from(*exists));
         }
     }
 }
@@ -425,6 +445,14 @@ impl<'a> Reader<'a> {
                 by: self.str()?,
                 to: self.str()?,
             }),
+            TAG_ACCOUNT => Ok(Item::Account {
+                folded: self.str()?,
+                exists: match self.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(WireError::BadValue),
+                },
+            }),
             tag => Err(WireError::BadTag(tag)),
         }
     }
@@ -528,6 +556,14 @@ mod tests {
                 by: "bob".into(),
                 to: "Alice".into(),
             },
+            Item::Account {
+                folded: "dana".into(),
+                exists: true,
+            },
+            Item::Account {
+                folded: "dana".into(),
+                exists: false,
+            },
         ]
     }
 
@@ -563,6 +599,19 @@ mod tests {
         );
         // 300 = 0b10_0101100: LEB128 0xAC 0x02.
         assert_eq!(buf, b"\x01\x01n\x05\xac\x02\x01b\x01a");
+    }
+
+    #[test]
+    fn an_account_item_is_laid_out_as_documented_and_round_trips() {
+        let item = Item::Account {
+            folded: "dana".into(),
+            exists: true,
+        };
+        let mut buf = Vec::new();
+        encode_batch("(admin)", std::slice::from_ref(&item), &mut buf);
+        assert_eq!(buf, b"\x01\x07(admin)\x06\x04dana\x01");
+        let b = decode_batch(&buf).unwrap();
+        assert_eq!((b.node.as_str(), b.items), ("(admin)", vec![item]));
     }
 
     #[test]
@@ -615,6 +664,7 @@ mod tests {
         assert_eq!(decode_batch(&[]), Err(WireError::Truncated));
         assert_eq!(decode_batch(&[2, 0]), Err(WireError::Version(2)));
         assert_eq!(decode_batch(&[1, 0, 9]), Err(WireError::BadTag(9)));
+        assert_eq!(decode_batch(&[1, 0, 7]), Err(WireError::BadTag(7)));
         assert_eq!(decode_batch(&[1, 1, 0xff]), Err(WireError::BadUtf8));
         // A Left with reason 6 (there are six: 0..=5).
         assert_eq!(
@@ -624,6 +674,11 @@ mod tests {
         // An option that is neither 0 nor 1.
         assert_eq!(
             decode_batch(&[1, 0, TAG_JOINED, 1, b'a', 0, 2]),
+            Err(WireError::BadValue)
+        );
+        // An account that is neither registered nor deleted.
+        assert_eq!(
+            decode_batch(&[1, 0, TAG_ACCOUNT, 1, b'a', 2]),
             Err(WireError::BadValue)
         );
         // Eleven continuation bytes.
@@ -709,6 +764,7 @@ mod tests {
             (name(), name(), proptest::option::of(bytes()))
                 .prop_map(|(name, room, text)| Item::Parted { name, room, text }),
             (any::<u64>(), name(), name()).prop_map(|(id, by, to)| Item::Rcpt { id, by, to }),
+            (name(), any::<bool>()).prop_map(|(folded, exists)| Item::Account { folded, exists }),
         ]
     }
 

@@ -897,39 +897,49 @@ fn remote_msg(
     })
 }
 
-/// Hands a message for offline accounts to the store; its state moves on
-/// when the store has committed it.
+/// Hands a message for offline accounts to the store (in a cluster, to
+/// the cluster's Redis, off this thread); its state moves on when the
+/// store has committed it (Redis has it).
 fn store_for(
     shared: &Shared,
     conn: &Conn,
     offline: &[(String, String)],
     msg: impl FnOnce() -> crate::store::Stored,
 ) -> Result<Option<StoredFor>, SendError> {
-    let Some(store) = shared.store.as_ref().filter(|_| !offline.is_empty()) else {
+    if offline.is_empty() {
         return Ok(None);
-    };
+    }
+    let cluster = shared.accounts.as_ref().and_then(|a| a.cluster());
+    if cluster.is_none() && shared.store.is_none() {
+        return Ok(None);
+    }
     let state = Arc::new(std::sync::atomic::AtomicU8::new(hold::WAITING));
     let done = Arc::clone(&state);
     let releaser = shared.workers.get(conn.worker).map(|w| w.releaser());
+    let done: crate::store::DoneFn = Box::new(move |r: Result<(), String>| {
+        let s = if r.is_ok() { hold::DONE } else { hold::FAILED };
+        done.store(s, Ordering::Release);
+        if let Some(r) = releaser {
+            r.release();
+        }
+    });
     let msg = msg();
     let to = offline.iter().map(|(f, _)| f.clone()).collect();
-    let appended = store.try_append(
-        to,
-        msg,
-        Box::new(move |r: Result<(), String>| {
-            let s = if r.is_ok() { hold::DONE } else { hold::FAILED };
-            done.store(s, Ordering::Release);
-            if let Some(r) = releaser {
-                r.release();
-            }
+    let appended = match (cluster, shared.store.as_ref()) {
+        // Never into this node's store: the accounts are the cluster's.
+        (Some(c), _) => c.try_append(to, msg, done).map_err(|e| match e {
+            crate::cluster::link::LinkError::Full => Busy::Store,
+            _ => Busy::Cluster,
         }),
-    );
+        (None, Some(store)) => store.try_append(to, msg, done).map_err(|_| Busy::Store),
+        (None, None) => return Ok(None),
+    };
     match appended {
         Ok(()) => Ok(Some(StoredFor {
             names: offline.iter().map(|(_, n)| n.clone()).collect(),
             state,
         })),
-        Err(_) => Err(SendError::Unavailable(Busy::Store)),
+        Err(busy) => Err(SendError::Unavailable(busy)),
     }
 }
 

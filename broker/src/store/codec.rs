@@ -12,6 +12,10 @@
 //! ```
 //! A new layout gets a new version byte and a decoder arm next to this one,
 //! so records written by an older broker stay readable.
+//!
+//! In a cluster the same message records are the items of the Redis
+//! mailboxes (`cluster::accounts`), so nodes of different versions read
+//! each other's records the same way.
 
 use super::{Account, Stored, StoredKind};
 
@@ -38,7 +42,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The bytes of one message.
-pub(super) fn encode_message(m: &Stored) -> Vec<u8> {
+pub(crate) fn encode_message(m: &Stored) -> Vec<u8> {
     let room = match &m.kind {
         StoredKind::Room(r) => r.len() + 2,
         _ => 0,
@@ -61,7 +65,7 @@ pub(super) fn encode_message(m: &Stored) -> Vec<u8> {
 }
 
 /// Reads a message back.
-pub(super) fn decode_message(bytes: &[u8]) -> Result<Stored, String> {
+pub(crate) fn decode_message(bytes: &[u8]) -> Result<Stored, String> {
     let mut r = Reader(bytes);
     match r.u8()? {
         MESSAGE_V1 => {}

@@ -65,7 +65,7 @@
 //!   then refuses the handle, so the writer reopens the file (see `slot`)
 //!   and goes on once there is room again.
 
-mod codec;
+pub(crate) mod codec;
 mod password;
 mod slot;
 #[cfg(test)]

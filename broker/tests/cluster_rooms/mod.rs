@@ -160,17 +160,21 @@ fn an_account_login_is_claimed_across_the_cluster() {
     let mut watcher = Peer::named(n2.local_addr(), "watcher");
     let mut dana = Peer::named(n1.local_addr(), "dana");
     dana.send("REGISTER correct-horse-battery\n");
-    dana.expect("OK REGISTER dana");
+    // (watcher's JOINED may reach n1 after dana has her name.)
+    dana.skip_until_line("OK REGISTER dana");
     dana.send("QUIT\n");
-    dana.expect("BYE");
+    dana.skip_until_line("BYE");
     watcher.skip_until("LEFT dana quit");
     let mut again = Peer::connect(n1.local_addr());
     again.send("NAME dana correct-horse-battery\n");
     again.expect("OK NAME dana");
-    // The other node sees the login and refuses the name.
+    // The other node sees the login and refuses the name: the account is
+    // the cluster's (owned there too), and its login is claimed.
     watcher.skip_until("JOINED dana");
     let mut thief = Peer::connect(n2.local_addr());
     thief.send("NAME dana\n");
+    thief.expect_prefix("ERR NAME_OWNED");
+    thief.send("NAME dana correct-horse-battery\n");
     thief.expect_prefix("ERR NAME_TAKEN");
     until_answer(&mut watcher, "LIST\n", "USERS 2 :dana watcher");
 }
