@@ -13,7 +13,7 @@ use crate::{log_debug, log_info, log_warn, Shared};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 use protocol::{fold_name, ErrorCode, Event, LeftReason};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -27,6 +27,9 @@ pub(crate) struct Remote {
     pub node: String,
     /// The rooms it is in, as shown.
     pub rooms: Vec<String>,
+    /// When an item last changed its rooms: the check leaves them alone
+    /// for a while (Redis learns of a join a moment after the item).
+    pub rooms_changed: Option<Instant>,
 }
 
 /// A room as the other nodes have it: its shown name and its members
@@ -50,7 +53,7 @@ struct Mirror {
     gone: HashMap<String, Instant>,
     /// Users the last check did not find in Redis; the next check that
     /// does not either takes them out (a `Left` may be on its way).
-    missing: HashSet<String>,
+    missing: HashMap<String, Instant>,
 }
 
 /// How long a `Left` keeps the check from adding its user back.
@@ -86,6 +89,7 @@ impl Mirror {
                 name: name.to_string(),
                 node: node.to_string(),
                 rooms: Vec::new(),
+                rooms_changed: None,
             },
         );
     }
@@ -114,6 +118,7 @@ impl Mirror {
         let Some(u) = self.users.get_mut(user) else {
             return false;
         };
+        u.rooms_changed = Some(Instant::now());
         if u.rooms.iter().any(|r| r.eq_ignore_ascii_case(room)) {
             return false;
         }
@@ -131,6 +136,7 @@ impl Mirror {
         let Some(u) = self.users.get_mut(user) else {
             return false;
         };
+        u.rooms_changed = Some(Instant::now());
         let before = u.rooms.len();
         u.rooms.retain(|r| !r.eq_ignore_ascii_case(room));
         if u.rooms.len() == before {
@@ -140,17 +146,26 @@ impl Mirror {
         true
     }
 
-    /// Sets a user's rooms to `rooms` (shown names), silently.
+    /// Sets a user's rooms to `rooms` (shown names, as Redis has them),
+    /// silently; not while an item changed them a moment ago.
     fn set_rooms(&mut self, user: &str, rooms: &[String]) {
         let Some(u) = self.users.get(user) else {
             return;
         };
+        let changed = u.rooms_changed;
+        if changed.is_some_and(|at| at.elapsed() < GONE_FOR) {
+            return;
+        }
         let had = u.rooms.clone();
         for r in had.iter().filter(|r| !rooms.contains(r)) {
             self.part(user, r);
         }
         for r in rooms.iter().filter(|r| !had.contains(r)) {
             self.join(user, r);
+        }
+        // (Not a change by an item.)
+        if let Some(u) = self.users.get_mut(user) {
+            u.rooms_changed = changed;
         }
     }
 }
@@ -206,6 +221,10 @@ pub(crate) struct Node {
     /// rejoining, so the others hear why each user left.
     pending: Mutex<Vec<Item>>,
     jobs: Sender<Job>,
+    /// How long a user may be missing from Redis before the check takes
+    /// it for gone: the node timeout, so that after Redis lost everything
+    /// each node has had time to come back and say who is there.
+    absent_for: Duration,
 }
 
 impl Node {
@@ -458,6 +477,7 @@ pub(crate) fn start(
         mirror: RwLock::new(Mirror::default()),
         pending: Mutex::new(Vec::new()),
         jobs,
+        absent_for: settings.node_timeout,
     });
     let events = Arc::new(Router {
         shared,
@@ -890,8 +910,10 @@ fn rejoin(shared: &Shared, node: &Node, link: &Link) {
 /// Checks the mirror of remote users against Redis and tells this node's
 /// users what it missed: a user it did not know is announced `JOINED`; a
 /// user Redis no longer has is announced `LEFT … timeout` (its node is
-/// gone, or its `Left` was lost while Redis was away) once two checks in a
-/// row miss it, or at once if its node is gone. Rooms are set silently.
+/// gone, or its `Left` was lost while Redis was away) once it has been
+/// missing for the node timeout (a `LEFT` may be on its way, or Redis may
+/// have restarted empty and its node not be back yet). Rooms are set
+/// silently.
 fn resync(shared: &Shared, node: &Node, link: &Link) {
     let me = link.node().to_string();
     let Ok(nodes) = link.nodes_now() else {
@@ -922,20 +944,21 @@ fn resync(shared: &Shared, node: &Node, link: &Link) {
             }
             m.set_rooms(folded, rooms);
         }
-        let absent: Vec<(String, bool)> = m
+        let absent: Vec<String> = m
             .users
-            .iter()
-            .filter(|(k, _)| !fresh.contains_key(*k))
-            .map(|(k, u)| (k.clone(), !nodes.contains(&u.node)))
+            .keys()
+            .filter(|k| !fresh.contains_key(*k))
+            .cloned()
             .collect();
-        let mut still = HashSet::new();
-        for (folded, node_gone) in absent {
-            if node_gone || m.missing.contains(&folded) {
+        let mut still = HashMap::new();
+        for folded in absent {
+            let since = m.missing.get(&folded).copied().unwrap_or(now);
+            if now.duration_since(since) >= node.absent_for {
                 if let Some(u) = m.remove(&folded) {
                     left.push(u);
                 }
             } else {
-                still.insert(folded);
+                still.insert(folded, since);
             }
         }
         m.missing = still;
