@@ -897,6 +897,12 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Backoff::new(inner.settings.heartbeat);
     let mut round: Vec<(Target, Item)> = Vec::new();
+    // Items that were taken (and answered) but that a broken connection
+    // did not publish: they go first when Redis is back, before anything
+    // queued after them, once the nodes they are for listen again.
+    let mut retry: Vec<(Target, Item)> = Vec::new();
+    // When the connection came back with `retry` waiting.
+    let mut back_at: Option<Instant> = None;
     let mut buf = Vec::new();
     let mut was_up = false;
     // `Health::breaks` when the connection last proved to work.
@@ -916,6 +922,32 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
                     was_up = false;
                 }
             },
+            Some(c) if !retry.is_empty() => {
+                let since = *back_at.get_or_insert_with(Instant::now);
+                match listening(inner, c, &retry) {
+                    Ok(true) => {}
+                    // Not yet (their subscribers reconnect on their own
+                    // back-off): wait, up to a node timeout.
+                    Ok(false) if since.elapsed() < inner.settings.node_timeout => {
+                        inner.stop.sleep(RETRY_CHECK);
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        conn = None;
+                        inner.lost(Part::Publisher, true, &e);
+                        was_up = false;
+                        continue;
+                    }
+                }
+                back_at = None;
+                round = std::mem::take(&mut retry);
+                if let Err(e) = publish_round(inner, c, &mut round, &mut retry, &mut buf) {
+                    conn = None;
+                    inner.lost(Part::Publisher, true, &e);
+                    was_up = false;
+                }
+            }
             Some(c) => {
                 match rx.recv_timeout(STOP_CHECK) {
                     Ok(first) => round.push(first),
@@ -925,21 +957,11 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
                 #[cfg(test)]
                 drop(inner.gate.lock());
                 round.extend(rx.try_iter().take(MAX_ROUND - 1));
-                let mut pipe = redis::pipe();
-                let publishes = build_round(inner, &round, &mut pipe, &mut buf);
-                match pipe.exec(c) {
-                    Ok(()) => {
-                        add(&inner.counters.publishes, publishes);
-                        add(&inner.counters.published, round.len() as u64);
-                    }
-                    Err(e) => {
-                        add(&inner.counters.lost, round.len() as u64);
-                        conn = None;
-                        inner.lost(Part::Publisher, true, &e);
-                        was_up = false;
-                    }
+                if let Err(e) = publish_round(inner, c, &mut round, &mut retry, &mut buf) {
+                    conn = None;
+                    inner.lost(Part::Publisher, true, &e);
+                    was_up = false;
                 }
-                round.clear();
             }
             None => match inner.connect(inner.settings.io_timeout()) {
                 Ok(c) => {
@@ -952,15 +974,76 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
                 Err(e) => {
                     inner.lost(Part::Publisher, was_up, &e);
                     was_up = false;
-                    // Nothing queued can go now: drop it, counted.
-                    add(&inner.counters.lost, rx.try_iter().count() as u64);
+                    // What was queued waits for Redis (nothing more is
+                    // queued while the link is down); at shutdown it is
+                    // dropped, counted.
+                    retry.extend(rx.try_iter());
                     if inner.draining.load(Ordering::Acquire) || !inner.stop.sleep(backoff.next()) {
+                        add(&inner.counters.lost, retry.len() as u64);
                         return;
                     }
                 }
             },
         }
     }
+}
+
+/// How often a publisher with items to publish again looks whether their
+/// nodes listen again.
+const RETRY_CHECK: Duration = Duration::from_millis(20);
+
+/// Publishes one round; if the connection breaks, the round is kept in
+/// `retry` (in front of anything already there: it is older), and the
+/// caller drops the connection.
+fn publish_round(
+    inner: &Inner,
+    c: &mut Connection,
+    round: &mut Vec<(Target, Item)>,
+    retry: &mut Vec<(Target, Item)>,
+    buf: &mut Vec<u8>,
+) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    let publishes = build_round(inner, round, &mut pipe, buf);
+    match pipe.exec(c) {
+        Ok(()) => {
+            add(&inner.counters.publishes, publishes);
+            add(&inner.counters.published, round.len() as u64);
+            round.clear();
+            Ok(())
+        }
+        Err(e) => {
+            // Redis may have taken part of the pipeline before it broke:
+            // those items will come twice (rare; see docs/cluster.md).
+            round.append(retry);
+            std::mem::swap(round, retry);
+            Err(e)
+        }
+    }
+}
+
+/// True once every channel the items go to has as many subscribers as it
+/// should: a node's channel one, the all channel one per node this node
+/// takes for alive (itself included).
+fn listening(inner: &Inner, c: &mut Connection, items: &[(Target, Item)]) -> RedisResult<bool> {
+    let mut channels: Vec<(String, usize)> = Vec::new();
+    for (t, _) in items {
+        let (channel, want) = match t {
+            Target::All => (inner.keys.all_channel(), inner.view.read().len().max(1)),
+            Target::Node(n) => (inner.keys.node_channel(n), 1),
+        };
+        if !channels.iter().any(|(ch, _)| *ch == channel) {
+            channels.push((channel, want));
+        }
+    }
+    let mut cmd = redis::cmd("PUBSUB");
+    cmd.arg("NUMSUB");
+    for (ch, _) in &channels {
+        cmd.arg(ch);
+    }
+    let counts: Vec<(String, usize)> = cmd.query(c)?;
+    Ok(channels
+        .iter()
+        .all(|(ch, want)| counts.iter().any(|(k, n)| k == ch && n >= want)))
 }
 
 /// Turns one round of queued items into `PUBLISH`es on `pipe`; returns how
