@@ -196,8 +196,10 @@ pub(crate) enum Job {
         shown: String,
         reply: Sender<Result<bool, LinkError>>,
     },
-    /// A local user left: free the name.
+    /// A name claimed for nothing: free it.
     Release(String),
+    /// A local user left: free the name, then tell the other nodes.
+    Left(Item),
     /// A local user's rooms changed: the user (folded) and its rooms now
     /// (shown, space-separated).
     Rooms(String, String),
@@ -379,13 +381,21 @@ impl Node {
             node: self.name().to_string(),
             text: text.map(<[u8]>::to_vec),
         };
+        // The name is given back before the others hear the `Left`, so
+        // whoever sees `LEFT` can take the name at once, on any node.
+        if !self.submit(Job::Left(item.clone())) {
+            self.publish_left(item);
+        }
+    }
+
+    /// Publishes a local user's `Left`, or keeps it for when Redis is back.
+    fn publish_left(&self, item: Item) {
         if !self.publish(Target::All, item.clone()) {
             let mut pending = self.pending.lock();
             if pending.len() < MAX_PENDING {
                 pending.push(item);
             }
         }
-        self.submit(Job::Release(fold_name(name)));
     }
 
     /// Hands a job to the cluster thread; false if it can't take it.
@@ -426,6 +436,7 @@ impl Node {
             return;
         };
         for name in names {
+            let _ = link.release(&fold_name(name));
             let _ = link.try_publish(
                 Target::All,
                 Item::Left {
@@ -435,7 +446,6 @@ impl Node {
                     text: None,
                 },
             );
-            let _ = link.release(&fold_name(name));
         }
         // Let the publisher send them before the process goes (bounded).
         let until = Instant::now() + Duration::from_secs(2);
@@ -840,6 +850,17 @@ pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
                     // this node that nobody here has.
                     log_debug!("cluster: cannot free the name {name} now: {e}");
                 }
+            }
+            Job::Left(item) => {
+                if let Item::Left { name, .. } = &item {
+                    let folded = fold_name(name);
+                    if !shared.registry.contains(&folded) {
+                        if let Err(e) = link.release(&folded) {
+                            log_debug!("cluster: cannot free the name {folded} now: {e}");
+                        }
+                    }
+                }
+                node.publish_left(item);
             }
             Job::Rooms(user, rooms) => {
                 if shared.registry.contains(&user) {
