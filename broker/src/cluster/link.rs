@@ -201,6 +201,8 @@ pub(crate) struct LinkStats {
     pub items_in: u64,
     /// Messages that did not decode (dropped).
     pub bad_batches: u64,
+    /// Batches had before, published again after a break (dropped).
+    pub duplicates: u64,
 }
 
 #[derive(Default)]
@@ -212,6 +214,7 @@ struct Counters {
     batches_in: AtomicU64,
     items_in: AtomicU64,
     bad_batches: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -773,6 +776,7 @@ impl Link {
             batches_in: l(&c.batches_in),
             items_in: l(&c.items_in),
             bad_batches: l(&c.bad_batches),
+            duplicates: l(&c.duplicates),
         }
     }
 
@@ -897,13 +901,14 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Backoff::new(inner.settings.heartbeat);
     let mut round: Vec<(Target, Item)> = Vec::new();
-    // Items that were taken (and answered) but that a broken connection
-    // did not publish: they go first when Redis is back, before anything
-    // queued after them, once the nodes they are for listen again.
-    let mut retry: Vec<(Target, Item)> = Vec::new();
+    let mut out = Outgoing::new(&inner.settings.node);
+    // Batches that were taken (and answered) but that a broken connection
+    // did not publish, or published just before it broke: they go first
+    // when Redis is back, before anything queued after them, once the
+    // nodes they are for listen again.
+    let mut retry: Vec<Publish> = Vec::new();
     // When the connection came back with `retry` waiting.
     let mut back_at: Option<Instant> = None;
-    let mut buf = Vec::new();
     let mut was_up = false;
     // `Health::breaks` when the connection last proved to work.
     let mut made = 0;
@@ -915,9 +920,13 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
                 Ok(()) => {
                     made = breaks;
                     inner.health.works(Part::Publisher, made, &*inner.events);
+                    // Redis may have gone and come back meanwhile: what
+                    // it took just before may never have reached anyone.
+                    out.replay_into(&mut retry);
                 }
                 Err(e) => {
                     conn = None;
+                    out.replay_into(&mut retry);
                     inner.lost(Part::Publisher, was_up, &e);
                     was_up = false;
                 }
@@ -935,15 +944,16 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
                     Ok(false) => {}
                     Err(e) => {
                         conn = None;
+                        out.replay_into(&mut retry);
                         inner.lost(Part::Publisher, true, &e);
                         was_up = false;
                         continue;
                     }
                 }
                 back_at = None;
-                round = std::mem::take(&mut retry);
-                if let Err(e) = publish_round(inner, c, &mut round, &mut retry, &mut buf) {
+                if let Err(e) = out.send(inner, c, &mut retry) {
                     conn = None;
+                    out.replay_into(&mut retry);
                     inner.lost(Part::Publisher, true, &e);
                     was_up = false;
                 }
@@ -957,8 +967,15 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
                 #[cfg(test)]
                 drop(inner.gate.lock());
                 round.extend(rx.try_iter().take(MAX_ROUND - 1));
-                if let Err(e) = publish_round(inner, c, &mut round, &mut retry, &mut buf) {
+                let mut batches = Vec::new();
+                out.build(inner, &round, &mut batches);
+                round.clear();
+                if let Err(e) = out.send(inner, c, &mut batches) {
                     conn = None;
+                    // Older than anything in `retry` (which is empty here:
+                    // it goes first), newer than what was just published.
+                    retry.append(&mut batches);
+                    out.replay_into(&mut retry);
                     inner.lost(Part::Publisher, true, &e);
                     was_up = false;
                 }
@@ -977,9 +994,12 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
                     // What was queued waits for Redis (nothing more is
                     // queued while the link is down); at shutdown it is
                     // dropped, counted.
-                    retry.extend(rx.try_iter());
+                    round.extend(rx.try_iter());
+                    out.build(inner, &round, &mut retry);
+                    round.clear();
                     if inner.draining.load(Ordering::Acquire) || !inner.stop.sleep(backoff.next()) {
-                        add(&inner.counters.lost, retry.len() as u64);
+                        let lost: usize = retry.iter().map(|p| p.items).sum();
+                        add(&inner.counters.lost, lost as u64);
                         return;
                     }
                 }
@@ -991,54 +1011,191 @@ fn publisher(inner: &Inner, rx: &Receiver<(Target, Item)>) {
 /// How often a publisher with items to publish again looks whether their
 /// nodes listen again.
 const RETRY_CHECK: Duration = Duration::from_millis(20);
+/// How long a published batch is kept to be published again if the
+/// connection is found broken: Redis may have answered the `PUBLISH` and
+/// gone before passing the message on. A break is noticed within a
+/// `STOP_CHECK` or so of the first thread that sees it.
+const REPLAY_FOR: Duration = Duration::from_secs(1);
+/// Most bytes kept for that (the oldest go first).
+const MAX_REPLAY_BYTES: usize = 64 << 20;
 
-/// Publishes one round; if the connection breaks, the round is kept in
-/// `retry` (in front of anything already there: it is older), and the
-/// caller drops the connection.
-fn publish_round(
-    inner: &Inner,
-    c: &mut Connection,
-    round: &mut Vec<(Target, Item)>,
-    retry: &mut Vec<(Target, Item)>,
-    buf: &mut Vec<u8>,
-) -> RedisResult<()> {
-    let mut pipe = redis::pipe();
-    let publishes = build_round(inner, round, &mut pipe, buf);
-    match pipe.exec(c) {
-        Ok(()) => {
-            add(&inner.counters.publishes, publishes);
-            add(&inner.counters.published, round.len() as u64);
-            round.clear();
-            Ok(())
+/// One `PUBLISH`: a numbered batch for one channel.
+struct Publish {
+    /// For the all channel (else a node's).
+    to_all: bool,
+    channel: String,
+    payload: Vec<u8>,
+    /// How many items.
+    items: usize,
+}
+
+/// The publisher's numbering and its recent batches.
+///
+/// Every batch gets the next number of this run, so a receiver can drop
+/// one it already has; the batches published in the last [`REPLAY_FOR`]
+/// are kept, to be published again (same numbers) after a break.
+struct Outgoing {
+    node: String,
+    run: u64,
+    seq: u64,
+    recent: std::collections::VecDeque<(Instant, Publish)>,
+    recent_bytes: usize,
+}
+
+impl Outgoing {
+    fn new(node: &str) -> Outgoing {
+        Outgoing {
+            node: node.to_string(),
+            run: new_run(),
+            seq: 0,
+            recent: Default::default(),
+            recent_bytes: 0,
         }
-        Err(e) => {
-            // Redis may have taken part of the pipeline before it broke:
-            // those items will come twice (rare; see docs/cluster.md).
-            round.append(retry);
-            std::mem::swap(round, retry);
-            Err(e)
+    }
+
+    /// Turns one round of queued items into numbered batches on `to`.
+    /// Items for one node go in one batch to its channel, items for all in
+    /// one batch to the all channel, except that the queue's order is kept
+    /// between the two: a node's subscriber gets both channels on one
+    /// connection, in publish order, so a run for all is published before
+    /// the items queued after it, and after those queued before.
+    fn build(&mut self, inner: &Inner, round: &[(Target, Item)], to: &mut Vec<Publish>) {
+        for run in round.chunk_by(|a, b| (a.0 == Target::All) == (b.0 == Target::All)) {
+            if run.first().is_some_and(|(t, _)| *t == Target::All) {
+                let channel = inner.keys.all_channel();
+                self.batches(true, &channel, run.iter().map(|(_, i)| i), to);
+                continue;
+            }
+            // Per node, in queue order (few nodes: a list is enough).
+            let mut per_node: Vec<(&str, Vec<&Item>)> = Vec::new();
+            for (t, item) in run {
+                let Target::Node(node) = t else { continue };
+                match per_node.iter_mut().find(|(n, _)| n == node) {
+                    Some((_, items)) => items.push(item),
+                    None => per_node.push((node, vec![item])),
+                }
+            }
+            for (node, items) in per_node {
+                let channel = inner.keys.node_channel(node);
+                self.batches(false, &channel, items.into_iter(), to);
+            }
+        }
+    }
+
+    /// `items` as batches for `channel` on `to` (more than one if they are
+    /// many bytes).
+    fn batches<'a>(
+        &mut self,
+        to_all: bool,
+        channel: &str,
+        items: impl Iterator<Item = &'a Item>,
+        to: &mut Vec<Publish>,
+    ) {
+        let mut open: Option<Publish> = None;
+        for item in items {
+            if open
+                .as_ref()
+                .is_some_and(|p| p.payload.len() >= MAX_BATCH_BYTES)
+            {
+                to.extend(open.take());
+            }
+            let p = open.get_or_insert_with(|| {
+                self.seq += 1;
+                let mut payload = Vec::new();
+                wire::begin_numbered(&self.node, self.run, self.seq, &mut payload);
+                Publish {
+                    to_all,
+                    channel: channel.to_string(),
+                    payload,
+                    items: 0,
+                }
+            });
+            wire::encode_item(item, &mut p.payload);
+            p.items += 1;
+        }
+        to.extend(open);
+    }
+
+    /// Publishes `batches` in one pipeline; on success they are kept as
+    /// recent and `batches` is emptied; on error it is left as it was.
+    fn send(
+        &mut self,
+        inner: &Inner,
+        c: &mut Connection,
+        batches: &mut Vec<Publish>,
+    ) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for p in batches.iter() {
+            pipe.cmd("PUBLISH")
+                .arg(&p.channel)
+                .arg(&p.payload[..])
+                .ignore();
+        }
+        pipe.exec(c)?;
+        add(&inner.counters.publishes, batches.len() as u64);
+        let items: usize = batches.iter().map(|p| p.items).sum();
+        add(&inner.counters.published, items as u64);
+        let now = Instant::now();
+        for p in batches.drain(..) {
+            self.recent_bytes += p.payload.len();
+            self.recent.push_back((now, p));
+        }
+        while let Some((at, p)) = self.recent.front() {
+            if at.elapsed() <= REPLAY_FOR && self.recent_bytes <= MAX_REPLAY_BYTES {
+                break;
+            }
+            self.recent_bytes -= p.payload.len();
+            self.recent.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Puts the batches published in the last [`REPLAY_FOR`] in front of
+    /// `retry` (they are older), to be published again; receivers drop the
+    /// ones they had.
+    fn replay_into(&mut self, retry: &mut Vec<Publish>) {
+        let mut again: Vec<Publish> = self
+            .recent
+            .drain(..)
+            .filter(|(at, _)| at.elapsed() <= REPLAY_FOR)
+            .map(|(_, p)| p)
+            .collect();
+        self.recent_bytes = 0;
+        if !again.is_empty() {
+            again.append(retry);
+            *retry = again;
         }
     }
 }
 
-/// True once every channel the items go to has as many subscribers as it
-/// should: a node's channel one, the all channel one per node this node
-/// takes for alive (itself included).
-fn listening(inner: &Inner, c: &mut Connection, items: &[(Target, Item)]) -> RedisResult<bool> {
-    let mut channels: Vec<(String, usize)> = Vec::new();
-    for (t, _) in items {
-        let (channel, want) = match t {
-            Target::All => (inner.keys.all_channel(), inner.view.read().len().max(1)),
-            Target::Node(n) => (inner.keys.node_channel(n), 1),
+/// A number for this run of the process, never 0 (0 is "not numbered"):
+/// the time it started, in nanoseconds, mixed with the process id.
+fn new_run() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 48)).max(1)
+}
+
+/// True once every channel the batches go to has as many subscribers as
+/// it should: a node's channel one, the all channel one per node this
+/// node takes for alive (itself included).
+fn listening(inner: &Inner, c: &mut Connection, batches: &[Publish]) -> RedisResult<bool> {
+    let mut channels: Vec<(&str, usize)> = Vec::new();
+    for p in batches {
+        let want = if p.to_all {
+            inner.view.read().len().max(1)
+        } else {
+            1
         };
-        if !channels.iter().any(|(ch, _)| *ch == channel) {
-            channels.push((channel, want));
+        if !channels.iter().any(|(ch, _)| *ch == p.channel) {
+            channels.push((&p.channel, want));
         }
     }
     let mut cmd = redis::cmd("PUBSUB");
     cmd.arg("NUMSUB");
     for (ch, _) in &channels {
-        cmd.arg(ch);
+        cmd.arg(*ch);
     }
     let counts: Vec<(String, usize)> = cmd.query(c)?;
     Ok(channels
@@ -1046,77 +1203,17 @@ fn listening(inner: &Inner, c: &mut Connection, items: &[(Target, Item)]) -> Red
         .all(|(ch, want)| counts.iter().any(|(k, n)| k == ch && n >= want)))
 }
 
-/// Turns one round of queued items into `PUBLISH`es on `pipe`; returns how
-/// many. Items for one node go in one batch to its channel, items for all
-/// in one batch to the all channel, except that the queue's order is kept
-/// between the two: a node's subscriber gets both channels on one
-/// connection, in publish order, so a run for all is published before the
-/// items queued after it, and after those queued before.
-fn build_round(
-    inner: &Inner,
-    round: &[(Target, Item)],
-    pipe: &mut redis::Pipeline,
-    buf: &mut Vec<u8>,
-) -> u64 {
-    let me = &inner.settings.node;
-    let mut publishes = 0;
-    for run in round.chunk_by(|a, b| (a.0 == Target::All) == (b.0 == Target::All)) {
-        if run.first().is_some_and(|(t, _)| *t == Target::All) {
-            let channel = inner.keys.all_channel();
-            publishes += publish(pipe, &channel, me, run.iter().map(|(_, i)| i), buf);
-            continue;
-        }
-        // Per node, in queue order (few nodes: a list is enough).
-        let mut per_node: Vec<(&str, Vec<&Item>)> = Vec::new();
-        for (t, item) in run {
-            let Target::Node(node) = t else { continue };
-            match per_node.iter_mut().find(|(n, _)| n == node) {
-                Some((_, items)) => items.push(item),
-                None => per_node.push((node, vec![item])),
-            }
-        }
-        for (node, items) in per_node {
-            let channel = inner.keys.node_channel(node);
-            publishes += publish(pipe, &channel, me, items.into_iter(), buf);
-        }
-    }
-    publishes
-}
-
-/// Adds `PUBLISH channel <batch>` for `items` (more than one batch if they
-/// are many bytes); returns how many.
-fn publish<'a>(
-    pipe: &mut redis::Pipeline,
-    channel: &str,
-    me: &str,
-    items: impl Iterator<Item = &'a Item>,
-    buf: &mut Vec<u8>,
-) -> u64 {
-    let mut n = 0;
-    wire::begin_batch(me, buf);
-    let empty = buf.len();
-    for item in items {
-        if buf.len() >= MAX_BATCH_BYTES {
-            pipe.cmd("PUBLISH").arg(channel).arg(&buf[..]).ignore();
-            n += 1;
-            wire::begin_batch(me, buf);
-        }
-        wire::encode_item(item, buf);
-    }
-    if buf.len() > empty {
-        pipe.cmd("PUBLISH").arg(channel).arg(&buf[..]).ignore();
-        n += 1;
-    }
-    n
-}
-
 /// The subscriber: this node's channel and the all channel, decoded and
 /// handed to `Events::batch`.
 fn subscriber(inner: &Inner) {
     let mut backoff = Backoff::new(inner.settings.heartbeat);
     let mut was_up = false;
+    // The last numbered batch had from each node (kept across
+    // reconnections: batches published again after one are dropped here
+    // if they came before it).
+    let mut seen = Seen::default();
     while !inner.stop.is_set() {
-        match listen(inner, &mut backoff, &mut was_up) {
+        match listen(inner, &mut backoff, &mut was_up, &mut seen) {
             Ok(()) => return,
             Err(e) => {
                 inner.lost(Part::Subscriber, was_up, &e);
@@ -1130,7 +1227,12 @@ fn subscriber(inner: &Inner) {
 }
 
 /// One subscription, until it breaks (`Err`) or the link stops (`Ok`).
-fn listen(inner: &Inner, backoff: &mut Backoff, was_up: &mut bool) -> RedisResult<()> {
+fn listen(
+    inner: &Inner,
+    backoff: &mut Backoff,
+    was_up: &mut bool,
+    seen: &mut Seen,
+) -> RedisResult<()> {
     let io = inner.settings.io_timeout();
     let mut made = inner.health.breaks();
     let mut conn = inner.connect(io)?;
@@ -1151,7 +1253,7 @@ fn listen(inner: &Inner, backoff: &mut Backoff, was_up: &mut bool) -> RedisResul
         match ps.get_message() {
             Ok(msg) => {
                 heard = Instant::now();
-                hand_over(inner, msg.get_payload_bytes());
+                hand_over(inner, msg.get_payload_bytes(), seen);
             }
             Err(e) if e.is_timeout() => {
                 let breaks = inner.health.breaks();
@@ -1170,9 +1272,39 @@ fn listen(inner: &Inner, backoff: &mut Backoff, was_up: &mut bool) -> RedisResul
     Ok(())
 }
 
-fn hand_over(inner: &Inner, payload: &[u8]) {
+/// The last numbered batch had from each node: (node, run, seq).
+#[derive(Default)]
+struct Seen(Vec<(String, u64, u64)>);
+
+impl Seen {
+    /// True for a batch not had before: not numbered, from a new run of
+    /// its node, or numbered past the last one had from that run. Each
+    /// node publishes on one connection and Redis passes its messages on
+    /// in order, so numbers only go back when batches are published again.
+    fn first_time(&mut self, node: &str, run: u64, seq: u64) -> bool {
+        if seq == 0 {
+            return true;
+        }
+        match self.0.iter_mut().find(|(n, _, _)| n == node) {
+            Some((_, r, s)) if *r == run && *s >= seq => false,
+            Some((_, r, s)) => {
+                (*r, *s) = (run, seq);
+                true
+            }
+            None => {
+                self.0.push((node.to_string(), run, seq));
+                true
+            }
+        }
+    }
+}
+
+fn hand_over(inner: &Inner, payload: &[u8], seen: &mut Seen) {
     match wire::decode_batch(payload) {
         Ok(b) if b.node == inner.settings.node => {}
+        Ok(b) if !seen.first_time(&b.node, b.run, b.seq) => {
+            add(&inner.counters.duplicates, 1);
+        }
         Ok(b) => {
             add(&inner.counters.batches_in, 1);
             add(&inner.counters.items_in, b.items.len() as u64);

@@ -7,7 +7,9 @@
 //! a message that ends inside an item is [`WireError::Truncated`]).
 //!
 //! ```text
-//! batch  = VERSION(u8 = 1) node:str item*
+//! batch  = VERSION(u8 = 2) node:str run:var seq:var item*
+//!          (run: the publishing process, seq: its count of batches;
+//!           0 0 for a batch outside that count)
 //! item   = tag:u8 fields
 //!   1 Msg     id:var ts:var flags:u8 kind:u8 [room:str] from:str
 //!             from_node:str body:bytes n:var to:str{n}
@@ -30,6 +32,11 @@
 //! size. A node that receives a newer version drops that batch (counted)
 //! rather than guessing.
 //!
+//! `run` and `seq` let a receiver drop a batch it already has: a node
+//! publishes again what it published just before Redis went away (Redis
+//! may have taken it and died before passing it on), with the same
+//! numbers, and a receiver that had it keeps only the first.
+//!
 //! A new item gets a new tag, not a new version: a node that does not know
 //! the tag drops the batch it is in (counted), and the items of other
 //! batches still reach it. That is why `Account` is published in a batch of
@@ -39,7 +46,7 @@ use protocol::LeftReason;
 use std::fmt;
 
 /// The version this node writes and reads.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 /// Longest name, node or room name on the wire, in bytes (names and rooms
 /// are far shorter by the protocol's rules; node names are checked when the
 /// link starts).
@@ -164,6 +171,10 @@ pub(crate) enum Item {
 pub(crate) struct Batch {
     /// The node that published it.
     pub node: String,
+    /// Which run of that node's process (0: not numbered).
+    pub run: u64,
+    /// The batch's number in that run, counting from 1 (0: not numbered).
+    pub seq: u64,
     /// Its items, in the order they were queued.
     pub items: Vec<Item>,
 }
@@ -218,9 +229,16 @@ const FLAG_NOTICE: u8 = 1;
 /// Starts a batch from `node` in `out` (which is cleared); append items
 /// with [`encode_item`].
 pub(crate) fn begin_batch(node: &str, out: &mut Vec<u8>) {
+    begin_numbered(node, 0, 0, out);
+}
+
+/// Starts batch `seq` of run `run` of `node` in `out` (which is cleared).
+pub(crate) fn begin_numbered(node: &str, run: u64, seq: u64, out: &mut Vec<u8>) {
     out.clear();
     out.push(VERSION);
     put_str(out, node);
+    put_var(out, run);
+    put_var(out, seq);
 }
 
 /// A whole batch from `node` in `out` (which is cleared).
@@ -303,11 +321,18 @@ pub(crate) fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
         return Err(WireError::Version(version));
     }
     let node = r.str()?;
+    let run = r.var()?;
+    let seq = r.var()?;
     let mut items = Vec::new();
     while !r.rest.is_empty() {
         items.push(r.item()?);
     }
-    Ok(Batch { node, items })
+    Ok(Batch {
+        node,
+        run,
+        seq,
+        items,
+    })
 }
 
 fn reason_index(reason: LeftReason) -> u8 {
@@ -578,10 +603,19 @@ mod tests {
     }
 
     #[test]
+    fn a_numbered_batch_carries_its_run_and_number() {
+        let mut buf = Vec::new();
+        begin_numbered("n1", 1 << 40, 300, &mut buf);
+        encode_item(&every_kind()[0], &mut buf);
+        let b = decode_batch(&buf).unwrap();
+        assert_eq!((b.run, b.seq, b.items.len()), (1 << 40, 300, 1));
+    }
+
+    #[test]
     fn an_empty_batch_is_a_batch() {
         let mut buf = Vec::new();
         encode_batch("n1", &[], &mut buf);
-        assert_eq!(buf, b"\x01\x02n1");
+        assert_eq!(buf, b"\x02\x02n1\x00\x00");
         assert_eq!(decode_batch(&buf).unwrap().items, Vec::<Item>::new());
     }
 
@@ -598,7 +632,7 @@ mod tests {
             &mut buf,
         );
         // 300 = 0b10_0101100: LEB128 0xAC 0x02.
-        assert_eq!(buf, b"\x01\x01n\x05\xac\x02\x01b\x01a");
+        assert_eq!(buf, b"\x02\x01n\x00\x00\x05\xac\x02\x01b\x01a");
     }
 
     #[test]
@@ -609,7 +643,7 @@ mod tests {
         };
         let mut buf = Vec::new();
         encode_batch("(admin)", std::slice::from_ref(&item), &mut buf);
-        assert_eq!(buf, b"\x01\x07(admin)\x06\x04dana\x01");
+        assert_eq!(buf, b"\x02\x07(admin)\x00\x00\x06\x04dana\x01");
         let b = decode_batch(&buf).unwrap();
         assert_eq!((b.node.as_str(), b.items), ("(admin)", vec![item]));
     }
@@ -642,7 +676,7 @@ mod tests {
     fn limits_are_checked_before_allocating() {
         // A body claiming 2^40 bytes in a tiny message.
         let mut buf = vec![
-            VERSION, 1, b'n', TAG_MSG, 1, 1, 0, KIND_ALL, 1, b'a', 1, b'n',
+            VERSION, 1, b'n', 0, 0, TAG_MSG, 1, 1, 0, KIND_ALL, 1, b'a', 1, b'n',
         ];
         put_var(&mut buf, 1 << 40);
         assert_eq!(decode_batch(&buf), Err(WireError::TooLong));
@@ -662,31 +696,32 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         assert_eq!(decode_batch(&[]), Err(WireError::Truncated));
-        assert_eq!(decode_batch(&[2, 0]), Err(WireError::Version(2)));
-        assert_eq!(decode_batch(&[1, 0, 9]), Err(WireError::BadTag(9)));
-        assert_eq!(decode_batch(&[1, 0, 7]), Err(WireError::BadTag(7)));
-        assert_eq!(decode_batch(&[1, 1, 0xff]), Err(WireError::BadUtf8));
+        assert_eq!(decode_batch(&[1, 0]), Err(WireError::Version(1)));
+        assert_eq!(decode_batch(&[3, 0]), Err(WireError::Version(3)));
+        assert_eq!(decode_batch(&[2, 0, 0, 0, 9]), Err(WireError::BadTag(9)));
+        assert_eq!(decode_batch(&[2, 0, 0, 0, 7]), Err(WireError::BadTag(7)));
+        assert_eq!(decode_batch(&[2, 1, 0xff]), Err(WireError::BadUtf8));
         // A Left with reason 6 (there are six: 0..=5).
         assert_eq!(
-            decode_batch(&[1, 0, TAG_LEFT, 1, b'a', 6, 0, 0]),
+            decode_batch(&[2, 0, 0, 0, TAG_LEFT, 1, b'a', 6, 0, 0]),
             Err(WireError::BadValue)
         );
         // An option that is neither 0 nor 1.
         assert_eq!(
-            decode_batch(&[1, 0, TAG_JOINED, 1, b'a', 0, 2]),
+            decode_batch(&[2, 0, 0, 0, TAG_JOINED, 1, b'a', 0, 2]),
             Err(WireError::BadValue)
         );
         // An account that is neither registered nor deleted.
         assert_eq!(
-            decode_batch(&[1, 0, TAG_ACCOUNT, 1, b'a', 2]),
+            decode_batch(&[2, 0, 0, 0, TAG_ACCOUNT, 1, b'a', 2]),
             Err(WireError::BadValue)
         );
         // Eleven continuation bytes.
-        let mut buf = vec![1, 0, TAG_RCPT];
+        let mut buf = vec![2, 0, 0, 0, TAG_RCPT];
         buf.extend([0xff; 11]);
         assert_eq!(decode_batch(&buf), Err(WireError::Overflow));
         // Bit 64.
-        let mut buf = vec![1, 0, TAG_RCPT];
+        let mut buf = vec![2, 0, 0, 0, TAG_RCPT];
         buf.extend([0xff; 9]);
         buf.push(0x02);
         assert_eq!(decode_batch(&buf), Err(WireError::Overflow));
@@ -782,7 +817,7 @@ mod tests {
         fn any_bytes_decode_without_panicking(buf in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_batch(&buf);
             // The same with a valid header, so the item decoder is reached.
-            let mut with_header = vec![VERSION, 0];
+            let mut with_header = vec![VERSION, 0, 0, 0];
             with_header.extend_from_slice(&buf);
             let _ = decode_batch(&with_header);
         }
