@@ -492,7 +492,9 @@ pub(crate) struct Sock {
     /// The non-blocking stream.
     pub stream: TcpStream,
     /// The TLS session, on a TLS listener's connections (`net::tls`).
-    pub tls: Option<parking_lot::Mutex<rustls::ServerConnection>>,
+    /// Boxed: a session is about a kilobyte, which plain connections (most
+    /// of them) would otherwise carry unused.
+    pub tls: Option<Box<parking_lot::Mutex<rustls::ServerConnection>>>,
     on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
@@ -506,7 +508,7 @@ impl Sock {
     ) -> Arc<Sock> {
         Arc::new(Sock {
             stream,
-            tls: tls.map(parking_lot::Mutex::new),
+            tls: tls.map(|t| Box::new(parking_lot::Mutex::new(t))),
             on_drop: Some(on_drop),
         })
     }
