@@ -486,11 +486,7 @@ fn serve(
                 name,
                 password,
                 slot,
-            } => {
-                if !verify(home, failures, &conn, &name, &password, &slot) {
-                    state = core::hold::FAILED;
-                }
-            }
+            } => state = verify(home, failures, &conn, &name, &password, &slot),
             Job::Register { conn, password } => {
                 register(shared, accounts, home, out, &conn, &password)
             }
@@ -503,7 +499,9 @@ fn serve(
 }
 
 /// Checks a password for the IRC door; on success fills `slot` with the
-/// account's name and stored messages.
+/// account's name and stored messages. Returns the hold's end:
+/// `DONE`, `FAILED` (no such account or a wrong password) or
+/// `UNAVAILABLE` (the accounts could not be read).
 fn verify(
     home: Home<'_>,
     failures: &mut Failures,
@@ -511,20 +509,20 @@ fn verify(
     name: &str,
     password: &str,
     slot: &parking_lot::Mutex<Option<Verified>>,
-) -> bool {
+) -> u8 {
     let folded = fold_name(name);
     let account = match home.account(&folded) {
         Ok(a) => a,
         Err(e) => {
             // Not a wrong password: no delay is earned for it.
             log_warn!("accounts: cannot read {name}: {}", e.why);
-            return false;
+            return core::hold::UNAVAILABLE;
         }
     };
     let Some(account) = account.filter(|a| crate::store::verify_password(password, &a.hash)) else {
         failures.failed(&folded, conn.peer.ip(), Instant::now());
         log_info!("{}: wrong password for {name}", conn.peer);
-        return false;
+        return core::hold::FAILED;
     };
     failures.succeeded(&folded);
     let stored = home.take(&folded, false).unwrap_or_else(|e| {
@@ -539,7 +537,7 @@ fn verify(
         name: account.name,
         stored,
     });
-    true
+    core::hold::DONE
 }
 
 fn error(shared: &Shared, out: &mut Outbox, conn: &Arc<Conn>, code: ErrorCode, text: &str) {

@@ -538,6 +538,7 @@ fn start_cluster(shared: &Arc<Shared>, addr: SocketAddr) -> io::Result<Option<Jo
     let mut settings = cluster::link::Settings::new(&config.cluster, "main", &node_name);
     settings.heartbeat = Duration::from_secs(config.cluster_heartbeat_secs);
     settings.node_timeout = Duration::from_secs(config.cluster_node_timeout_secs);
+    settings.history = config.room_history;
     let io_timeout = settings.io_timeout();
     let bad =
         |e: cluster::link::LinkError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());

@@ -56,6 +56,8 @@ pub(crate) struct Settings {
     pub node_timeout: Duration,
     /// Items that may wait for the publisher.
     pub queue: usize,
+    /// Room messages each room's history keeps in Redis (0: none).
+    pub history: usize,
 }
 
 impl Settings {
@@ -68,6 +70,7 @@ impl Settings {
             heartbeat: Duration::from_secs(2),
             node_timeout: Duration::from_secs(6),
             queue: 65_536,
+            history: 100,
         }
     }
 
@@ -251,6 +254,10 @@ impl Keys {
     }
     /// `rooms:<node>`: the rooms of a node's users, folded name → the
     /// rooms' shown names, space-separated.
+    pub fn history(&self, room_folded: &str) -> String {
+        format!("{}history:{room_folded}", self.prefix)
+    }
+
     pub fn rooms(&self, node: &str) -> String {
         format!("{}rooms:{node}", self.prefix)
     }
@@ -723,6 +730,51 @@ impl Link {
             .collect())
     }
 
+    /// Every room's history in Redis: (room folded, its messages, oldest
+    /// first). An entry published again after a break may be there twice
+    /// (the caller drops repeated ids); one that does not decode is skipped.
+    pub fn histories(&self) -> Result<Vec<(String, Vec<Item>)>, LinkError> {
+        let prefix = self.inner.keys.history("");
+        self.with_claims(|c| {
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                keys.extend(found);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+            keys.sort();
+            keys.dedup();
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+            }
+            let lists: Vec<Vec<Vec<u8>>> = pipe.query(c)?;
+            Ok(keys
+                .iter()
+                .zip(lists)
+                .filter_map(|(k, entries)| {
+                    let room = k.strip_prefix(&prefix)?.to_string();
+                    let items = entries
+                        .iter()
+                        .filter_map(|e| wire::decode_batch(e).ok())
+                        .flat_map(|b| b.items)
+                        .collect();
+                    Some((room, items))
+                })
+                .collect())
+        })
+    }
+
     /// The nodes in Redis's `nodes` set now (one round trip; `nodes` is
     /// the view of the last heartbeat). A node's names are freed and it
     /// leaves the set in one script, so a user whose node is not here is
@@ -1019,10 +1071,13 @@ const REPLAY_FOR: Duration = Duration::from_secs(1);
 /// Most bytes kept for that (the oldest go first).
 const MAX_REPLAY_BYTES: usize = 64 << 20;
 
-/// One `PUBLISH`: a numbered batch for one channel.
+/// One `PUBLISH`: a numbered batch for one channel; or one room message
+/// for the room's history (`RPUSH` to the list, trimmed to its length).
 struct Publish {
     /// For the all channel (else a node's).
     to_all: bool,
+    /// A history entry: `channel` is the list's key.
+    history: bool,
     channel: String,
     payload: Vec<u8>,
     /// How many items.
@@ -1064,6 +1119,7 @@ impl Outgoing {
             if run.first().is_some_and(|(t, _)| *t == Target::All) {
                 let channel = inner.keys.all_channel();
                 self.batches(true, &channel, run.iter().map(|(_, i)| i), to);
+                self.history(inner, run.iter().map(|(_, i)| i), to);
                 continue;
             }
             // Per node, in queue order (few nodes: a list is enough).
@@ -1105,6 +1161,7 @@ impl Outgoing {
                 wire::begin_numbered(&self.node, self.run, self.seq, &mut payload);
                 Publish {
                     to_all,
+                    history: false,
                     channel: channel.to_string(),
                     payload,
                     items: 0,
@@ -1116,6 +1173,35 @@ impl Outgoing {
         to.extend(open);
     }
 
+    /// The room messages among `items`, each as an entry for its room's
+    /// history (a batch of one, not numbered).
+    fn history<'a>(
+        &self,
+        inner: &Inner,
+        items: impl Iterator<Item = &'a Item>,
+        to: &mut Vec<Publish>,
+    ) {
+        if inner.settings.history == 0 {
+            return;
+        }
+        for item in items {
+            let Item::Msg(m) = item else { continue };
+            let wire::MsgKind::Room(room) = &m.kind else {
+                continue;
+            };
+            let mut payload = Vec::new();
+            wire::begin_batch(&self.node, &mut payload);
+            wire::encode_item(item, &mut payload);
+            to.push(Publish {
+                to_all: false,
+                history: true,
+                channel: inner.keys.history(&protocol::fold_name(room)),
+                payload,
+                items: 0,
+            });
+        }
+    }
+
     /// Publishes `batches` in one pipeline; on success they are kept as
     /// recent and `batches` is emptied; on error it is left as it was.
     fn send(
@@ -1125,14 +1211,24 @@ impl Outgoing {
         batches: &mut Vec<Publish>,
     ) -> RedisResult<()> {
         let mut pipe = redis::pipe();
+        let keep = -(inner.settings.history as i64);
         for p in batches.iter() {
-            pipe.cmd("PUBLISH")
-                .arg(&p.channel)
-                .arg(&p.payload[..])
-                .ignore();
+            if p.history {
+                pipe.cmd("RPUSH")
+                    .arg(&p.channel)
+                    .arg(&p.payload[..])
+                    .ignore();
+                pipe.cmd("LTRIM").arg(&p.channel).arg(keep).arg(-1).ignore();
+            } else {
+                pipe.cmd("PUBLISH")
+                    .arg(&p.channel)
+                    .arg(&p.payload[..])
+                    .ignore();
+            }
         }
         pipe.exec(c)?;
-        add(&inner.counters.publishes, batches.len() as u64);
+        let publishes = batches.iter().filter(|p| !p.history).count();
+        add(&inner.counters.publishes, publishes as u64);
         let items: usize = batches.iter().map(|p| p.items).sum();
         add(&inner.counters.published, items as u64);
         let now = Instant::now();
@@ -1182,7 +1278,7 @@ fn new_run() -> u64 {
 /// node takes for alive (itself included).
 fn listening(inner: &Inner, c: &mut Connection, batches: &[Publish]) -> RedisResult<bool> {
     let mut channels: Vec<(&str, usize)> = Vec::new();
-    for p in batches {
+    for p in batches.iter().filter(|p| !p.history) {
         let want = if p.to_all {
             inner.view.read().len().max(1)
         } else {

@@ -736,6 +736,43 @@ fn deliver(shared: &Shared, out: &mut Outbox, m: &Msg) {
             if let Some(r) = shared.rooms.get(room) {
                 core::fan_out(&r.members(), 0, out, &mut fan);
             }
+            // Kept for whoever joins here later (the store has it in
+            // Redis, from the sender's node).
+            let stored = core::stored_room_message(room, m.id, &m.from, m.ts, &m.body);
+            core::remember_room_message(shared, stored, false);
+        }
+    }
+}
+
+/// Reads every room's history from Redis into this node's (merged: what
+/// this node had stays, nothing comes twice). False if Redis could not
+/// be read.
+fn read_histories(shared: &Shared, link: &Link) -> bool {
+    if shared.config.room_history == 0 {
+        return true;
+    }
+    match link.histories() {
+        Ok(rooms) => {
+            for (folded, items) in rooms {
+                let lines = items
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        Item::Msg(m) => match &m.kind {
+                            MsgKind::Room(room) => Some(core::stored_room_message(
+                                room, m.id, &m.from, m.ts, &m.body,
+                            )),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect();
+                core::merge_history(shared, &folded, lines);
+            }
+            true
+        }
+        Err(e) => {
+            log_warn!("cluster: cannot read the rooms' history: {e}");
+            false
         }
     }
 }
@@ -748,6 +785,7 @@ const RESYNC: Duration = Duration::from_secs(2);
 pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
     let mut next_resync = Instant::now() + RESYNC;
     let mut slot: Option<u64> = None;
+    let mut histories_read = false;
     loop {
         let job = match inbox.recv_timeout(Duration::from_millis(100)) {
             Ok(job) => job,
@@ -814,6 +852,11 @@ pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
                 }
                 if matches!(job, Job::Rejoin) {
                     rejoin(&shared, &node, link);
+                    // Room messages published while this node was away.
+                    histories_read = false;
+                }
+                if !histories_read {
+                    histories_read = read_histories(&shared, link);
                 }
                 resync(&shared, &node, link);
             }

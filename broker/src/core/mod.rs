@@ -656,20 +656,23 @@ fn route_message(
                 .ok_or(SendError::NotInRoom)?;
             let id = shared.next_message_id();
             let kind = Kind::Room(&r.name);
-            // The other nodes' members first: if they can't be reached,
-            // nobody gets it.
+            // The other nodes first: if members elsewhere can't be
+            // reached, nobody gets it. Every node gets every room message
+            // (to keep the room's history for whoever joins there later),
+            // and the publisher keeps it in the room's history in Redis.
             let mut queued = 0;
             if let Some(node) = shared.cluster.get() {
-                for (at, n) in node.room_nodes(&r.name) {
-                    let msg = remote_msg(node, id, from, kind, ts, body, notice, Vec::new());
-                    if !node.publish(Target::Node(at), msg) {
-                        return Err(SendError::Unavailable(Busy::Cluster));
-                    }
-                    queued += n;
+                let remote: u64 = node.room_nodes(&r.name).iter().map(|(_, n)| n).sum();
+                let msg = remote_msg(node, id, from, kind, ts, body, notice, Vec::new());
+                if node.publish(Target::All, msg) {
+                    queued += remote;
+                } else if remote > 0 {
+                    return Err(SendError::Unavailable(Busy::Cluster));
                 }
             }
             conn.remember_sent(id, r.id);
-            remember_room_message(shared, &r.name, id, from, ts, body);
+            let stored = stored_room_message(&r.name, id, from, ts, body);
+            remember_room_message(shared, stored, true);
             let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body, notice), server);
             queued += fan_out(&r.members(), conn.id, out, &mut fan);
             return Ok(sent(
@@ -1019,23 +1022,37 @@ const HISTORY_ROOMS: usize = 10_000;
 /// `room_history` says (the oldest lines go first).
 const HISTORY_BYTES: usize = 1 << 20;
 
-/// Keeps a room message in the room's history (in memory for `JOIN`, and
-/// in the store across restarts).
-fn remember_room_message(shared: &Shared, room: &str, id: u64, from: &str, ts: u64, body: &[u8]) {
-    let keep = shared.config.room_history;
-    if keep == 0 {
-        return;
-    }
-    let folded = protocol::fold_name(room);
-    let msg = crate::store::Stored {
+/// A room message as its history keeps it.
+pub(crate) fn stored_room_message(
+    room: &str,
+    id: u64,
+    from: &str,
+    ts: u64,
+    body: &[u8],
+) -> crate::store::Stored {
+    crate::store::Stored {
         id,
         from: from.to_string(),
         kind: crate::store::StoredKind::Room(room.to_string()),
         ts_ms: ts,
         body: body.to_vec(),
+    }
+}
+
+/// Keeps a room message in the room's history: in memory for `JOIN`, and
+/// if `store`, in the store across restarts (a cluster keeps it in Redis
+/// as well, from the node it was sent on).
+pub(crate) fn remember_room_message(shared: &Shared, msg: crate::store::Stored, store: bool) {
+    let keep = shared.config.room_history;
+    let crate::store::StoredKind::Room(room) = &msg.kind else {
+        return;
     };
-    if let Some(store) = &shared.store {
-        if store.try_append_history(&folded, msg.clone()).is_err() {
+    if keep == 0 {
+        return;
+    }
+    let folded = protocol::fold_name(room);
+    if let Some(s) = shared.store.as_ref().filter(|_| store) {
+        if s.try_append_history(&folded, msg.clone()).is_err() {
             log_debug!("room history of {room}: the store is busy; kept in memory only");
         }
     }
@@ -1053,12 +1070,41 @@ fn remember_room_message(shared: &Shared, room: &str, id: u64, from: &str, ts: u
     }
     let lines = history.entry(folded).or_default();
     lines.push_back(msg);
+    trim_history(lines, keep);
+}
+
+/// Drops a history's oldest lines past `keep` lines or `HISTORY_BYTES`.
+fn trim_history(lines: &mut std::collections::VecDeque<crate::store::Stored>, keep: usize) {
     let mut bytes: usize = lines.iter().map(|m| m.body.len()).sum();
     while lines.len() > keep || (bytes > HISTORY_BYTES && lines.len() > 1) {
         if let Some(old) = lines.pop_front() {
             bytes -= old.body.len();
         }
     }
+}
+
+/// Merges a room's history as the cluster has it (read from Redis) into
+/// this node's: every message once (by id), in the order they were sent
+/// (time, then id), the last `room_history` kept.
+pub(crate) fn merge_history(
+    shared: &Shared,
+    folded: &str,
+    from_cluster: Vec<crate::store::Stored>,
+) {
+    let keep = shared.config.room_history;
+    if keep == 0 || from_cluster.is_empty() {
+        return;
+    }
+    let mut history = shared.history.lock();
+    if history.len() >= HISTORY_ROOMS && !history.contains_key(folded) {
+        return;
+    }
+    let lines = history.entry(folded.to_string()).or_default();
+    let mut all: Vec<crate::store::Stored> = lines.drain(..).chain(from_cluster).collect();
+    all.sort_by_key(|m| (m.ts_ms, m.id));
+    all.dedup_by_key(|m| m.id);
+    lines.extend(all);
+    trim_history(lines, keep);
 }
 
 /// Queues a room's history to a connection that just joined it, as the

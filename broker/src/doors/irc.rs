@@ -600,6 +600,17 @@ pub(crate) fn after_hold(
                 try_register(&mut cx);
             }
         }
+        // The accounts could not be read (a cluster's Redis away): not a
+        // wrong password, and said so.
+        (core::hold::UNAVAILABLE, _) if p.by_sasl => {
+            let text = format!("SASL authentication failed: {ACCOUNTS_UNAVAILABLE}");
+            cx.numeric(904, &[], Some(&text));
+        }
+        (core::hold::UNAVAILABLE, _) => {
+            let nick = cx_nick(cx.irc);
+            cx.irc.nick = None;
+            cx.numeric(437, &[&nick], Some(ACCOUNTS_UNAVAILABLE));
+        }
         _ if p.by_sasl => cx.numeric(904, &[], Some("SASL authentication failed")),
         _ => {
             cx.irc.nick = None;
@@ -607,6 +618,10 @@ pub(crate) fn after_hold(
         }
     }
 }
+
+/// Why a password could not be checked: the accounts are out of reach.
+const ACCOUNTS_UNAVAILABLE: &str =
+    "accounts are unreachable (the cluster's Redis is away); try again";
 
 /// A message that can't go now: `404` while the store is busy, `437`
 /// (temporarily unavailable) while the cluster is unreachable.

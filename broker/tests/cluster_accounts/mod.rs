@@ -5,6 +5,7 @@
 //! account registered on one node logs in on every node, and a message for
 //! an absent account waits for it whatever node it comes back on.
 
+use super::irc::Irc;
 use testkit::redis::RedisServer;
 use testkit::{start_with, wait_for, Peer};
 
@@ -237,6 +238,29 @@ fn without_redis_logins_registrations_and_stored_messages_are_unavailable() {
     gus.send("REGISTER gus-pass-1\n");
     let line = gus.expect_prefix("ERR UNAVAILABLE ");
     assert!(line.contains("cluster is unreachable"), "{line}");
+    // On IRC, PASS and SASL say the accounts are out of reach, not that
+    // the password is wrong.
+    let irc = n1.irc_addr().unwrap();
+    let mut c = Irc::connect(irc, "fay");
+    c.send("PASS fay-pass-1");
+    c.send("NICK fay");
+    c.send("USER fay 0 * :Fay");
+    let line = c.until(" 437 ");
+    assert!(line.contains("accounts are unreachable"), "{line}");
+    use base64::Engine as _;
+    let mut s = Irc::connect(irc, "fay");
+    s.send("CAP LS 302");
+    s.send("NICK fay");
+    s.send("USER fay 0 * :Fay");
+    s.until(" CAP * LS ");
+    s.send("CAP REQ :sasl");
+    s.until(" ACK ");
+    s.send("AUTHENTICATE PLAIN");
+    s.until("AUTHENTICATE +");
+    let plain = base64::engine::general_purpose::STANDARD.encode("fay\0fay\0fay-pass-1");
+    s.send(&format!("AUTHENTICATE {plain}"));
+    let line = s.until(" 904 ");
+    assert!(line.contains("accounts are unreachable"), "{line}");
     // A message for the absent account is refused, never counted: while
     // the node has not yet noticed, its ACK names fay as missed.
     wait_for("a message for fay to be refused", || {

@@ -285,3 +285,69 @@ fn while_redis_is_away_cross_node_work_is_refused_with_its_own_reason() {
     });
     let _ = n2;
 }
+
+/// Joins `room` until its history has `want` messages (a node that has
+/// just come up reads the rooms' history from Redis a moment later);
+/// returns the history's bodies.
+fn join_for_history(p: &mut Peer, room: &str, want: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    wait_for(&format!("{want} messages of history in {room}"), || {
+        p.send(&format!("JOIN {room}\n"));
+        p.expect_prefix(&format!("OK JOIN {room} "));
+        bodies.clear();
+        while let Some(f) = p.try_next(std::time::Duration::from_millis(300)) {
+            if f.verb() == "MSG" {
+                bodies.push(f.body_str());
+            }
+        }
+        if bodies.len() == want {
+            return true;
+        }
+        p.send(&format!("PART {room}\n"));
+        p.skip_until(&format!("OK PART {room}"));
+        false
+    });
+    bodies
+}
+
+#[test]
+fn room_history_is_the_clusters() {
+    let redis = RedisServer::start_new();
+    let (n1, n2) = (node(&redis, "h1"), node(&redis, "h2"));
+    let mut alice = Peer::named(n1.local_addr(), "alice");
+    let mut bob = Peer::named(n2.local_addr(), "bob");
+    alice.skip_until("JOINED bob");
+    // alice talks in #hist on n1, where nobody on n2 is a member.
+    alice.send("JOIN #hist\n");
+    alice.expect("OK JOIN #hist 1");
+    for i in 0..3 {
+        alice.send(&format!("SEND #hist :h{i}\n"));
+        alice.expect_prefix("ACK ");
+    }
+    // A direct message travels after them: once bob has it, his node has
+    // the room's messages too.
+    alice.send("SEND bob :sync\n");
+    alice.expect_prefix("ACK ");
+    assert_eq!(bob.next_msg().body_str(), "sync");
+    // bob joins on n2: the history comes right after OK JOIN, in order,
+    // with the room's name and the original ids.
+    bob.send("JOIN #HIST\n");
+    bob.expect("OK JOIN #hist 2");
+    for i in 0..3 {
+        let m = bob.next_msg();
+        assert_eq!((m.field(3), m.body_str()), ("#hist", format!("h{i}")));
+    }
+    // The room empties; a node started afterwards still has its history
+    // (read from Redis), and so does n2 for a newcomer.
+    alice.send("PART #hist\n");
+    alice.expect("OK PART #hist");
+    bob.send("PART #hist\n");
+    bob.skip_until("OK PART #hist");
+    let n3 = node(&redis, "h3");
+    let mut carol = Peer::named(n3.local_addr(), "carol");
+    assert_eq!(join_for_history(&mut carol, "#hist", 3), ["h0", "h1", "h2"]);
+    let mut dave = Peer::named(n2.local_addr(), "dave");
+    assert_eq!(join_for_history(&mut dave, "#hist", 3), ["h0", "h1", "h2"]);
+    // Redis keeps the room's last room_history messages.
+    assert_eq!(redis.command(&["LLEN", "chat:main:history:#hist"]), "3");
+}
