@@ -9,8 +9,10 @@
 #   single   one broker, no cluster
 #   one      one broker in a cluster (Redis up, no other node)
 #   three    three brokers in a cluster; client i on node i mod 3
-# Modes: all (4 senders, every message to everyone) and direct (every
-# client sends to one other, so two in three messages cross nodes).
+# Modes: all (4 senders, every message to everyone), room (everyone in
+# #load, 4 senders to it; a room message goes to every node and to the
+# room's history list in Redis) and direct (every client sends to one
+# other, so two in three messages cross nodes).
 # Runs are interleaved (run 1 of every setup and mode, then run 2, ...).
 #
 # Reported per setup and mode (medians): deliveries/s, deliveries per
@@ -91,7 +93,7 @@ PY
 }
 
 for i in $(seq 1 "$runs"); do
-  for mode in all direct; do
+  for mode in all room direct; do
     for setup in single one three; do
       echo "run $i: $setup $mode" >&2
       one_run "$setup" "$mode"
@@ -112,7 +114,7 @@ def f(x, unit=""):
     return f"{x:.2f}{unit}"
 print("| mode | setup | deliveries/s | per broker CPU-s | p99 | p99 same / cross | Redis CPU-s per s | lost |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
-for mode in ("all", "direct"):
+for mode in ("all", "room", "direct"):
     for setup in ("single", "one", "three"):
         rs = [r for r in rows if r["mode"] == mode and r["setup"] == setup]
         if not rs: continue
