@@ -1396,11 +1396,17 @@ impl Seen {
 }
 
 fn hand_over(inner: &Inner, payload: &[u8], seen: &mut Seen) {
-    match wire::decode_batch(payload) {
-        Ok(b) if b.node == inner.settings.node => {}
-        Ok(b) if !seen.first_time(&b.node, b.run, b.seq) => {
+    // The header first: a batch of this node's own, or one had before
+    // (published again after a break), is dropped without reading its items.
+    match wire::decode_header(payload) {
+        Ok((node, _, _)) if node == inner.settings.node => return,
+        Ok((node, run, seq)) if !seen.first_time(&node, run, seq) => {
             add(&inner.counters.duplicates, 1);
+            return;
         }
+        _ => {}
+    }
+    match wire::decode_batch(payload) {
         Ok(b) => {
             add(&inner.counters.batches_in, 1);
             add(&inner.counters.items_in, b.items.len() as u64);

@@ -241,6 +241,20 @@ pub(crate) fn begin_numbered(node: &str, run: u64, seq: u64, out: &mut Vec<u8>) 
     put_var(out, seq);
 }
 
+/// A batch's header alone: its node, run and number (the items are not
+/// read, so a batch already had is dropped without decoding them).
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<(String, u64, u64), WireError> {
+    let mut r = Reader { rest: bytes };
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(WireError::Version(version));
+    }
+    let node = r.str()?;
+    let run = r.var()?;
+    let seq = r.var()?;
+    Ok((node, run, seq))
+}
+
 /// A whole batch from `node` in `out` (which is cleared).
 #[cfg(test)]
 pub(crate) fn encode_batch(node: &str, items: &[Item], out: &mut Vec<u8>) {
@@ -609,6 +623,16 @@ mod tests {
         encode_item(&every_kind()[0], &mut buf);
         let b = decode_batch(&buf).unwrap();
         assert_eq!((b.run, b.seq, b.items.len()), (1 << 40, 300, 1));
+    }
+
+    #[test]
+    fn the_header_alone_reads_as_the_whole_batch_does() {
+        let mut buf = Vec::new();
+        begin_numbered("n7", 9, 42, &mut buf);
+        encode_item(&every_kind()[0], &mut buf);
+        assert_eq!(decode_header(&buf), Ok(("n7".to_string(), 9, 42)));
+        assert_eq!(decode_header(&buf[..3]), Err(WireError::Truncated));
+        assert_eq!(decode_header(&[1, 0]), Err(WireError::Version(1)));
     }
 
     #[test]
