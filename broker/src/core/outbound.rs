@@ -20,6 +20,8 @@ pub(crate) struct Outbox {
     /// `flush`.
     ready: Vec<Vec<u64>>,
     any: bool,
+    /// Frames queued since the writers were last woken.
+    pub queued: usize,
     /// Connections whose queue overflowed during this batch.
     pub slow: Vec<Arc<Conn>>,
     /// Readers that went over `queue_bytes` in the current frame: the
@@ -41,6 +43,7 @@ impl Outbox {
         Outbox {
             ready: vec![Vec::new(); writers],
             any: false,
+            queued: 0,
             slow: Vec::new(),
             over: Vec::new(),
             worker,
@@ -68,10 +71,12 @@ impl Outbox {
     fn pushed(&mut self, conn: &Arc<Conn>, pushed: Pushed) -> bool {
         match pushed {
             Pushed::Queued => {
+                self.queued += 1;
                 self.schedule(conn);
                 true
             }
             Pushed::Over => {
+                self.queued += 1;
                 self.schedule(conn);
                 // One push per recipient per frame, and the worker empties
                 // the list after every frame: no duplicates to weed out.
@@ -109,6 +114,7 @@ impl Outbox {
     /// for it and wakes it once. `core::flush` closes the batch's slow
     /// consumers first; call that.
     pub fn wake_writers(&mut self, shared: &Shared) {
+        self.queued = 0;
         if !self.any {
             return;
         }

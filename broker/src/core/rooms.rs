@@ -153,11 +153,16 @@ impl Rooms {
         next.push(Arc::clone(conn));
         before_publish(&the_room, next.len());
         *the_room.members.write() = Arc::new(next);
-        conn.rooms.lock().push(Membership {
+        let mut mine = conn.rooms.lock();
+        // Room for this one only: most users are in a room or two, and a
+        // vector's first growth would make room for four.
+        mine.reserve_exact(1);
+        mine.push(Membership {
             folded: folded.into_boxed_str(),
             room: the_room.id,
             since: clock(),
         });
+        drop(mine);
         Ok(Joined {
             room: the_room,
             others,
@@ -268,6 +273,16 @@ mod tests {
             crate::core::conn::Door::Native,
             1 << 20,
         )
+    }
+
+    #[test]
+    fn a_membership_takes_room_for_one() {
+        let rooms = Rooms::new();
+        let a = conn(1);
+        rooms.join("#a", &a, 50, || 0, |_, _| {}).unwrap();
+        assert_eq!(a.rooms.lock().capacity(), 1);
+        rooms.join("#b", &a, 50, || 0, |_, _| {}).unwrap();
+        assert_eq!(a.rooms.lock().capacity(), 2);
     }
 
     #[test]

@@ -54,10 +54,12 @@ pub(crate) struct IrcSession {
     password: Option<String>,
     /// `AUTHENTICATE PLAIN` seen: the credentials come next.
     sasl_started: bool,
-    /// A password check under way at the accounts thread.
-    pending: Option<Pending>,
+    /// A password check under way at the accounts thread. (This and
+    /// `verified` are boxed: most connections never log in, and every
+    /// connection carries this struct.)
+    pending: Option<Box<Pending>>,
     /// The account this connection has proved it owns.
-    verified: Option<Verified>,
+    verified: Option<Box<Verified>>,
     /// The nick (folded) this connection has claimed cluster-wide.
     claimed: Option<String>,
 }
@@ -403,12 +405,12 @@ fn try_register(cx: &mut Ctx<'_>) {
                 return cx.numeric(437, &[&nick], Some(NICK_UNAVAILABLE));
             }
             cx.session.hold(Arc::clone(&state), None);
-            cx.irc.pending = Some(Pending {
+            cx.irc.pending = Some(Box::new(Pending {
                 state,
                 slot: Arc::new(parking_lot::Mutex::new(None)),
                 by_sasl: false,
                 claim: Some(folded),
-            });
+            }));
             return;
         }
     }
@@ -536,12 +538,12 @@ fn check_password(cx: &mut Ctx<'_>, name: &str, password: String, by_sasl: bool)
         return failed(cx);
     }
     cx.session.hold(Arc::clone(&state), None);
-    cx.irc.pending = Some(Pending {
+    cx.irc.pending = Some(Box::new(Pending {
         state,
         slot,
         by_sasl,
         claim: None,
-    });
+    }));
 }
 
 /// After a hold: answers a finished password check (SASL: 900 and 903,
@@ -594,9 +596,9 @@ pub(crate) fn after_hold(
                 let text = format!("You are now logged in as {}", v.name);
                 cx.numeric(900, &[&me, &mask, &v.name], Some(&text));
                 cx.numeric(903, &[], Some("SASL authentication successful"));
-                cx.irc.verified = Some(v);
+                cx.irc.verified = Some(Box::new(v));
             } else {
-                cx.irc.verified = Some(v);
+                cx.irc.verified = Some(Box::new(v));
                 try_register(&mut cx);
             }
         }

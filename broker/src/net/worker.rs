@@ -43,6 +43,9 @@ const HELD_NAME_GRACE: Duration = Duration::from_secs(10);
 /// A read buffer holding a partial frame keeps at most this much spare
 /// room once the socket is drained.
 const KEEP_INBUF: usize = 4096;
+/// Frames a batch may queue before the writers are woken (see
+/// `Worker::flush_if_full`).
+const FLUSH_FRAMES: usize = 4096;
 
 /// One connection as its worker sees it.
 struct Entry {
@@ -65,8 +68,9 @@ struct Entry {
     /// When the unfinished frame in `inbuf` began (the first read that
     /// left bytes over after the last whole frame).
     partial_since: Option<Instant>,
-    /// Set while the sender is paused: its socket is not read.
-    pause: Option<Pause>,
+    /// Set while the sender is paused: its socket is not read. (Boxed:
+    /// few connections are paused at a time.)
+    pause: Option<Box<Pause>>,
     /// An IRC connection's registration state (`None` on other doors).
     irc: Option<Box<crate::doors::irc::IrcSession>>,
     /// A web connection's state (`None` on other doors).
@@ -121,7 +125,10 @@ pub(crate) struct Worker {
     index: usize,
     poll: Poll,
     inbox: Receiver<WorkerMsg>,
-    conns: HashMap<u64, Entry>,
+    /// Boxed: a table of entries would be up to twice the connections'
+    /// count in slots (the map grows by doubling), each the size of an
+    /// entry, where boxes leave a pointer per slot.
+    conns: HashMap<u64, Box<Entry>>,
     hot: Vec<u64>,
     /// Paused senders (see `Pause`).
     paused: Vec<u64>,
@@ -189,12 +196,14 @@ impl Worker {
                                 e.peer_closed = true;
                             }
                         }
-                        self.read(id)
+                        self.read(id);
+                        self.flush_if_full();
                     }
                 }
             }
             for id in std::mem::take(&mut self.hot) {
                 self.read(id);
+                self.flush_if_full();
             }
             if !self.paused.is_empty() {
                 let now = Instant::now();
@@ -257,6 +266,16 @@ impl Worker {
                 .deregister(&mut SourceFd(&e.sock.stream.as_raw_fd()));
         }
         notified
+    }
+
+    /// Wakes the writers before the end of the batch once it has queued
+    /// `FLUSH_FRAMES` frames (a burst of joins, each told to everyone), so
+    /// queues drain while the batch goes on rather than all grow at once.
+    #[inline]
+    fn flush_if_full(&mut self) {
+        if self.out.queued >= FLUSH_FRAMES {
+            core::flush(&self.shared, &mut self.out);
+        }
     }
 
     fn drain_inbox(&mut self) {
@@ -342,7 +361,7 @@ impl Worker {
         log_info!("{} connection {id} from {peer}", door.as_str());
         self.conns.insert(
             id,
-            Entry {
+            Box::new(Entry {
                 conn,
                 sock,
                 session: Session::new(shared, now),
@@ -356,7 +375,7 @@ impl Worker {
                 pause: None,
                 irc: (door == Door::Irc).then(|| Box::new(crate::doors::irc::IrcSession::new(now))),
                 web: (door == Door::Web).then(|| Box::new(crate::doors::web::WebSession::new())),
-            },
+            }),
         );
     }
 
@@ -848,7 +867,7 @@ fn irc_one(shared: &Shared, out: &mut Outbox, e: &mut Entry, rest: &[u8], now: I
 
 /// After a frame: should its sender stop here? Yes if it took readers past
 /// `queue_bytes` (it waits for them) or put its byte budget in debt.
-fn pause_for(shared: &Shared, out: &mut Outbox, e: &mut Entry, now: Instant) -> Option<Pause> {
+fn pause_for(shared: &Shared, out: &mut Outbox, e: &mut Entry, now: Instant) -> Option<Box<Pause>> {
     let debt = e.session.debt(shared, now);
     let held = e.session.take_hold();
     if out.over.is_empty() && debt.is_none() && held.is_none() {
@@ -867,9 +886,9 @@ fn pause_for(shared: &Shared, out: &mut Outbox, e: &mut Entry, now: Instant) -> 
             }
         })
         .collect();
-    Some(Pause {
+    Some(Box::new(Pause {
         until: debt.map(|d| now + d),
         held,
         waits,
-    })
+    }))
 }

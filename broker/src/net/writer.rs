@@ -31,12 +31,17 @@ use std::time::Duration;
 
 /// The poll token of a writer's waker.
 pub(crate) const WAKE: Token = Token(usize::MAX);
+/// Most frames the buffer a writer lends as `State::pending` keeps room
+/// for between streams (a larger one, after a burst, is let go).
+const KEEP_PENDING: usize = 1024;
+
 struct State {
     s: Stream,
-    /// Frames taken off the queue, not yet fully written.
+    /// Frames taken off the queue, not yet fully written. While the stream
+    /// is written this is the writer's buffer (`Bufs::pending`), lent; it
+    /// stays with the stream only while frames are left over (a full
+    /// socket), so an idle connection holds no buffer here.
     pending: VecDeque<Frame>,
-    /// An empty buffer, swapped for the queue's on every take.
-    spare: Vec<Frame>,
     /// Bytes of the first pending frame already written.
     offset: usize,
     /// The socket said `WouldBlock`; wait for writable.
@@ -53,6 +58,18 @@ pub(crate) struct Writer {
     /// How many streams wait for a writable event.
     blocked: usize,
     out: Outbox,
+    bufs: Bufs,
+}
+
+/// A writer's buffers, used for one stream at a time: a connection holds
+/// only its queue's buffer, not one per stage of the hand-off.
+#[derive(Default)]
+struct Bufs {
+    /// An empty buffer, swapped for a queue's on every take (the queue
+    /// keeps this one; the queue's, emptied, is the next take's spare).
+    spare: Vec<Frame>,
+    /// An empty buffer, lent to the stream being written as its `pending`.
+    pending: VecDeque<Frame>,
 }
 
 /// What servicing a stream ended with.
@@ -80,6 +97,7 @@ impl Writer {
             streams: HashMap::new(),
             blocked: 0,
             out: Outbox::new(writers, None),
+            bufs: Bufs::default(),
         }
     }
 
@@ -175,7 +193,6 @@ impl Writer {
             State {
                 s,
                 pending: VecDeque::new(),
-                spare: Vec::new(),
                 offset: 0,
                 blocked: false,
             },
@@ -218,7 +235,7 @@ impl Writer {
         } else if st.blocked {
             Done::Idle
         } else {
-            let done = flush(&self.shared, &mut self.out, st);
+            let done = flush(&self.shared, &mut self.out, st, &mut self.bufs);
             if st.blocked {
                 self.blocked += 1;
             }
@@ -241,8 +258,8 @@ impl Writer {
 
 /// Moves everything queued to the end of `pending`: one lock for the
 /// batch, not one channel operation per frame.
-fn refill(st: &mut State) {
-    if st.s.conn.take(&mut st.spare) {
+fn refill(st: &mut State, spare: &mut Vec<Frame>) {
+    if st.s.conn.take(spare) {
         // A slow-consumer close: drop the backlog taken earlier, but finish
         // a frame already begun so the reader's stream stays whole.
         let begun = if st.offset > 0 {
@@ -253,41 +270,71 @@ fn refill(st: &mut State) {
         st.pending.clear();
         st.pending.extend(begun);
     }
-    st.pending.extend(st.spare.drain(..));
-    // The spare becomes the queue's buffer at the next take: a burst's
+    st.pending.extend(spare.drain(..));
+    // The spare becomes a queue's buffer at the next take: a burst's
     // large one is let go here, once, so idle queues stay small.
-    if st.spare.capacity() > KEEP_FRAMES {
-        st.spare = Vec::new();
+    if spare.capacity() > KEEP_FRAMES {
+        *spare = Vec::new();
     }
 }
 
 /// Takes what is queued into `pending`. With nothing to write: `Idle`, or
 /// `Finished` if the connection is closing (the caller ends the stream).
-fn take_queue(st: &mut State) -> Option<Done> {
-    refill(st);
+fn take_queue(st: &mut State, spare: &mut Vec<Frame>) -> Option<Done> {
+    refill(st, spare);
     if !st.pending.is_empty() {
         return None;
     }
     // Load the state only now: a closing frame is queued before the state
     // changes, so if we see CLOSING the re-check finds it.
     if st.s.conn.state() != CLOSING {
-        if st.pending.capacity() > KEEP_FRAMES {
-            // A burst is over: idle connections keep little.
-            st.pending = VecDeque::new();
-        }
         return Some(Done::Idle);
     }
-    refill(st);
+    refill(st, spare);
     st.pending.is_empty().then_some(Done::Finished)
 }
 
-fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
+fn flush(shared: &Shared, out: &mut Outbox, st: &mut State, bufs: &mut Bufs) -> Done {
+    lend(st, bufs);
     let sock = Arc::clone(&st.s.sock);
-    if let Some(session) = &sock.tls {
-        return flush_tls(shared, out, st, session);
+    let done = match &sock.tls {
+        Some(session) => flush_tls(shared, out, st, &mut bufs.spare, session),
+        None => flush_plain(shared, out, st, &mut bufs.spare),
+    };
+    give_back(st, bufs);
+    done
+}
+
+/// Before writing: a stream with nothing left over from before writes
+/// from the writer's buffer.
+fn lend(st: &mut State, bufs: &mut Bufs) {
+    if st.pending.is_empty() {
+        std::mem::swap(&mut st.pending, &mut bufs.pending);
     }
+}
+
+/// After writing: if everything was written, the larger of the two
+/// buffers goes back to the writer (at most `KEEP_PENDING` long) and the
+/// stream keeps none; frames left over stay with the stream.
+fn give_back(st: &mut State, bufs: &mut Bufs) {
+    if !st.pending.is_empty() {
+        return;
+    }
+    if st.pending.capacity() > bufs.pending.capacity() {
+        std::mem::swap(&mut st.pending, &mut bufs.pending);
+    }
+    if st.pending.capacity() > 0 {
+        st.pending = VecDeque::new();
+    }
+    if bufs.pending.capacity() > KEEP_PENDING {
+        bufs.pending = VecDeque::new();
+    }
+}
+
+/// `flush` for a plain TCP connection.
+fn flush_plain(shared: &Shared, out: &mut Outbox, st: &mut State, spare: &mut Vec<Frame>) -> Done {
     loop {
-        if let Some(done) = take_queue(st) {
+        if let Some(done) = take_queue(st, spare) {
             if let Done::Finished = done {
                 let _ = st.s.sock.stream.shutdown(Shutdown::Write);
             }
@@ -333,7 +380,13 @@ fn flush(shared: &Shared, out: &mut Outbox, st: &mut State) -> Done {
 /// at most [`tls::PLAINTEXT_BATCH`] at a time, and come out as records
 /// written to the socket. Handshake records and alerts the worker left in
 /// the session are written here too.
-fn flush_tls(shared: &Shared, out: &mut Outbox, st: &mut State, session: &tls::Session) -> Done {
+fn flush_tls(
+    shared: &Shared,
+    out: &mut Outbox,
+    st: &mut State,
+    spare: &mut Vec<Frame>,
+    session: &tls::Session,
+) -> Done {
     let mut tls = session.lock();
     loop {
         // What the session holds goes first.
@@ -353,7 +406,7 @@ fn flush_tls(shared: &Shared, out: &mut Outbox, st: &mut State, session: &tls::S
                 Err(e) => return fail(shared, out, st, e),
             }
         }
-        if let Some(done) = take_queue(st) {
+        if let Some(done) = take_queue(st, spare) {
             if let Done::Finished = done {
                 tls.send_close_notify();
                 let mut to: &std::net::TcpStream = &st.s.sock.stream;
@@ -436,4 +489,91 @@ fn fail(shared: &Shared, out: &mut Outbox, st: &mut State, err: std::io::Error) 
     core::close(shared, out, &st.s.conn, reason, None);
     st.s.conn.abort();
     Done::Finished
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::core::conn::{Conn, Door, Sock};
+    use std::net::{TcpListener, TcpStream};
+
+    fn state() -> State {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let peer = stream.local_addr().unwrap();
+        State {
+            s: Stream {
+                conn: Conn::new(1, 0, 0, peer, Door::Irc, 1 << 20),
+                sock: Sock::new(stream, None, Box::new(|| {})),
+            },
+            pending: VecDeque::new(),
+            offset: 0,
+            blocked: false,
+        }
+    }
+
+    fn frame(len: usize) -> Frame {
+        Frame::from(vec![b'x'; len])
+    }
+
+    #[test]
+    fn a_stream_keeps_no_buffer_once_everything_is_written() {
+        let (mut st, mut bufs) = (state(), Bufs::default());
+        for _ in 0..10 {
+            st.s.conn.push(&frame(8));
+        }
+        lend(&mut st, &mut bufs);
+        assert!(take_queue(&mut st, &mut bufs.spare).is_none());
+        assert_eq!(st.pending.len(), 10);
+        // The queue got the writer's (empty) spare; the writer has the
+        // queue's buffer as its next spare.
+        assert!(bufs.spare.is_empty() && bufs.spare.capacity() >= 10);
+        consume(&mut st, 80);
+        give_back(&mut st, &mut bufs);
+        assert_eq!(st.pending.capacity(), 0);
+        assert!(bufs.pending.capacity() >= 10);
+    }
+
+    #[test]
+    fn frames_left_over_stay_with_the_stream_and_the_writer_gets_a_buffer_back() {
+        let (mut st, mut bufs) = (state(), Bufs::default());
+        for _ in 0..10 {
+            st.s.conn.push(&frame(8));
+        }
+        lend(&mut st, &mut bufs);
+        assert!(take_queue(&mut st, &mut bufs.spare).is_none());
+        // A short write: three frames and a half went out.
+        consume(&mut st, 28);
+        give_back(&mut st, &mut bufs);
+        assert_eq!((st.pending.len(), st.offset), (7, 4));
+        assert!(bufs.pending.is_empty());
+        // The next write goes on from what the stream kept, and frames
+        // queued since come after it.
+        st.s.conn.push(&frame(5));
+        lend(&mut st, &mut bufs);
+        assert!(take_queue(&mut st, &mut bufs.spare).is_none());
+        assert_eq!(st.pending.len(), 8);
+        consume(&mut st, 4 + 6 * 8 + 5);
+        give_back(&mut st, &mut bufs);
+        assert_eq!((st.pending.capacity(), st.offset), (0, 0));
+        assert!(bufs.pending.capacity() >= 8);
+        assert_eq!(st.s.conn.backlog(), (0, 85));
+    }
+
+    #[test]
+    fn a_burst_s_buffers_are_let_go() {
+        let (mut st, mut bufs) = (state(), Bufs::default());
+        for _ in 0..(KEEP_PENDING + 1) {
+            st.s.conn.push(&frame(1));
+        }
+        lend(&mut st, &mut bufs);
+        assert!(take_queue(&mut st, &mut bufs.spare).is_none());
+        // Both the queue's buffer (now the spare) and the pending one are
+        // over their bounds.
+        assert_eq!(bufs.spare.capacity(), 0);
+        consume(&mut st, KEEP_PENDING + 1);
+        give_back(&mut st, &mut bufs);
+        assert_eq!((st.pending.capacity(), bufs.pending.capacity()), (0, 0));
+    }
 }
