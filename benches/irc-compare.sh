@@ -18,7 +18,10 @@
 #   deliveries/s over the measured window, p99 latency (send to receipt),
 #   deliveries per server CPU-second, and RSS per connection: the server's
 #   VmRSS once all 500 clients are registered (and in the channel), minus its
-#   VmRSS before they connected, over 500.
+#   VmRSS before they connected, over 500. Before that baseline, WARM (20)
+#   clients send direct messages for half a second and leave, so what a
+#   server pays once (code paged in, first allocations) is not counted per
+#   connection; WARM=0 measures from a cold server.
 #
 # The servers: ngIRCd and InspIRCd from Debian (installed with apt-get if
 # missing; on a host with systemd their packages may also start the
@@ -195,6 +198,9 @@ stop() {
   running=""
 }
 
+# Clients of a short run before the baseline (0: none, as before 2026-12-05).
+warm=${WARM:-20}
+
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 out="benches/results/$(date -u +%Y-%m-%d-%H%M)-irc-compare.jsonl"
@@ -215,10 +221,20 @@ for run in $(seq 1 "$runs"); do
           "$server" "$name" "$run" >> "$out"
         continue
       fi
-      sleep 0.3 # let the probe connection go away before the baseline
-      before=$(rss_kib "$spid")
       handshakes=128
       [ "$server" = ngircd ] && handshakes=4
+      if [ "$warm" -gt 0 ]; then
+        # A few clients first, so that what every server pays once (code
+        # paged in, first allocations) is not counted per connection.
+        # Direct messages: a room would leave its history behind for the
+        # measured joiners.
+        timeout 60 "$bin/loadgen" --door irc --irc-addr "127.0.0.1:$sport" \
+          --mode direct --clients "$warm" --senders "$warm" \
+          --size 64 --window 8 --duration 0.5 --warmup 0.2 --drain 1 --handshakes "$handshakes" \
+          </dev/null >/dev/null 2>&1 || true
+      fi
+      sleep 0.3 # let the probe connection go away before the baseline
+      before=$(rss_kib "$spid")
       json=$(timeout 180 "$bin/loadgen" --door irc --irc-addr "127.0.0.1:$sport" \
         --mode "$mode" --clients "$clients" --senders "$senders" --size 64 --window 8 \
         --duration "$duration" --warmup "$warmup" --drain 5 --handshakes "$handshakes" \
