@@ -994,6 +994,7 @@ pub(crate) fn join_room(
         there.as_deref().unwrap_or(room),
         conn,
         max,
+        remote == 0,
         || shared.peek_message_id(),
         |r, members| ok(out, r, members + remote),
     )?;

@@ -31,7 +31,9 @@ pub(crate) struct Room {
     pub name: Box<str>,
     /// The connection that created it: its operator (`@` on IRC) while it
     /// stays. Nobody else becomes one (there is nothing an operator can do
-    /// yet, and a mark that moved silently would confuse IRC clients).
+    /// yet, and a mark that moved silently would confuse IRC clients). 0
+    /// (nobody) for a room made here for a joiner while it had members on
+    /// other nodes: its founder is there.
     pub creator: u64,
     members: RwLock<Members>,
 }
@@ -108,6 +110,8 @@ impl Rooms {
     /// `before_publish` runs with the joiner counted but not yet visible to
     /// senders, given the room and the new member count: the caller queues
     /// `OK JOIN` there, so it comes before any message of the room.
+    /// `founds`: a joiner who creates the room here is its creator (false
+    /// in a cluster when the room has members on other nodes).
     /// `clock` reads the message-id counter; it is read once the joiner is
     /// visible, for the receipts of the room's messages.
     pub fn join(
@@ -115,6 +119,7 @@ impl Rooms {
         room: &str,
         conn: &Arc<Conn>,
         max_rooms: usize,
+        founds: bool,
         clock: impl Fn() -> u64,
         before_publish: impl FnOnce(&Room, usize),
     ) -> Result<Joined, RoomError> {
@@ -141,7 +146,7 @@ impl Rooms {
                         .next_id
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     name: room.into(),
-                    creator: conn.id,
+                    creator: if founds { conn.id } else { 0 },
                     members: RwLock::new(Arc::new(Vec::new())),
                 })
             });
@@ -279,9 +284,9 @@ mod tests {
     fn a_membership_takes_room_for_one() {
         let rooms = Rooms::new();
         let a = conn(1);
-        rooms.join("#a", &a, 50, || 0, |_, _| {}).unwrap();
+        rooms.join("#a", &a, 50, true, || 0, |_, _| {}).unwrap();
         assert_eq!(a.rooms.lock().capacity(), 1);
-        rooms.join("#b", &a, 50, || 0, |_, _| {}).unwrap();
+        rooms.join("#b", &a, 50, true, || 0, |_, _| {}).unwrap();
         assert_eq!(a.rooms.lock().capacity(), 2);
     }
 
@@ -290,13 +295,17 @@ mod tests {
         let rooms = Rooms::new();
         let (a, b) = (conn(1), conn(2));
         let mut seen = 0;
-        let j = rooms.join("#Rust", &a, 50, || 0, |_, n| seen = n).unwrap();
+        let j = rooms
+            .join("#Rust", &a, 50, true, || 0, |_, n| seen = n)
+            .unwrap();
         assert_eq!((seen, j.others.len(), &*j.room.name), (1, 0, "#Rust"));
         // Case-insensitive, shown as first created.
-        let j = rooms.join("#rust", &b, 50, || 0, |_, n| seen = n).unwrap();
+        let j = rooms
+            .join("#rust", &b, 50, true, || 0, |_, n| seen = n)
+            .unwrap();
         assert_eq!((seen, j.others.len(), &*j.room.name), (2, 1, "#Rust"));
         assert!(matches!(
-            rooms.join("#RUST", &b, 50, || 0, |_, _| {}),
+            rooms.join("#RUST", &b, 50, true, || 0, |_, _| {}),
             Err(RoomError::AlreadyIn)
         ));
         assert_eq!(rooms.names_sorted(), vec!["#Rust".to_string()]);
@@ -308,7 +317,7 @@ mod tests {
         rooms.leave_all(&b);
         assert_eq!(rooms.len(), 0);
         // Recreated by someone else: shown as they wrote it.
-        let j = rooms.join("#RUST", &a, 50, || 0, |_, _| {}).unwrap();
+        let j = rooms.join("#RUST", &a, 50, true, || 0, |_, _| {}).unwrap();
         assert_eq!(&*j.room.name, "#RUST");
     }
 
@@ -316,16 +325,16 @@ mod tests {
     fn at_most_max_rooms_per_connection_and_none_once_closing() {
         let rooms = Rooms::new();
         let a = conn(1);
-        rooms.join("#a", &a, 2, || 0, |_, _| {}).unwrap();
-        rooms.join("#b", &a, 2, || 0, |_, _| {}).unwrap();
+        rooms.join("#a", &a, 2, true, || 0, |_, _| {}).unwrap();
+        rooms.join("#b", &a, 2, true, || 0, |_, _| {}).unwrap();
         assert!(matches!(
-            rooms.join("#c", &a, 2, || 0, |_, _| {}),
+            rooms.join("#c", &a, 2, true, || 0, |_, _| {}),
             Err(RoomError::TooMany)
         ));
         a.begin_close(crate::metrics::CloseReason::Quit);
         rooms.leave_all(&a);
         assert!(matches!(
-            rooms.join("#d", &a, 2, || 0, |_, _| {}),
+            rooms.join("#d", &a, 2, true, || 0, |_, _| {}),
             Err(RoomError::Closing)
         ));
         assert_eq!(rooms.len(), 0);

@@ -230,6 +230,8 @@ fn irc_sees_the_whole_cluster() {
     ian.send("JOIN #ops");
     let names = ian.until(" 353 ");
     assert!(names.contains("bob") && names.contains("ian"), "{names}");
+    // bob founded #ops on w2: ian, first in it on w1, is no operator.
+    assert!(!names.contains("@ian"), "{names}");
     bob.expect("JOINED ian #ops");
     ian.send("PRIVMSG #ops :hello ops");
     let m = bob.next_msg();
