@@ -252,12 +252,14 @@ impl Keys {
     pub fn names(&self, node: &str) -> String {
         format!("{}names:{node}", self.prefix)
     }
-    /// `rooms:<node>`: the rooms of a node's users, folded name → the
-    /// rooms' shown names, space-separated.
+    /// `history:<room>`: a room's last messages, oldest first, each a
+    /// one-item batch.
     pub fn history(&self, room_folded: &str) -> String {
         format!("{}history:{room_folded}", self.prefix)
     }
 
+    /// `rooms:<node>`: the rooms of a node's users, folded name → the
+    /// rooms' shown names, space-separated.
     pub fn rooms(&self, node: &str) -> String {
         format!("{}rooms:{node}", self.prefix)
     }

@@ -736,10 +736,12 @@ fn deliver(shared: &Shared, out: &mut Outbox, m: &Msg) {
             if let Some(r) = shared.rooms.get(room) {
                 core::fan_out(&r.members(), 0, out, &mut fan);
             }
-            // Kept for whoever joins here later (the store has it in
-            // Redis, from the sender's node).
-            let stored = core::stored_room_message(room, m.id, &m.from, m.ts, &m.body);
-            core::remember_room_message(shared, stored, false);
+            // Kept for whoever joins here later (Redis has it too: the
+            // sender's node put it in the room's history list).
+            if shared.config.room_history > 0 {
+                let stored = core::stored_room_message(room, m.id, &m.from, m.ts, &m.body);
+                core::remember_room_message(shared, stored, false);
+            }
         }
     }
 }
@@ -799,6 +801,11 @@ pub(crate) fn run(shared: Arc<Shared>, node: Arc<Node>, inbox: Receiver<Job>) {
                 if Instant::now() >= next_resync {
                     next_resync = Instant::now() + RESYNC;
                     if let Some(link) = node.link.get().filter(|l| l.is_up()) {
+                        // A read of the rooms' history that failed is tried
+                        // again here.
+                        if !histories_read {
+                            histories_read = read_histories(&shared, link);
+                        }
                         resync(&shared, &node, link);
                     }
                 }

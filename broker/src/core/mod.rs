@@ -671,8 +671,10 @@ fn route_message(
                 }
             }
             conn.remember_sent(id, r.id);
-            let stored = stored_room_message(&r.name, id, from, ts, body);
-            remember_room_message(shared, stored, true);
+            if shared.config.room_history > 0 {
+                let stored = stored_room_message(&r.name, id, from, ts, body);
+                remember_room_message(shared, stored, true);
+            }
             let mut fan = Fan::new(msg_note(id, from, conn, kind, ts, body, notice), server);
             queued += fan_out(&r.members(), conn.id, out, &mut fan);
             return Ok(sent(
