@@ -623,7 +623,7 @@ pub(crate) fn after_hold(
 
 /// Why a password could not be checked: the accounts are out of reach.
 const ACCOUNTS_UNAVAILABLE: &str =
-    "accounts are unreachable (the cluster's Redis is away); try again";
+    "accounts are unreachable now (the store, or a cluster's Redis); try again";
 
 /// A message that can't go now: `404` while the store is busy, `437`
 /// (temporarily unavailable) while the cluster is unreachable.
