@@ -21,9 +21,12 @@ fn node(redis: &RedisServer, name: &str) -> broker::Broker {
 /// Waits until `peer` on its node sees `line` as the answer to `ask`
 /// (presence crosses nodes through Redis, a moment later).
 fn until_answer(peer: &mut Peer, ask: &str, line: &str) {
+    // Each ask's answer, passing over anything else that arrives meanwhile
+    // (a JOINED from another node), so answers never shift.
+    let verb = line.split(' ').next().unwrap_or_default();
     wait_for(line, || {
         peer.send(ask);
-        peer.next().line == line
+        peer.skip_until_verb(verb).line == line
     });
 }
 
