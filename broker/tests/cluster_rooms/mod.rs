@@ -45,10 +45,7 @@ fn a_room_spans_the_nodes() {
     // and count every member.
     alice.send("JOIN #Rust\n");
     alice.expect("OK JOIN #Rust 1");
-    wait_for("the room to be seen on n2", || {
-        bob.send("ROOMS\n");
-        bob.next().line == "ROOMS 1 :#Rust"
-    });
+    until_answer(&mut bob, "ROOMS\n", "ROOMS 1 :#Rust");
     bob.send("JOIN #rust\n");
     bob.expect("OK JOIN #Rust 2");
     alice.expect("JOINED bob #Rust");
