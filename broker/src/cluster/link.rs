@@ -1400,19 +1400,22 @@ impl Seen {
 fn hand_over(inner: &Inner, payload: &[u8], seen: &mut Seen) {
     // The header first: a batch of this node's own, or one had before
     // (published again after a break), is dropped without reading its items.
-    match wire::decode_header(payload) {
-        Ok((node, _, _)) if node == inner.settings.node => return,
-        Ok((node, run, seq)) if !seen.first_time(&node, run, seq) => {
-            add(&inner.counters.duplicates, 1);
-            return;
+    let decoded = wire::decode_header(payload).and_then(|(node, run, seq, rest)| {
+        if node == inner.settings.node {
+            return Ok(None);
         }
-        _ => {}
-    }
-    match wire::decode_batch(payload) {
-        Ok(b) => {
+        if !seen.first_time(&node, run, seq) {
+            add(&inner.counters.duplicates, 1);
+            return Ok(None);
+        }
+        Ok(Some((node, wire::decode_items(rest)?)))
+    });
+    match decoded {
+        Ok(None) => {}
+        Ok(Some((node, items))) => {
             add(&inner.counters.batches_in, 1);
-            add(&inner.counters.items_in, b.items.len() as u64);
-            inner.events.batch(&b.node, b.items);
+            add(&inner.counters.items_in, items.len() as u64);
+            inner.events.batch(&node, items);
         }
         Err(e) => {
             add(&inner.counters.bad_batches, 1);

@@ -241,9 +241,10 @@ pub(crate) fn begin_numbered(node: &str, run: u64, seq: u64, out: &mut Vec<u8>) 
     put_var(out, seq);
 }
 
-/// A batch's header alone: its node, run and number (the items are not
-/// read, so a batch already had is dropped without decoding them).
-pub(crate) fn decode_header(bytes: &[u8]) -> Result<(String, u64, u64), WireError> {
+/// A batch's header alone: its node, run and number, and the bytes of its
+/// items (not read yet, so a batch already had is dropped without
+/// decoding them; [`decode_items`] reads them).
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<(String, u64, u64, &[u8]), WireError> {
     let mut r = Reader { rest: bytes };
     let version = r.u8()?;
     if version != VERSION {
@@ -252,7 +253,17 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(String, u64, u64), WireErro
     let node = r.str()?;
     let run = r.var()?;
     let seq = r.var()?;
-    Ok((node, run, seq))
+    Ok((node, run, seq, r.rest))
+}
+
+/// The items of a batch, after its header ([`decode_header`]).
+pub(crate) fn decode_items(bytes: &[u8]) -> Result<Vec<Item>, WireError> {
+    let mut r = Reader { rest: bytes };
+    let mut items = Vec::new();
+    while !r.rest.is_empty() {
+        items.push(r.item()?);
+    }
+    Ok(items)
 }
 
 /// A whole batch from `node` in `out` (which is cleared).
@@ -329,18 +340,8 @@ pub(crate) fn encode_item(item: &Item, out: &mut Vec<u8>) {
 
 /// Decodes one Redis message. Never panics, whatever the bytes.
 pub(crate) fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
-    let mut r = Reader { rest: bytes };
-    let version = r.u8()?;
-    if version != VERSION {
-        return Err(WireError::Version(version));
-    }
-    let node = r.str()?;
-    let run = r.var()?;
-    let seq = r.var()?;
-    let mut items = Vec::new();
-    while !r.rest.is_empty() {
-        items.push(r.item()?);
-    }
+    let (node, run, seq, rest) = decode_header(bytes)?;
+    let items = decode_items(rest)?;
     Ok(Batch {
         node,
         run,
@@ -630,7 +631,9 @@ mod tests {
         let mut buf = Vec::new();
         begin_numbered("n7", 9, 42, &mut buf);
         encode_item(&every_kind()[0], &mut buf);
-        assert_eq!(decode_header(&buf), Ok(("n7".to_string(), 9, 42)));
+        let (node, run, seq, rest) = decode_header(&buf).unwrap();
+        assert_eq!((node.as_str(), run, seq), ("n7", 9, 42));
+        assert_eq!(decode_items(rest).unwrap(), vec![every_kind()[0].clone()]);
         assert_eq!(decode_header(&buf[..3]), Err(WireError::Truncated));
         assert_eq!(decode_header(&[1, 0]), Err(WireError::Version(1)));
     }
