@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use testkit::redis::RedisServer;
 use testkit::{start_with, wait_for, Peer, DEADLINE};
 
-fn node(redis: &RedisServer, name: &str) -> broker::Broker {
+/// A node of the cluster on `redis` (short heartbeat and timeout, no
+/// flood control); `data_dir` too if `dir` is set. The cluster test
+/// modules all start their nodes here.
+pub(crate) fn node_in(redis: &RedisServer, name: &str, dir: Option<String>) -> broker::Broker {
     let url = redis.url();
     let name = name.to_string();
     start_with(move |c| {
@@ -24,7 +27,15 @@ fn node(redis: &RedisServer, name: &str) -> broker::Broker {
         c.cluster_heartbeat_secs = 1;
         c.cluster_node_timeout_secs = 3;
         c.rate_per_sec = 0;
+        if let Some(dir) = dir {
+            c.data_dir = dir;
+        }
     })
+}
+
+/// A node of the cluster on `redis`, without a data directory.
+pub(crate) fn node(redis: &RedisServer, name: &str) -> broker::Broker {
+    node_in(redis, name, None)
 }
 
 #[test]

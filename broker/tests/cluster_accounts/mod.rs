@@ -5,30 +5,10 @@
 //! account registered on one node logs in on every node, and a message for
 //! an absent account waits for it whatever node it comes back on.
 
+use super::cluster::{node, node_in};
 use super::irc::Irc;
 use testkit::redis::RedisServer;
-use testkit::{start_with, wait_for, Peer};
-
-/// A node of the cluster on `redis`; `data_dir` too if `dir` is set (the
-/// accounts are the cluster's either way).
-fn node_in(redis: &RedisServer, name: &str, dir: Option<String>) -> broker::Broker {
-    let url = redis.url();
-    let name = name.to_string();
-    start_with(move |c| {
-        c.cluster = url;
-        c.node = name;
-        c.cluster_heartbeat_secs = 1;
-        c.cluster_node_timeout_secs = 3;
-        c.rate_per_sec = 0;
-        if let Some(dir) = dir {
-            c.data_dir = dir;
-        }
-    })
-}
-
-fn node(redis: &RedisServer, name: &str) -> broker::Broker {
-    node_in(redis, name, None)
-}
+use testkit::{wait_for, Peer};
 
 /// Registers `name` on `addr` with `password`, and leaves (presence
 /// from other nodes may arrive meanwhile).

@@ -2,21 +2,10 @@
 //! cluster (docs/cluster.md §2): in-process brokers over a real
 //! `redis-server` that testkit starts on a free port.
 
+use super::cluster::node;
 use super::irc::Irc;
 use testkit::redis::RedisServer;
 use testkit::{start_with, wait_for, Peer};
-
-fn node(redis: &RedisServer, name: &str) -> broker::Broker {
-    let url = redis.url();
-    let name = name.to_string();
-    start_with(move |c| {
-        c.cluster = url;
-        c.node = name;
-        c.cluster_heartbeat_secs = 1;
-        c.cluster_node_timeout_secs = 3;
-        c.rate_per_sec = 0;
-    })
-}
 
 /// Waits until `peer` on its node sees `line` as the answer to `ask`
 /// (presence crosses nodes through Redis, a moment later).
