@@ -63,7 +63,7 @@ use super::node::Node;
 use super::wire::{self, Item, Msg, MsgKind};
 use crate::core::{self, outbound::Outbox};
 use crate::store::codec::{decode_message, encode_message};
-use crate::store::{Account, DoneFn, Stored, StoredKind};
+use crate::store::{Account, Done, DoneFn, Stored, StoredKind};
 use crate::{log_debug, log_info, log_warn, Shared};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
@@ -509,33 +509,8 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// An append's completion callback, called exactly once: with `Ok` once
-/// Redis has the message (or its recipient's node has it), else with the
-/// reason, also when the job is dropped unprocessed.
-struct Done(Option<DoneFn>);
-
-impl Done {
-    fn call(mut self, result: Result<(), String>) {
-        if let Some(f) = self.0.take() {
-            f(result);
-        }
-    }
-
-    /// Gives up a job that was never queued: `done` is not called.
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for Done {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f(Err(
-                "the message was not stored: the broker is stopping".to_string()
-            ));
-        }
-    }
-}
+/// Why a message's callback fails if the post thread never gets to it.
+const DROPPED: &str = "the message was not stored: the broker is stopping";
 
 /// Work for the post thread.
 enum Post {
@@ -611,7 +586,7 @@ impl ClusterAccounts {
         let post = Post::Append {
             to,
             msg,
-            done: Done(Some(done)),
+            done: Done::dropped_as(done, DROPPED),
         };
         self.tx.try_send(post).map_err(|e| {
             let (TrySendError::Full(p) | TrySendError::Disconnected(p)) = e;
@@ -666,11 +641,14 @@ pub(crate) fn keep_for_absent(shared: &Shared, m: &Msg, absent: Vec<String>) {
         body: m.body.clone(),
     };
     let (id, names) = (m.id, to.join(","));
-    let done = Done(Some(Box::new(move |r: Result<(), String>| {
-        if let Err(e) = r {
-            log_warn!("cluster: message {id} for {names}, who had just left, is lost: {e}");
-        }
-    })));
+    let done = Done::dropped_as(
+        Box::new(move |r: Result<(), String>| {
+            if let Err(e) = r {
+                log_warn!("cluster: message {id} for {names}, who had just left, is lost: {e}");
+            }
+        }),
+        DROPPED,
+    );
     if let Err(e) = cluster.tx.try_send(Post::Append { to, msg, done }) {
         if let Post::Append { to, done, .. } = e.into_inner() {
             done.disarm();

@@ -73,6 +73,7 @@ mod tests;
 mod writer;
 
 pub(crate) use password::{hash_password, verify_password};
+pub(crate) use writer::Done;
 
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -86,7 +87,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use writer::{Answer, Done, Job, Op};
+use writer::{Answer, Job, Op};
 
 /// The database file's name inside `data_dir`.
 pub(crate) const FILE_NAME: &str = "chat.redb";

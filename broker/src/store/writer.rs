@@ -101,31 +101,45 @@ pub(super) enum Answer {
 }
 
 /// An append's completion callback, called exactly once (see the module
-/// doc).
-pub(super) struct Done(Option<DoneFn>);
+/// doc): with the result, or, if the job is dropped unprocessed, with
+/// `dropped` as the error. The cluster's post thread uses it too.
+pub(crate) struct Done {
+    f: Option<DoneFn>,
+    dropped: &'static str,
+}
 
 impl Done {
     pub(super) fn new(f: DoneFn) -> Done {
-        Done(Some(f))
+        Done::dropped_as(
+            f,
+            "the message was not stored: the store's writer stopped or failed",
+        )
     }
 
-    fn call(mut self, result: Result<(), String>) {
-        if let Some(f) = self.0.take() {
+    /// A callback that says `dropped` if its job is never done.
+    pub(crate) fn dropped_as(f: DoneFn, dropped: &'static str) -> Done {
+        Done {
+            f: Some(f),
+            dropped,
+        }
+    }
+
+    pub(crate) fn call(mut self, result: Result<(), String>) {
+        if let Some(f) = self.f.take() {
             f(result);
         }
     }
 
-    fn disarm(mut self) {
-        self.0 = None;
+    /// Gives up a job that was never queued: the callback is not called.
+    pub(crate) fn disarm(mut self) {
+        self.f = None;
     }
 }
 
 impl Drop for Done {
     fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f(Err(
-                "the message was not stored: the store's writer stopped or failed".to_string(),
-            ));
+        if let Some(f) = self.f.take() {
+            f(Err(self.dropped.to_string()));
         }
     }
 }
