@@ -296,24 +296,15 @@ impl Node {
         })
     }
 
-    /// The nodes with members in `room`, each with how many.
-    pub fn room_nodes(&self, room: &str) -> Vec<(String, u64)> {
+    /// How many members `room` has on other nodes.
+    pub fn remote_members(&self, room: &str) -> u64 {
         let m = self.mirror.read();
-        let mut nodes: Vec<(String, u64)> = Vec::new();
-        if let Some(r) = m.rooms.get(&fold_name(room)) {
-            for node in r
-                .members
+        m.rooms.get(&fold_name(room)).map_or(0, |r| {
+            r.members
                 .iter()
-                .filter_map(|u| m.users.get(u))
-                .map(|u| &u.node)
-            {
-                match nodes.iter_mut().find(|(n, _)| n == node) {
-                    Some((_, count)) => *count += 1,
-                    None => nodes.push((node.clone(), 1)),
-                }
-            }
-        }
-        nodes
+                .filter(|u| m.users.contains_key(*u))
+                .count() as u64
+        })
     }
 
     /// The rooms with members on other nodes: shown name, members there.

@@ -662,7 +662,7 @@ fn route_message(
             // and the publisher keeps it in the room's history in Redis.
             let mut queued = 0;
             if let Some(node) = shared.cluster.get() {
-                let remote: u64 = node.room_nodes(&r.name).iter().map(|(_, n)| n).sum();
+                let remote = node.remote_members(&r.name);
                 let msg = remote_msg(node, id, from, kind, ts, body, notice, Vec::new());
                 if node.publish(Target::All, msg) {
                     queued += remote;
@@ -991,7 +991,7 @@ pub(crate) fn join_room(
     // A room with members on other nodes keeps the name it has there, and
     // its members there count.
     let there = node.and_then(|n| n.room_name(room));
-    let remote = node.map_or(0, |n| n.room_members(room).len());
+    let remote = node.map_or(0, |n| n.remote_members(room) as usize);
     let j = shared.rooms.join(
         there.as_deref().unwrap_or(room),
         conn,
