@@ -374,8 +374,10 @@ impl Node {
         };
         // The name is given back before the others hear the `Left`, so
         // whoever sees `LEFT` can take the name at once, on any node.
-        if !self.submit(Job::Left(item.clone())) {
-            self.publish_left(item);
+        if let Err(full) = self.jobs.try_send(Job::Left(item)) {
+            if let Job::Left(item) = full.into_inner() {
+                self.publish_left(item);
+            }
         }
     }
 
