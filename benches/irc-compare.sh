@@ -6,6 +6,7 @@
 #   benches/irc-compare.sh [RUNS]      # default 3 runs per server and workload
 #   DURATION=2 WARMUP=0.5 PORT_BASE=7931 benches/irc-compare.sh 5
 #   BIN_DIR=/tmp/old benches/irc-compare.sh   # a prebuilt broker and loadgen
+#   SERVERS=broker benches/irc-compare.sh 5    # only some of the servers
 #
 # Workloads, 500 IRC clients each, 64 B payloads, closed loop, window 8:
 #   room    4 senders PRIVMSG a channel (#load) that all 500 joined
@@ -198,6 +199,13 @@ stop() {
   running=""
 }
 
+# Which servers to run (all three unless SERVERS names fewer, e.g. when
+# trying a change to the broker alone).
+servers=${SERVERS:-broker ngircd inspircd}
+for s in $servers; do
+  case "$s" in broker | ngircd | inspircd) ;; *) echo "unknown server $s in SERVERS" >&2; exit 2 ;; esac
+done
+
 # Clients of a short run before the baseline (0: none, as before 2026-12-05).
 warm=${WARM:-20}
 
@@ -211,7 +219,7 @@ direct direct $clients"
 
 for run in $(seq 1 "$runs"); do
   while read -r name mode senders; do
-    for server in broker ngircd inspircd; do
+    for server in $servers; do
       start "$server"
       if ! wait_port "$sport"; then
         echo "$server did not listen on 127.0.0.1:$sport; its log:" >&2

@@ -546,10 +546,10 @@ mod tests {
         // Not in #all: everyone's messages are not for it.
         assert!(!fan.push(&mut out, &outside));
         let (a, b) = (taken(&n1), taken(&n2));
-        assert!(Arc::ptr_eq(&a[0], &b[0]), "native encoded once");
+        assert!(Frame::ptr_eq(&a[0], &b[0]), "native encoded once");
         assert_eq!(&*a[0], b"MSG 7 alice all 0 2\nhi\n");
         let (c, d, t) = (taken(&i1), taken(&i2), taken(&t1));
-        assert!(Arc::ptr_eq(&c[0], &d[0]), "IRC encoded once per variant");
+        assert!(Frame::ptr_eq(&c[0], &d[0]), "IRC encoded once per variant");
         assert_eq!(&*c[0], b":alice!alice@chat PRIVMSG #all :hi\r\n");
         assert!(t[0].starts_with(b"@time=1970-01-01T00:00:00.000Z :alice!alice@chat PRIVMSG"));
         assert!(taken(&outside).is_empty());
