@@ -8,7 +8,8 @@
 #   BIN_DIR=/tmp/old benches/irc-compare.sh   # a prebuilt broker and loadgen
 #   SERVERS=broker benches/irc-compare.sh 5    # only some of the servers
 #
-# Workloads, 500 IRC clients each, 64 B payloads, closed loop, window 8:
+# Workloads, 500 IRC clients each (CLIENTS=N for another count), 64 B
+# payloads, closed loop, window 8:
 #   room    4 senders PRIVMSG a channel (#load) that all 500 joined
 #   direct  500 senders, each PRIVMSG to one random other nick
 # Runs are interleaved (run 1 of every workload on every server, then run
@@ -18,8 +19,11 @@
 # Reported per server and workload (medians over the runs):
 #   deliveries/s over the measured window, p99 latency (send to receipt),
 #   deliveries per server CPU-second, and RSS per connection: the server's
-#   VmRSS once all 500 clients are registered (and in the channel), minus its
-#   VmRSS before they connected, over 500. Before that baseline, WARM (20)
+#   VmRSS once all clients are registered (and in the channel), minus its
+#   VmRSS before they connected, over the number of clients. What a server
+#   holds per thread whatever the count (allocator caches) is in that
+#   figure too; runs at two counts (CLIENTS=500 and 1500) tell the two
+#   apart. Before that baseline, WARM (20)
 #   clients send direct messages for half a second and leave, so what a
 #   server pays once (code paged in, first allocations) is not counted per
 #   connection; WARM=0 measures from a cold server.
@@ -53,7 +57,9 @@ runs=${1:-${RUNS:-3}}
 duration=${DURATION:-2}
 warmup=${WARMUP:-0.5}
 base=${PORT_BASE:-7931}
-clients=500
+clients=${CLIENTS:-500}
+case "$clients" in '' | *[!0-9]*) echo "CLIENTS must be a number" >&2; exit 2 ;; esac
+[ "$clients" -ge 10 ] && [ "$clients" -le 5000 ] || { echo "CLIENTS must be 10 to 5000" >&2; exit 2; }
 case "$runs" in '' | *[!0-9]*) echo "RUNS must be a number" >&2; exit 2 ;; esac
 [ "$runs" -ge 1 ] && [ "$runs" -le 50 ] || { echo "RUNS must be 1 to 50" >&2; exit 2; }
 
@@ -211,7 +217,9 @@ warm=${WARM:-20}
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-out="benches/results/$(date -u +%Y-%m-%d-%H%M)-irc-compare.jsonl"
+suffix=""
+[ "$clients" = 500 ] || suffix="-$clients"
+out="benches/results/$(date -u +%Y-%m-%d-%H%M)-irc-compare$suffix.jsonl"
 : > "$out"
 # workload: name mode senders
 workloads="room room 4
@@ -256,14 +264,14 @@ for run in $(seq 1 "$runs"); do
   done <<< "$workloads"
 done
 
-python3 - "$out" "$duration" <<'PY'
+python3 - "$out" "$duration" "$clients" <<'PY'
 import json, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     d = json.loads(line)
     rows.setdefault((d["workload"], d["server"]), []).append(d)
 med = statistics.median
-print(f"IRC servers, 500 clients, 64 B, closed loop window 8, {sys.argv[2]} s measured; medians")
+print(f"IRC servers, {sys.argv[3]} clients, 64 B, closed loop window 8, {sys.argv[2]} s measured; medians")
 print(f"{'workload':9} {'server':9} | {'deliveries/s':>12} {'range':>19} | {'p99 ms':>7} | "
       f"{'per CPU-s':>10} | {'RSS/conn KiB':>12} | {'lost':>4} | ok runs")
 for (work, server), ds in rows.items():
