@@ -39,10 +39,12 @@ use std::fmt;
 /// counting an IRCv3 tag section: 510 bytes of message and the terminator.
 pub const MAX_LINE: usize = 512;
 
-/// The longest IRCv3 tag section in bytes, counting its `@` and the space
-/// after it. Client-only tags are limited to 4094 bytes by the spec; we
-/// accept the full server limit of 8191 so no client is refused for tags.
-pub const MAX_TAGS: usize = 8191;
+/// The longest IRCv3 tag section a client may send, in bytes, counting its
+/// `@` and the space after it: the message-tags spec limits a client's tag
+/// data to 4094 bytes (the 8191 of a server's lines leave room for the
+/// tags a server adds). A longer section is refused with 417, as the spec
+/// asks, rather than accepted and cut when relayed.
+pub const MAX_TAGS: usize = 4094 + 2;
 
 /// The most bytes one line can occupy on the wire (tags, message, CR LF):
 /// [`decode`] answers [`IrcDecoded::Incomplete`] only for fewer bytes than
@@ -311,6 +313,39 @@ pub fn is_channel(s: &str) -> bool {
 /// `A`–`Z` fold to `a`–`z`.
 pub fn eq_nick(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
+}
+
+/// True if `name` matches the `WHO`-style `mask`: `*` is any run of
+/// characters, `?` any one, everything else itself (compared as
+/// `CASEMAPPING=ascii` says). Linear backtracking on the last `*`, so a
+/// mask of many stars costs at most `mask.len() * name.len()` steps.
+pub fn mask_matches(mask: &str, name: &str) -> bool {
+    let (m, n) = (mask.as_bytes(), name.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    // Where the last `*` was, and the name position it has taken up to.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        match (m.get(i), n.get(j)) {
+            (Some(b'*'), _) => {
+                star = Some((i, j));
+                i += 1;
+            }
+            (Some(&p), Some(&c)) if p == b'?' || p.eq_ignore_ascii_case(&c) => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((si, sj)) => {
+                    i = si + 1;
+                    j = sj + 1;
+                    star = Some((si, sj + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    m.get(i..)
+        .is_some_and(|rest| rest.iter().all(|&b| b == b'*'))
 }
 
 /// The items of a comma list such as `bob,carol` or `#a,#b`; empty items

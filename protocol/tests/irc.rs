@@ -17,8 +17,8 @@
 
 use proptest::prelude::*;
 use protocol::irc::{
-    decode, eq_nick, is_channel, push_command, push_message, push_numeric, push_time_tag,
-    split_targets, IrcDecoded, IrcMessage, MAX_BUFFERED, MAX_LINE, MAX_TAGS,
+    decode, eq_nick, is_channel, mask_matches, push_command, push_message, push_numeric,
+    push_time_tag, split_targets, IrcDecoded, IrcMessage, MAX_BUFFERED, MAX_LINE, MAX_TAGS,
 };
 
 // ---------------------------------------------------------------------------
@@ -483,7 +483,7 @@ fn tag_limit_at_and_over_the_edge() {
 
 #[test]
 fn no_lf_within_the_limit_is_fatal() {
-    assert_eq!(MAX_BUFFERED, 8703);
+    assert_eq!(MAX_BUFFERED, 4608);
     let junk = vec![b'x'; MAX_BUFFERED];
     assert_eq!(decode(&junk[..MAX_BUFFERED - 1]), IrcDecoded::Incomplete);
     assert_eq!(decode(&junk), IrcDecoded::Fatal);
@@ -500,7 +500,7 @@ fn no_lf_within_the_limit_is_fatal() {
             consumed: MAX_BUFFERED
         }
     );
-    // With CR LF at the edge: the CR is the 8702nd byte, so wait for the LF.
+    // With CR LF at the edge: the CR is the 4607th byte, so wait for the LF.
     let mut cr = vec![b'x'; MAX_BUFFERED - 2];
     cr.push(b'\r');
     assert_eq!(decode(&cr), IrcDecoded::Incomplete);
@@ -1220,4 +1220,33 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn who_masks_match_nicks_case_insensitively() {
+    for (mask, name) in [
+        ("*", "bob"),
+        ("*", ""),
+        ("bob", "BOB"),
+        ("coolni*", "coolNick"),
+        ("b?b", "bOb"),
+        ("*o*", "bob"),
+        ("a*b*c", "axxbyyc"),
+        ("a*b", "abab"),
+        ("**", "x"),
+    ] {
+        assert!(mask_matches(mask, name), "{mask} should match {name}");
+    }
+    for (mask, name) in [
+        ("bob", "bobby"),
+        ("b?b", "bb"),
+        ("a*b", "abac"),
+        ("", "a"),
+        ("?", ""),
+        ("eva*", "shivaram"),
+    ] {
+        assert!(!mask_matches(mask, name), "{mask} should not match {name}");
+    }
+    // Many stars against a long name: no blow-up.
+    assert!(!mask_matches(&"*a".repeat(100), &"a".repeat(99)));
 }

@@ -208,6 +208,46 @@ pub(crate) struct Membership {
     pub since: u64,
 }
 
+/// What an IRC user said about itself (`USER`, `AWAY`), for others'
+/// `WHO`, `WHOIS`, `USERHOST` and `301`. Boxed behind one pointer in
+/// [`Conn`] and made only for IRC connections: the other doors show their
+/// name as user and real name, and can't be away.
+#[derive(Debug)]
+pub(crate) struct IrcInfo {
+    /// The user name from `USER`.
+    pub user: Box<str>,
+    /// The real name from `USER`.
+    pub real: Box<str>,
+    /// The `AWAY` text while away. Changed only by the owning worker; read
+    /// (and cloned out) by anyone routing to or looking up the user.
+    away: Mutex<Option<Box<str>>>,
+}
+
+impl IrcInfo {
+    /// A user as `USER` described it, not away.
+    pub fn new(user: &str, real: &str) -> IrcInfo {
+        IrcInfo {
+            user: user.into(),
+            real: real.into(),
+            away: Mutex::new(None),
+        }
+    }
+
+    /// The away text, if away.
+    pub fn away(&self) -> Option<Box<str>> {
+        self.away.lock().clone()
+    }
+
+    /// Marks the user away with `text`, or back with `None`.
+    pub fn set_away(&self, text: Option<&str>) {
+        *self.away.lock() = text.map(Box::from);
+    }
+}
+
+// What `IrcInfo` adds to every connection, whatever its door: one slot.
+// Memory per connection is compared with other servers; keep it this small.
+const _: () = assert!(std::mem::size_of::<OnceLock<Box<IrcInfo>>>() <= 16);
+
 /// The shared handle of one connection.
 pub(crate) struct Conn {
     /// Broker-wide unique id (also the poll token).
@@ -231,6 +271,9 @@ pub(crate) struct Conn {
     name: OnceLock<Box<str>>,
     /// What it said when it quit (`QUIT :<reason>`), for IRC's `QUIT`.
     quit_text: OnceLock<Box<[u8]>>,
+    /// An IRC user's `USER` and `AWAY` (16 bytes here; the rest is
+    /// allocated only for IRC users, once `USER` is in).
+    irc: OnceLock<Box<IrcInfo>>,
     /// The rooms this connection is in (changed only under `Rooms`' lock;
     /// read by its worker to check membership).
     pub rooms: Mutex<Vec<Membership>>,
@@ -279,6 +322,7 @@ impl Conn {
             registered_at: AtomicU64::new(u64::MAX),
             sent: Mutex::new(Ring::default()),
             quit_text: OnceLock::new(),
+            irc: OnceLock::new(),
         };
         Arc::new(conn)
     }
@@ -291,6 +335,16 @@ impl Conn {
     /// What the client said when it quit, if anything.
     pub fn quit_text(&self) -> Option<&[u8]> {
         self.quit_text.get().map(|t| &**t)
+    }
+
+    /// An IRC user's `USER` and `AWAY` details, once `USER` is in.
+    pub fn irc_info(&self) -> Option<&IrcInfo> {
+        self.irc.get().map(|i| &**i)
+    }
+
+    /// Records an IRC user's `USER` details (once); false if already set.
+    pub fn set_irc_info(&self, info: IrcInfo) -> bool {
+        self.irc.set(Box::new(info)).is_ok()
     }
 
     /// True if every bit of `f` (`flag::*`) is set.

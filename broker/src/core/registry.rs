@@ -16,7 +16,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 use protocol::{fold_name, MAX_NAME_LEN};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Everyone online at one version of the registry.
@@ -39,6 +39,11 @@ pub(crate) struct Registry {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Held across a join or a leave (see the module docs).
     pub membership: Mutex<()>,
+    /// The most users registered here at once since the start (IRC's
+    /// `265`).
+    peak: AtomicUsize,
+    /// The most users seen in the whole chat (every node) by `LUSERS`.
+    global_peak: AtomicUsize,
 }
 
 /// `protocol::fold_name` into a stack buffer, for lookups without
@@ -63,6 +68,8 @@ impl Registry {
                 conns: Vec::new(),
             })),
             membership: Mutex::new(()),
+            peak: AtomicUsize::new(0),
+            global_peak: AtomicUsize::new(0),
         }
     }
 
@@ -80,6 +87,7 @@ impl Registry {
         };
         if inserted {
             self.version.fetch_add(1, Ordering::AcqRel);
+            self.peak.fetch_max(self.by_name.len(), Ordering::Relaxed);
         }
         inserted
     }
@@ -113,6 +121,19 @@ impl Registry {
     /// Number of registered users.
     pub fn len(&self) -> usize {
         self.by_name.len()
+    }
+
+    /// The most users registered here at once since the start.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Records `now` users in the whole chat and returns the most seen: the
+    /// cluster keeps no global peak, so this node's view of it is used
+    /// (never below its own peak).
+    pub fn global_peak(&self, now: usize) -> usize {
+        let before = self.global_peak.fetch_max(now, Ordering::Relaxed);
+        before.max(now).max(self.peak())
     }
 
     /// Everyone online now. Rebuilt only after a change.

@@ -11,7 +11,7 @@
 //! mapping.
 
 use crate::accounts::Verified;
-use crate::core::conn::{flag, Conn, Frame};
+use crate::core::conn::{flag, Conn, Frame, IrcInfo};
 use crate::core::outbound::Outbox;
 use crate::core::rooms::RoomError;
 use crate::core::route::{irc_error_line, irc_prefix, now_ms};
@@ -38,8 +38,6 @@ const CAPS: [(&str, u8); 5] = [
 pub(crate) struct IrcSession {
     /// The nick asked for (before registration) or held.
     nick: Option<String>,
-    /// `USER` was given.
-    user: bool,
     /// `CAP LS`/`REQ` was seen and `CAP END` not yet: registration waits.
     cap_open: bool,
     /// Registered: the nick is the connection's name.
@@ -83,7 +81,6 @@ impl IrcSession {
     pub fn new(now: Instant) -> IrcSession {
         IrcSession {
             nick: None,
-            user: false,
             cap_open: false,
             registered: false,
             caps: Vec::new(),
@@ -209,19 +206,14 @@ pub(crate) fn handle(
             }
             None => cx.numeric(366, &["*"], Some("End of /NAMES list")),
         },
-        "LIST" => list(&mut cx),
+        "LIST" => list(&mut cx, msg),
         "WHO" => who(&mut cx, msg),
         "WHOIS" => whois(&mut cx, msg),
         "ISON" => ison(&mut cx, msg),
         "USERHOST" => userhost(&mut cx, msg),
         "MODE" => mode(&mut cx, msg),
         "TOPIC" => topic(&mut cx, msg),
-        "AWAY" => match msg.param(0) {
-            Some(text) if !text.is_empty() => {
-                cx.numeric(306, &[], Some("You have been marked as being away"))
-            }
-            _ => cx.numeric(305, &[], Some("You are no longer marked as being away")),
-        },
+        "AWAY" => away(&mut cx, msg),
         "MOTD" => cx.numeric(422, &[], Some("MOTD File is missing")),
         // Client-only tags (typing notices and the like) are not relayed.
         "TAGMSG" => {}
@@ -243,6 +235,62 @@ pub(crate) fn handle(
     Flow::Continue
 }
 
+/// The longest user name kept from `USER` (as `NICKLEN`): the rest is cut,
+/// as servers do, so a `352`/`311` stays well within 512 bytes.
+const USERLEN: usize = 32;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+/// `AWAY :text` marks the user away (`306`), `AWAY` marks it back (`305`);
+/// others see it in `WHO` (`G`), `WHOIS` and `USERHOST` (`301`, `-`), and
+/// get `301` when they `PRIVMSG` it.
+fn away(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
+    let text = msg
+        .param(0)
+        .filter(|t| !t.is_empty())
+        .map(String::from_utf8_lossy);
+    if let Some(info) = cx.conn.irc_info() {
+        info.set_away(text.as_deref());
+    }
+    match text {
+        Some(_) => cx.numeric(306, &[], Some("You have been marked as being away")),
+        None => cx.numeric(305, &[], Some("You are no longer marked as being away")),
+    }
+}
+
+/// What `WHO`, `WHOIS` and `USERHOST` show of a user: its user name, real
+/// name and away text. An IRC user's come from `USER` and `AWAY`; anyone
+/// else (another door, another node) shows its name for both and is never
+/// away.
+struct Who {
+    user: String,
+    real: String,
+    away: Option<Box<str>>,
+}
+
+fn who_is(shared: &Shared, shown: &str) -> Who {
+    let conn = shared.registry.get(shown);
+    match conn.as_deref().and_then(Conn::irc_info) {
+        Some(info) => Who {
+            user: info.user.to_string(),
+            real: info.real.to_string(),
+            away: info.away(),
+        },
+        None => Who {
+            user: shown.to_string(),
+            real: shown.to_string(),
+            away: None,
+        },
+    }
+}
+
 fn version() -> String {
     format!("chat-broker-{}", env!("CARGO_PKG_VERSION"))
 }
@@ -257,10 +305,23 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
             }
             // SASL only where there are accounts to log in to.
             let accounts = cx.shared.accounts.is_some();
+            // Values (`sasl=PLAIN`) only for CAP 302 clients: a 3.1 client
+            // would take `sasl=PLAIN` for the name of a capability it
+            // doesn't know.
+            let values = msg
+                .param_str(1)
+                .and_then(|v| v.parse::<u32>().ok())
+                .is_some_and(|v| v >= 302);
             let offered: Vec<&str> = CAPS
                 .iter()
                 .filter(|(c, _)| *c != "sasl" || accounts)
-                .map(|&(c, _)| if c == "sasl" { "sasl=PLAIN" } else { c })
+                .map(|&(c, _)| {
+                    if c == "sasl" && values {
+                        "sasl=PLAIN"
+                    } else {
+                        c
+                    }
+                })
                 .collect();
             let offered = offered.join(" ");
             cx.command(Some(&server), "CAP", &[&me, "LS"], Some(&offered));
@@ -336,17 +397,25 @@ fn user(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     if cx.irc.registered {
         return cx.numeric(462, &[], Some("You may not reregister"));
     }
-    if msg.params().len() < 4 {
+    // `USER <user> <mode> <unused> :<realname>`: all four, and neither the
+    // user nor the realname empty (`USER u * * :` is a client that forgot
+    // its realname, not a registration).
+    let empty = |i: usize| msg.param(i).is_none_or(|p| p.is_empty());
+    if msg.params().len() < 4 || empty(0) || empty(3) {
         return cx.numeric(461, &["USER"], Some("Not enough parameters"));
     }
-    cx.irc.user = true;
+    let user = String::from_utf8_lossy(msg.param(0).unwrap_or_default());
+    let real = String::from_utf8_lossy(msg.param(3).unwrap_or_default());
+    // A second USER before registration changes nothing: the first stands.
+    cx.conn
+        .set_irc_info(IrcInfo::new(cut(&user, USERLEN), &real));
     try_register(cx);
 }
 
 /// Registers once `NICK` and `USER` are in and CAP negotiation is over:
 /// the welcome burst goes out before anyone can see the new user.
 fn try_register(cx: &mut Ctx<'_>) {
-    if cx.irc.registered || cx.irc.cap_open || !cx.irc.user {
+    if cx.irc.registered || cx.irc.cap_open || cx.conn.irc_info().is_none() {
         return;
     }
     if cx.irc.pending.is_some() {
@@ -419,10 +488,11 @@ fn try_register(cx: &mut Ctx<'_>) {
     let shared = cx.shared;
     let conn = Arc::clone(cx.conn);
     let max_targets = cx.shared.config.max_targets;
+    let max_rooms = cx.shared.live().max_rooms_per_user;
     let time = conn.has(flag::SERVER_TIME).then(now_ms);
     let taken = core::take_name(cx.shared, cx.out, cx.conn, &nick, |out| {
         let mut b = Vec::with_capacity(1024);
-        welcome(&mut b, &server, &nick, max_targets);
+        welcome(&mut b, &server, &nick, max_targets, max_rooms);
         if join_all {
             // In #all before anyone can see us, and our own JOIN and NAMES
             // queued before any of #all's traffic: clients want their JOIN
@@ -646,9 +716,11 @@ fn cx_nick(irc: &mut IrcSession) -> String {
 }
 
 /// 001–005 and 422: what every IRC client waits for after registering.
-fn welcome(b: &mut Vec<u8>, server: &str, nick: &str, max_targets: usize) {
+fn welcome(b: &mut Vec<u8>, server: &str, nick: &str, max_targets: usize, max_rooms: usize) {
     let welcome = format!("Welcome to {server}, {nick}!{nick}@{server}");
     let targmax = format!("TARGMAX=PRIVMSG:{max_targets},NOTICE:{max_targets}");
+    // `max_rooms_per_user`; `#all` is not a room and doesn't count.
+    let chanlimit = format!("CHANLIMIT=#:{max_rooms}");
     wire::push_numeric(b, server, 1, nick, &[], Some(&welcome));
     let host = format!("Your host is {server}, running version {}", version());
     wire::push_numeric(b, server, 2, nick, &[], Some(&host));
@@ -673,6 +745,7 @@ fn welcome(b: &mut Vec<u8>, server: &str, nick: &str, max_targets: usize) {
             "NICKLEN=32",
             "CHANNELLEN=33",
             &targmax,
+            &chanlimit,
             "PREFIX=(o)@",
             "CHANMODES=,,,",
             &network,
@@ -789,6 +862,9 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
                 if !missing && !echoed.iter().any(|e| e.eq_ignore_ascii_case(n)) {
                     echoed.push(n);
                     echo(cx, cmd, n, text);
+                    if !notice {
+                        tell_away(cx, n);
+                    }
                 }
             }
             s.missing
@@ -808,6 +884,19 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
         }
     }
     cost
+}
+
+/// `301 <nick> :<away text>` to a sender whose `PRIVMSG` reached someone
+/// away (never for a `NOTICE`: automatic replies must not loop).
+fn tell_away(cx: &mut Ctx<'_>, nick: &str) {
+    let Some(conn) = cx.shared.registry.get(nick) else {
+        return;
+    };
+    let away = conn.irc_info().and_then(IrcInfo::away);
+    if let (Some(shown), Some(away)) = (conn.name(), away) {
+        let shown = shown.to_string();
+        cx.numeric(301, &[&shown], Some(&away));
+    }
 }
 
 /// `echo-message`: the sender's own message back, as others see it.
@@ -982,34 +1071,101 @@ fn names_lines(b: &mut Vec<u8>, server: &str, me: &str, shown: &str, names: &[St
     wire::push_numeric(b, server, 366, me, &[shown], Some("End of /NAMES list"));
 }
 
-fn list(cx: &mut Ctx<'_>) {
+/// `LIST`: `#all` and every room; `LIST #a,#b`: only those of them that
+/// exist (RFC 2812 3.2.6). Other arguments (a server, `ELIST` conditions)
+/// are not understood, and ignored.
+fn list(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     cx.numeric(321, &["Channel"], Some("Users  Name"));
-    let everyone = core::everyone_names(cx.shared).len().to_string();
-    cx.numeric(322, &["#all", &everyone], Some("everyone"));
-    for (name, n) in core::all_rooms(cx.shared) {
-        cx.numeric(322, &[&name, &n.to_string()], Some(""));
+    let rooms = core::all_rooms(cx.shared);
+    let shared = cx.shared;
+    let everyone = || core::everyone_names(shared).len();
+    match msg.param_str(0).filter(|p| wire::is_channel(p)) {
+        None => {
+            cx.numeric(322, &["#all", &everyone().to_string()], Some("everyone"));
+            for (name, n) in rooms {
+                cx.numeric(322, &[&name, &n.to_string()], Some(""));
+            }
+        }
+        Some(asked) => {
+            for chan in wire::split_targets(asked) {
+                if chan.eq_ignore_ascii_case("#all") {
+                    let n = everyone().to_string();
+                    cx.numeric(322, &["#all", &n], Some("everyone"));
+                } else if let Some((name, n)) =
+                    rooms.iter().find(|(r, _)| r.eq_ignore_ascii_case(chan))
+                {
+                    cx.numeric(322, &[name, &n.to_string()], Some(""));
+                }
+            }
+        }
     }
     cx.numeric(323, &[], Some("End of /LIST"));
 }
 
+/// `WHO #chan`: its members; `WHO nick`: that user; `WHO mask` (with `*`
+/// or `?`): the users whose nick matches and whom the asker can see (all
+/// IRC users are `+i`: everyone while it sits in `#all`, else itself and
+/// those it shares a room with). A `352` each, then `315` with the mask as
+/// given.
 fn who(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     let mask = msg.param_str(0).unwrap_or("*").to_string();
     let server = cx.server().to_string();
-    let line = |cx: &mut Ctx<'_>, chan: &str, nick: &str| {
-        let nick = nick.trim_start_matches('@');
-        let real = format!("0 {nick}");
-        cx.numeric(352, &[chan, nick, &server, &server, nick, "H"], Some(&real));
+    // `<flags>`: H(ere) or G(one), then `@` for the channel's operator.
+    let line = |cx: &mut Ctx<'_>, chan: &str, nick: &str, op: bool| {
+        let w = who_is(cx.shared, nick);
+        let mut flags = String::from(if w.away.is_some() { "G" } else { "H" });
+        if op {
+            flags.push('@');
+        }
+        let real = format!("0 {}", w.real);
+        let params = [chan, &w.user, &server, &server, nick, &flags];
+        cx.numeric(352, &params, Some(&real));
     };
     if wire::is_channel(&mask) {
         if let Some((shown, names)) = channel_names(cx, &mask) {
             for n in names {
-                line(cx, &shown, &n);
+                let op = n.starts_with('@');
+                line(cx, &shown, n.trim_start_matches('@'), op);
+            }
+        }
+    } else if mask.contains(['*', '?']) {
+        for nick in visible_names(cx) {
+            if wire::mask_matches(&mask, &nick) {
+                line(cx, "*", &nick, false);
             }
         }
     } else if let Some(nick) = core::shown_name(cx.shared, &mask) {
-        line(cx, "*", &nick);
+        line(cx, "*", &nick, false);
     }
     cx.numeric(315, &[&mask], Some("End of WHO list"));
+}
+
+/// The users this connection can see, sorted: everyone while it sits in
+/// `#all`; else itself and the members of its rooms.
+fn visible_names(cx: &Ctx<'_>) -> Vec<String> {
+    if cx.conn.has(flag::IN_ALL) {
+        return core::everyone_names(cx.shared);
+    }
+    let mut names = vec![cx.me()];
+    let mine: Vec<Box<str>> = cx
+        .conn
+        .rooms
+        .lock()
+        .iter()
+        .map(|m| m.folded.clone())
+        .collect();
+    for folded in mine {
+        if let Some((_, members)) = channel_names(cx, &folded) {
+            names.extend(
+                members
+                    .into_iter()
+                    .map(|n| n.trim_start_matches('@').to_string()),
+            );
+        }
+    }
+    core::sort_names(&mut names);
+    names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    names
 }
 
 fn whois(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
@@ -1025,8 +1181,12 @@ fn whois(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     let server = cx.server().to_string();
     match core::shown_name(cx.shared, &nick) {
         Some(shown) => {
-            cx.numeric(311, &[&shown, &shown, &server, "*"], Some(&shown));
+            let w = who_is(cx.shared, &shown);
+            cx.numeric(311, &[&shown, &w.user, &server, "*"], Some(&w.real));
             cx.numeric(312, &[&shown, &server], Some("chat broker"));
+            if let Some(away) = w.away {
+                cx.numeric(301, &[&shown], Some(&away));
+            }
             cx.numeric(318, &[&shown], Some("End of /WHOIS list"));
         }
         None => {
@@ -1054,7 +1214,10 @@ fn userhost(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     for p in msg.params().iter().take(5) {
         let n = String::from_utf8_lossy(p);
         if let Some(shown) = core::shown_name(cx.shared, &n) {
-            found.push(format!("{shown}=+{shown}@{server}"));
+            // `-` for away, `+` for here (RFC 2812 6.2, 302).
+            let w = who_is(cx.shared, &shown);
+            let here = if w.away.is_some() { '-' } else { '+' };
+            found.push(format!("{shown}={here}{}@{server}", w.user));
         }
     }
     cx.numeric(302, &[], Some(&found.join(" ")));
@@ -1125,6 +1288,15 @@ fn lusers(cx: &mut Ctx<'_>) {
         &[],
         Some(&format!("I have {here} clients and {others} servers")),
     );
+    // 265/266 (Modern IRC): current and most-ever counts, here and in all.
+    let local_max = cx.shared.registry.peak().max(here);
+    let global_max = cx.shared.registry.global_peak(n);
+    let (here_s, local_max_s) = (here.to_string(), local_max.to_string());
+    let (n_s, global_max_s) = (n.to_string(), global_max.to_string());
+    let text = format!("Current local users {here}, max {local_max}");
+    cx.numeric(265, &[&here_s, &local_max_s], Some(&text));
+    let text = format!("Current global users {n}, max {global_max}");
+    cx.numeric(266, &[&n_s, &global_max_s], Some(&text));
 }
 
 /// `417`: a line over 512 bytes was dropped; the connection goes on.

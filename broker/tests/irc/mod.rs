@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use testkit::{start_with, Peer, DEADLINE};
+use testkit::{data_dir, start_with, Peer, DEADLINE};
 
 /// A raw IRC client: writes lines, reads lines.
 pub(crate) struct Irc {
@@ -154,6 +154,8 @@ fn registration_welcome_burst_and_all() {
             assert!(l.contains("TARGMAX=PRIVMSG:100,NOTICE:100"), "{l}");
             assert!(l.contains("NETWORK=chat"), "{l}");
             assert!(l.contains("PREFIX=(o)@"), "{l}");
+            // max_rooms_per_user
+            assert!(l.contains("CHANLIMIT=#:50"), "{l}");
         }
         if code == "004" {
             assert!(l.starts_with(":chat 004 bob chat "), "{l}");
@@ -437,4 +439,204 @@ fn a_room_operator_is_its_creator_only() {
     assert_eq!(bob.until("PART"), ":alice!alice@chat PART #r :bye");
     bob.send("NAMES #r");
     assert_eq!(bob.line(), ":chat 353 bob = #r :bob");
+}
+
+#[test]
+fn cap_ls_gives_values_only_to_cap_302_clients() {
+    // With a data_dir there are accounts, so `sasl` is offered.
+    let b = start_with(|c| {
+        c.rate_per_sec = 0;
+        c.data_dir = data_dir();
+    });
+    let addr = b.irc_addr().unwrap();
+    let mut old = Irc::connect(addr, "old");
+    old.send("CAP LS");
+    let ls = old.line();
+    assert!(ls.starts_with(":chat CAP * LS :"), "{ls}");
+    assert!(ls.split(' ').any(|c| c == "sasl"), "{ls}");
+    assert!(!ls.contains('='), "a 3.1 client gets names only: {ls}");
+    let mut new = Irc::connect(addr, "new");
+    new.send("CAP LS 302");
+    let ls = new.line();
+    assert!(ls.contains(" sasl=PLAIN"), "{ls}");
+}
+
+#[test]
+fn user_needs_every_parameter_and_a_realname() {
+    let (_b, _native, addr) = broker();
+    let mut c = Irc::connect(addr, "bob");
+    c.send("NICK bob");
+    c.send("USER bob * * :");
+    assert_eq!(c.line(), ":chat 461 * USER :Not enough parameters");
+    c.send("USER bob 0");
+    assert_eq!(c.line(), ":chat 461 * USER :Not enough parameters");
+    c.send("USER bob 0 *");
+    assert_eq!(c.line(), ":chat 461 * USER :Not enough parameters");
+    c.send("USER bob 0 * :Bob B");
+    assert!(c.line().starts_with(":chat 001 bob "));
+}
+
+#[test]
+fn client_tags_over_4094_bytes_get_417() {
+    let (_b, native, addr) = broker();
+    let mut alice = Peer::named(native, "alice");
+    let mut bob = Irc::registered(addr, "bob", "message-tags");
+    alice.expect("JOINED bob");
+    // 4094 bytes of tag data (without the '@' and the space): accepted.
+    let tags = |n: usize| format!("@+t={}", "x".repeat(n - 3));
+    bob.send(&format!("{} PRIVMSG alice :at the limit", tags(4094)));
+    assert_eq!(alice.next_msg().body_str(), "at the limit");
+    bob.send(&format!("{} PRIVMSG alice :over it", tags(4095)));
+    assert_eq!(bob.line(), ":chat 417 bob :Input line was too long");
+    // Dropped, not relayed; the connection goes on.
+    bob.send("PRIVMSG alice :after");
+    assert_eq!(alice.next_msg().body_str(), "after");
+    bob.expect_quiet();
+}
+
+#[test]
+fn lusers_gives_current_and_peak_counts() {
+    let (_b, _native, addr) = broker();
+    let mut bob = Irc::registered(addr, "bob", "");
+    let mut carol = Irc::registered(addr, "carol", "");
+    bob.until(":carol!carol@chat JOIN #all");
+    carol.send("LUSERS");
+    assert!(carol
+        .line()
+        .starts_with(":chat 251 carol :There are 2 users "));
+    assert!(carol
+        .line()
+        .starts_with(":chat 255 carol :I have 2 clients "));
+    assert!(carol.line().starts_with(":chat 265 carol 2 2 :"));
+    assert!(carol.line().starts_with(":chat 266 carol 2 2 :"));
+    carol.send("QUIT");
+    bob.until(":carol!carol@chat QUIT");
+    bob.send("LUSERS");
+    assert!(bob.line().starts_with(":chat 251 bob :There are 1 users "));
+    assert!(bob.line().starts_with(":chat 255 bob :I have 1 clients "));
+    assert!(bob.line().starts_with(":chat 265 bob 1 2 :"));
+    assert!(bob.line().starts_with(":chat 266 bob 1 2 :"));
+}
+
+#[test]
+fn who_and_whois_show_user_realname_and_operators() {
+    let (_b, native, addr) = broker();
+    let mut alice = Peer::named(native, "alice");
+    let mut bob = Irc::connect(addr, "bob");
+    bob.send("NICK bob");
+    bob.send("USER bobuser 0 * :Bob the Builder");
+    bob.until(" 366 bob #all ");
+    let mut carol = Irc::registered(addr, "carol", "");
+    bob.send("JOIN #r");
+    bob.until(" 366 bob #r ");
+    carol.send("JOIN #r");
+    carol.until(" 366 carol #r ");
+    alice.skip_until("JOINED carol");
+    alice.send("JOIN #r\n");
+    alice.expect("OK JOIN #r 3");
+    carol.until(":alice!alice@chat JOIN #r");
+    // A channel: `@` for its operator (its creator), `H` for here; a
+    // native user's name is its user and real name.
+    carol.send("WHO #R");
+    let mut lines = vec![carol.line(), carol.line(), carol.line()];
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            ":chat 352 carol #r alice chat chat alice H :0 alice",
+            ":chat 352 carol #r bobuser chat chat bob H@ :0 Bob the Builder",
+            ":chat 352 carol #r carol chat chat carol H :0 carol the tester",
+        ]
+    );
+    assert_eq!(carol.line(), ":chat 315 carol #R :End of WHO list");
+    // A nick, exactly or by mask (any case): channel `*`, no `@`.
+    for mask in ["bob", "BO*", "b?b"] {
+        carol.send(&format!("WHO {mask}"));
+        assert_eq!(
+            carol.line(),
+            ":chat 352 carol * bobuser chat chat bob H :0 Bob the Builder"
+        );
+        assert_eq!(
+            carol.line(),
+            format!(":chat 315 carol {mask} :End of WHO list")
+        );
+    }
+    // `*`: everyone the asker can see (all of #all here).
+    carol.send("WHO *");
+    for nick in ["alice", "bob", "carol"] {
+        assert!(carol.line().contains(&format!(" chat {nick} H :0 ")));
+    }
+    assert!(carol.line().starts_with(":chat 315 carol * "));
+    carol.send("WHO nobody*");
+    assert!(carol.line().starts_with(":chat 315 carol nobody* "));
+    carol.send("WHOIS bob");
+    assert_eq!(
+        carol.line(),
+        ":chat 311 carol bob bobuser chat * :Bob the Builder"
+    );
+    carol.until(" 318 carol bob ");
+    carol.send("WHOIS alice");
+    assert_eq!(carol.line(), ":chat 311 carol alice alice chat * :alice");
+    carol.until(" 318 carol alice ");
+    carol.expect_quiet();
+}
+
+#[test]
+fn away_is_shown_to_others() {
+    let (_b, native, addr) = broker();
+    let _alice = Peer::named(native, "alice");
+    let mut bob = Irc::registered(addr, "bob", "");
+    let mut carol = Irc::registered(addr, "carol", "");
+    bob.until(":carol!carol@chat JOIN #all");
+    bob.send("AWAY :gone to lunch");
+    assert_eq!(
+        bob.line(),
+        ":chat 306 bob :You have been marked as being away"
+    );
+    // A PRIVMSG is delivered and answered with 301; a NOTICE is not.
+    carol.send("PRIVMSG bob,alice :hi");
+    assert_eq!(carol.line(), ":chat 301 carol bob :gone to lunch");
+    assert_eq!(bob.line(), ":carol!carol@chat PRIVMSG bob :hi");
+    carol.send("NOTICE bob :psst");
+    assert_eq!(bob.line(), ":carol!carol@chat NOTICE bob :psst");
+    carol.expect_quiet();
+    carol.send("WHOIS bob");
+    carol.until(" 312 carol bob ");
+    assert_eq!(carol.line(), ":chat 301 carol bob :gone to lunch");
+    carol.until(" 318 carol bob ");
+    carol.send("WHO bob");
+    assert!(carol.line().contains(" chat bob G :0 bob the tester"));
+    carol.until(" 315 ");
+    carol.send("USERHOST bob alice");
+    assert_eq!(
+        carol.line(),
+        ":chat 302 carol :bob=-bob@chat alice=+alice@chat"
+    );
+    bob.send("AWAY");
+    assert_eq!(
+        bob.line(),
+        ":chat 305 bob :You are no longer marked as being away"
+    );
+    carol.send("WHO bob");
+    assert!(carol.line().contains(" chat bob H :0 bob the tester"));
+    carol.until(" 315 ");
+    carol.send("PRIVMSG bob :back?");
+    carol.expect_quiet();
+}
+
+#[test]
+fn list_with_channels_lists_only_those() {
+    let (_b, _native, addr) = broker();
+    let mut bob = Irc::registered(addr, "bob", "");
+    bob.send("JOIN #a,#b");
+    bob.until(" 366 bob #b ");
+    bob.send("LIST #B,#nope,#all");
+    assert!(bob.line().contains(" 321 "));
+    assert_eq!(bob.line(), ":chat 322 bob #b 1 :");
+    assert_eq!(bob.line(), ":chat 322 bob #all 1 :everyone");
+    assert!(bob.line().contains(" 323 "));
+    bob.send("LIST #nonexistent");
+    assert!(bob.line().contains(" 321 "));
+    assert!(bob.line().contains(" 323 "));
+    bob.expect_quiet();
 }
