@@ -5,6 +5,8 @@
 #
 #   benches/ab.sh DIR_A DIR_B N MODE [loadgen args...]
 #   benches/ab.sh /tmp/old/target/release target/release 10 direct --senders 500
+#   CONFIG_A=irc.toml CONFIG_B=irc.toml benches/ab.sh A B 10 direct --senders 500 \
+#     --door irc --irc-addr 127.0.0.1:7925     # irc.toml: irc_listen on 7925
 #
 # DIR_A and DIR_B each hold a `broker` and a `loadgen` binary (build the
 # older commit in a worktree with its own target dir). 500 clients, 64 B,
@@ -17,6 +19,10 @@ cd "$(dirname "$0")/.."
 [ $# -ge 4 ] || { sed -n 2,11p "$0"; exit 2; }
 a=$1; b=$2; n=$3; shift 3
 port=${PORT:-7924}
+# Another door's address comes from the arguments (`--door irc --irc-addr
+# ...`, with a config that opens it); the native one is ours.
+addr=(--addr "127.0.0.1:$port")
+case " $* " in *" --door irc "* | *" --door web "*) addr=() ;; esac
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for _ in $(seq 1 "$n"); do
@@ -26,7 +32,7 @@ for _ in $(seq 1 "$n"); do
     "$dir/broker" --config "$conf" --listen "127.0.0.1:$port" 2>/dev/null &
     bpid=$!
     sleep 0.2
-    timeout 60 "$dir/loadgen" --addr "127.0.0.1:$port" --clients 500 --size 64 --window 8 \
+    timeout 60 "$dir/loadgen" "${addr[@]}" --clients 500 --size 64 --window 8 \
       --duration 1.5 --warmup 0.5 --broker-pid "$bpid" --json --mode "$@" 2>/dev/null \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["deliveries_per_sec"], d["deliveries_per_broker_cpu_s"] or 0, d["latency_us"]["p99"])' \
       >> "$out" || echo "nan nan nan" >> "$out"

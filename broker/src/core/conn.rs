@@ -238,9 +238,14 @@ impl IrcInfo {
         self.away.lock().clone()
     }
 
-    /// Marks the user away with `text`, or back with `None`.
-    pub fn set_away(&self, text: Option<&str>) {
-        *self.away.lock() = text.map(Box::from);
+    /// Marks the user away with `text`, or back with `None`. Returns 1 if
+    /// it went away, -1 if it came back, 0 if neither (for
+    /// `Registry::note_away`).
+    pub fn set_away(&self, text: Option<&str>) -> isize {
+        let mut away = self.away.lock();
+        let was = away.is_some();
+        *away = text.map(Box::from);
+        isize::from(away.is_some()) - isize::from(was)
     }
 }
 

@@ -44,6 +44,10 @@ pub(crate) struct Registry {
     peak: AtomicUsize,
     /// The most users seen in the whole chat (every node) by `LUSERS`.
     global_peak: AtomicUsize,
+    /// How many users here are marked away (IRC `AWAY`): while none is, a
+    /// `PRIVMSG` to a nick skips looking its recipient up again for a
+    /// `301`. A hint only: a miscount costs a lookup, never a wrong answer.
+    away: AtomicUsize,
 }
 
 /// `protocol::fold_name` into a stack buffer, for lookups without
@@ -70,6 +74,7 @@ impl Registry {
             membership: Mutex::new(()),
             peak: AtomicUsize::new(0),
             global_peak: AtomicUsize::new(0),
+            away: AtomicUsize::new(0),
         }
     }
 
@@ -103,12 +108,35 @@ impl Registry {
     pub fn remove(&self, name: &str, id: u64) -> bool {
         let removed = self
             .by_name
-            .remove_if(&*fold_name(name), |_, m| m.conn.id == id)
-            .is_some();
-        if removed {
-            self.version.fetch_add(1, Ordering::AcqRel);
+            .remove_if(&*fold_name(name), |_, m| m.conn.id == id);
+        let Some((_, member)) = removed else {
+            return false;
+        };
+        self.version.fetch_add(1, Ordering::AcqRel);
+        if let Some(info) = member.conn.irc_info() {
+            self.note_away(info.set_away(None));
         }
-        removed
+        true
+    }
+
+    /// Counts a user going away (`delta` 1) or coming back (-1).
+    pub fn note_away(&self, delta: isize) {
+        match delta {
+            1 => {
+                self.away.fetch_add(1, Ordering::Relaxed);
+            }
+            -1 => {
+                let _ = self
+                    .away
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
+            _ => {}
+        }
+    }
+
+    /// False only while nobody here is marked away.
+    pub fn anyone_away(&self) -> bool {
+        self.away.load(Ordering::Relaxed) > 0
     }
 
     /// The connection registered under `name` (any case).

@@ -257,7 +257,7 @@ fn away(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
         .filter(|t| !t.is_empty())
         .map(String::from_utf8_lossy);
     if let Some(info) = cx.conn.irc_info() {
-        info.set_away(text.as_deref());
+        cx.shared.registry.note_away(info.set_away(text.as_deref()));
     }
     match text {
         Some(_) => cx.numeric(306, &[], Some("You have been marked as being away")),
@@ -889,6 +889,10 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
 /// `301 <nick> :<away text>` to a sender whose `PRIVMSG` reached someone
 /// away (never for a `NOTICE`: automatic replies must not loop).
 fn tell_away(cx: &mut Ctx<'_>, nick: &str) {
+    // Nobody away (the usual case): no second lookup of the recipient.
+    if !cx.shared.registry.anyone_away() {
+        return;
+    }
     let Some(conn) = cx.shared.registry.get(nick) else {
         return;
     };
