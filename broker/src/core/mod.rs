@@ -1214,6 +1214,12 @@ pub(crate) fn sort_names(names: &mut [String]) {
     names.sort_by_cached_key(|n| n.to_ascii_lowercase());
 }
 
+/// Orders two names as [`sort_names`] does, without copying them.
+pub(crate) fn cmp_folded(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.bytes().map(|c| c.to_ascii_lowercase());
+    a.cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
 /// Ends a batch: closes the slow consumers found in it (which may queue
 /// `LEFT`s and find more), then wakes each writer that has work. Every
 /// thread that routes calls this, not `Outbox::wake_writers` alone.

@@ -20,6 +20,7 @@ use crate::metrics::CloseReason;
 use crate::{log_debug, Shared};
 use protocol::irc::{self as wire, IrcMessage};
 use protocol::{validate_name, validate_room, ErrorCode, Targets};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -500,10 +501,20 @@ fn try_register(cx: &mut Ctx<'_>) {
             conn.set_flag(flag::IN_ALL, true);
             let prefix = irc_prefix(&nick, &server);
             wire::push_command(&mut b, time, Some(&prefix), "JOIN", &["#all"], None);
-            let mut everyone = core::everyone_names(shared);
-            let folded = nick.to_ascii_lowercase();
-            let at = everyone.partition_point(|n| n.to_ascii_lowercase() < folded);
-            everyone.insert(at, nick.clone());
+            // Names borrowed from the registry's snapshot, not copied: a
+            // burst of registrations made two small allocations per name
+            // per registration here.
+            let snap = shared.registry.everyone();
+            let remote = shared.cluster.get().map(|n| n.remote_names());
+            let mut everyone: Vec<&str> = snap
+                .conns
+                .iter()
+                .filter_map(|c| c.name())
+                .chain(remote.iter().flatten().map(String::as_str))
+                .chain(std::iter::once(nick.as_str()))
+                .collect();
+            everyone.sort_unstable_by(|x, y| core::cmp_folded(x, y));
+            b.reserve(everyone.iter().map(|n| n.len() + 1).sum::<usize>() * 5 / 4);
             names_lines(&mut b, &server, &nick, "#all", &everyone);
         }
         out.push(&conn, &Frame::from(b));
@@ -795,20 +806,21 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
         }
         return 0;
     };
-    let list: Vec<&str> = wire::split_targets(targets)
-        .filter(|t| !t.is_empty())
-        .collect();
-    if list.len() > cx.shared.config.max_targets {
+    // No list is built per message: the targets are walked where they
+    // are, and the nicks among them go to the core as one comma list (the
+    // parameter itself when it names only nicks, the usual case).
+    let count = wire::split_targets(targets).count();
+    if count > cx.shared.config.max_targets {
         if !notice {
             cx.numeric(407, &[targets], Some("Too many recipients"));
         }
         return 0;
     }
     let mut cost = 0;
-    let mut nicks: Vec<&str> = Vec::new();
-    for t in list {
+    let mut nick_count = 0;
+    for t in wire::split_targets(targets) {
         if !wire::is_channel(t) {
-            nicks.push(t);
+            nick_count += 1;
             continue;
         }
         let target = if t.eq_ignore_ascii_case("#all") {
@@ -842,10 +854,15 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
             }
         }
     }
-    if nicks.is_empty() {
+    if nick_count == 0 {
         return cost;
     }
-    let joined = nicks.join(",");
+    let joined: Cow<'_, str> = if nick_count == targets.split(',').count() {
+        Cow::Borrowed(targets)
+    } else {
+        let nicks = wire::split_targets(targets).filter(|t| !wire::is_channel(t));
+        Cow::Owned(nicks.collect::<Vec<_>>().join(","))
+    };
     let missing = match core::deliver(
         cx.shared,
         cx.out,
@@ -856,11 +873,11 @@ fn privmsg(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>, notice: bool) -> u64 {
     ) {
         Ok(s) => {
             cost += s.bytes;
-            let mut echoed: Vec<&str> = Vec::new();
-            for n in &nicks {
+            for (i, n) in joined.split(',').enumerate() {
                 let missing = s.missing.split(',').any(|m| m.eq_ignore_ascii_case(n));
-                if !missing && !echoed.iter().any(|e| e.eq_ignore_ascii_case(n)) {
-                    echoed.push(n);
+                // Each nick once, however often the list names it.
+                let again = joined.split(',').take(i).any(|e| e.eq_ignore_ascii_case(n));
+                if !missing && !again {
                     echo(cx, cmd, n, text);
                     if !notice {
                         tell_away(cx, n);
@@ -1056,10 +1073,11 @@ fn names(cx: &mut Ctx<'_>, chan: &str) {
 }
 
 /// The `353` lines of a channel's names, each within 512 bytes, then `366`.
-fn names_lines(b: &mut Vec<u8>, server: &str, me: &str, shown: &str, names: &[String]) {
+fn names_lines<N: AsRef<str>>(b: &mut Vec<u8>, server: &str, me: &str, shown: &str, names: &[N]) {
     let budget = 400usize.saturating_sub(me.len() + shown.len() + server.len());
     let mut line = String::new();
     for n in names {
+        let n = n.as_ref();
         if !line.is_empty() && line.len() + n.len() + 1 > budget {
             wire::push_numeric(b, server, 353, me, &["=", shown], Some(&line));
             line.clear();
