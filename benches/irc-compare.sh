@@ -8,6 +8,10 @@
 #   BIN_DIR=/tmp/old benches/irc-compare.sh   # a prebuilt broker and loadgen
 #   SERVERS=broker benches/irc-compare.sh 5    # only some of the servers
 #
+# Servers: broker (as it ships: every IRC client also sits in #all),
+# broker-nochan (irc_join_all = false: a client is in no channel it did not
+# join, as on the other two), ngircd, inspircd.
+#
 # Workloads, 500 IRC clients each (CLIENTS=N for another count), 64 B
 # payloads, closed loop, window 8:
 #   room    4 senders PRIVMSG a channel (#load) that all 500 joined
@@ -89,6 +93,9 @@ chmod 755 "$tmp" # ngIRCd reads its config as root, then runs as nobody
 # replays it, which the load generator counts as duplicated and reordered
 # messages (and the other servers keep no history either).
 { cat benches/broker-perf.toml; echo 'data_dir = ""'; } > "$tmp/broker.toml"
+# broker-nochan: the same, and IRC clients are not put in #all, so they are
+# in the channels they join and no other, as on ngIRCd and InspIRCd.
+{ cat "$tmp/broker.toml"; echo 'irc_join_all = false'; } > "$tmp/broker-nochan.toml"
 # The one server running now (servers run one at a time); cleared once it
 # is stopped and reaped, so the exit trap never signals a reused pid.
 running=""
@@ -170,13 +177,13 @@ wait_port() {
 # start SERVER: starts it in the background; sets $spid and $sport.
 start() {
   case "$1" in
-    broker)
+    broker | broker-nochan)
       # No web door: its default port (7880) may be taken on a shared
       # machine, and nothing here uses it.
-      "$bin/broker" --config "$tmp/broker.toml" \
+      "$bin/broker" --config "$tmp/$1.toml" \
         --listen "127.0.0.1:$broker_port" --irc-listen "127.0.0.1:$broker_irc" \
         --http-listen "" \
-        </dev/null >"$tmp/broker.log" 2>&1 &
+        </dev/null >"$tmp/$1.log" 2>&1 &
       sport=$broker_irc ;;
     ngircd)
       "$ngircd_bin" --nodaemon --passive --config "$tmp/ngircd.conf" \
@@ -194,7 +201,7 @@ start() {
 # stop SERVER PID: the broker shuts down gracefully (SIGINT); the others get
 # SIGTERM; anything still there after 5 s is killed.
 stop() {
-  if [ "$1" = broker ]; then
+  if [ "${1%-nochan}" = broker ]; then
     stop_broker "$2"
   else
     kill -TERM "$2" 2>/dev/null || true
@@ -205,11 +212,11 @@ stop() {
   running=""
 }
 
-# Which servers to run (all three unless SERVERS names fewer, e.g. when
+# Which servers to run (all four unless SERVERS names fewer, e.g. when
 # trying a change to the broker alone).
-servers=${SERVERS:-broker ngircd inspircd}
+servers=${SERVERS:-broker broker-nochan ngircd inspircd}
 for s in $servers; do
-  case "$s" in broker | ngircd | inspircd) ;; *) echo "unknown server $s in SERVERS" >&2; exit 2 ;; esac
+  case "$s" in broker | broker-nochan | ngircd | inspircd) ;; *) echo "unknown server $s in SERVERS" >&2; exit 2 ;; esac
 done
 
 # Clients of a short run before the baseline (0: none, as before 2026-12-05).
@@ -272,14 +279,14 @@ for line in open(sys.argv[1]):
     rows.setdefault((d["workload"], d["server"]), []).append(d)
 med = statistics.median
 print(f"IRC servers, {sys.argv[3]} clients, 64 B, closed loop window 8, {sys.argv[2]} s measured; medians")
-print(f"{'workload':9} {'server':9} | {'deliveries/s':>12} {'range':>19} | {'p99 ms':>7} | "
+print(f"{'workload':9} {'server':13} | {'deliveries/s':>12} {'range':>19} | {'p99 ms':>7} | "
       f"{'per CPU-s':>10} | {'RSS/conn KiB':>12} | {'lost':>4} | ok runs")
 for (work, server), ds in rows.items():
     ok = [d for d in ds if d["report"].get("ok")]
     bad = len(ds) - len(ok)
     if not ok:
         why = next((d["report"].get("problems") or [d["report"].get("error")] for d in ds), [""])
-        print(f"{work:9} {server:9} | failed: {'; '.join(map(str, why))[:100]}")
+        print(f"{work:9} {server:13} | failed: {'; '.join(map(str, why))[:100]}")
         continue
     rep = [d["report"] for d in ok]
     dps = [r["deliveries_per_sec"] for r in rep]
@@ -293,7 +300,7 @@ for (work, server), ds in rows.items():
     rss = f"{med(per_conn):12.1f}" if per_conn else f"{'n/a':>12}"
     lost = sum(r["lost"] + r["duplicates"] + r["reordered"] for r in rep)
     rng = f"{min(dps):,.0f}-{max(dps):,.0f}"
-    print(f"{work:9} {server:9} | {med(dps):>12,.0f} {rng:>19} | {p99:>7.1f} | {eff:>10,.0f} | "
+    print(f"{work:9} {server:13} | {med(dps):>12,.0f} {rng:>19} | {p99:>7.1f} | {eff:>10,.0f} | "
           f"{rss} | {lost:>4} | {len(ok)}/{len(ds)}")
 PY
 echo "raw results: $out"
