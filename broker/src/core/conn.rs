@@ -157,10 +157,19 @@ struct Queue {
     receipts: Ring,
 }
 
-/// A ring of the last `RECEIPT_RING` pairs, allocated at the first one.
+/// A ring of the last `RECEIPT_RING` pairs, allocated at the first one:
+/// one pointer until then (every connection has three of these, and most
+/// never use them all).
 #[derive(Default)]
-pub(crate) struct Ring {
-    items: Vec<(u64, u64)>,
+pub(crate) struct Ring(Option<Box<RingBuf>>);
+
+const _: () = assert!(std::mem::size_of::<Ring>() == std::mem::size_of::<usize>());
+
+struct RingBuf {
+    items: [(u64, u64); RECEIPT_RING],
+    /// Slots in use (all of them once the ring has gone round).
+    len: usize,
+    /// The slot the next pair overwrites once the ring is full.
     next: usize,
 }
 
@@ -168,25 +177,43 @@ impl Ring {
     /// Adds a pair, overwriting the oldest once full.
     #[inline]
     pub fn remember(&mut self, r: (u64, u64)) {
-        if self.items.len() < RECEIPT_RING {
-            if self.items.capacity() == 0 {
-                self.items.reserve_exact(RECEIPT_RING);
+        let ring = self.0.get_or_insert_with(|| {
+            Box::new(RingBuf {
+                items: [(0, 0); RECEIPT_RING],
+                len: 0,
+                next: 0,
+            })
+        });
+        if ring.len < RECEIPT_RING {
+            if let Some(slot) = ring.items.get_mut(ring.len) {
+                *slot = r;
             }
-            self.items.push(r);
-        } else if let Some(slot) = self.items.get_mut(self.next) {
+            ring.len += 1;
+        } else if let Some(slot) = ring.items.get_mut(ring.next) {
             *slot = r;
-            self.next = (self.next + 1) % RECEIPT_RING;
+            ring.next = (ring.next + 1) % RECEIPT_RING;
         }
+    }
+
+    /// The pairs remembered.
+    fn items(&self) -> &[(u64, u64)] {
+        self.0
+            .as_ref()
+            .map_or(&[], |r| r.items.get(..r.len).unwrap_or_default())
     }
 
     /// The second half of the pair whose first is `key`, if remembered.
     pub fn find(&self, key: u64) -> Option<u64> {
-        self.items.iter().find(|r| r.0 == key).map(|r| r.1)
+        self.items().iter().find(|r| r.0 == key).map(|r| r.1)
     }
 
     /// Removes `r` if remembered; true if it was.
     pub fn take(&mut self, r: (u64, u64)) -> bool {
-        match self.items.iter_mut().find(|x| **x == r) {
+        let Some(ring) = self.0.as_mut() else {
+            return false;
+        };
+        let len = ring.len;
+        match ring.items.iter_mut().take(len).find(|x| **x == r) {
             Some(slot) => {
                 // Ids start at 1: nobody's receipt matches this.
                 *slot = (0, 0);

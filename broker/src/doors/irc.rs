@@ -43,22 +43,33 @@ pub(crate) struct IrcSession {
     cap_open: bool,
     /// Registered: the nick is the connection's name.
     registered: bool,
-    /// Capabilities enabled (`CAPS` names), for `CAP LIST`.
-    caps: Vec<&'static str>,
+    /// Capabilities enabled: bit `i` for `CAPS[i]`.
+    caps: u8,
     /// When the client last sent anything.
     pub last_heard: Instant,
     /// When the broker pinged it, if it hasn't answered since.
     pub pinged: Option<Instant>,
+    /// Logging in, and a cluster's claim of the nick: boxed, made only
+    /// when needed (most connections never log in, and every IRC
+    /// connection carries this struct).
+    login: Option<Box<Login>>,
+}
+
+// `caps` has a bit for each.
+const _: () = assert!(CAPS.len() <= 8);
+
+/// What an IRC connection logging in (or claiming its nick across a
+/// cluster) keeps.
+#[derive(Debug, Default)]
+struct Login {
     /// `PASS` given before registering: an account's password.
     password: Option<String>,
     /// `AUTHENTICATE PLAIN` seen: the credentials come next.
     sasl_started: bool,
-    /// A password check under way at the accounts thread. (This and
-    /// `verified` are boxed: most connections never log in, and every
-    /// connection carries this struct.)
-    pending: Option<Box<Pending>>,
+    /// A password check (or a claim) under way on another thread.
+    pending: Option<Pending>,
     /// The account this connection has proved it owns.
-    verified: Option<Box<Verified>>,
+    verified: Option<Verified>,
     /// The nick (folded) this connection has claimed cluster-wide.
     claimed: Option<String>,
 }
@@ -84,15 +95,22 @@ impl IrcSession {
             nick: None,
             cap_open: false,
             registered: false,
-            caps: Vec::new(),
+            caps: 0,
             last_heard: now,
             pinged: None,
-            password: None,
-            sasl_started: false,
-            pending: None,
-            verified: None,
-            claimed: None,
+            login: None,
         }
+    }
+
+    /// The login state, made at first use.
+    fn login(&mut self) -> &mut Login {
+        self.login.get_or_insert_with(Box::default)
+    }
+
+    /// True if capability `name` is enabled.
+    fn has_cap(&self, name: &str) -> bool {
+        let bit = CAPS.iter().position(|(n, _)| *n == name);
+        bit.is_some_and(|i| self.caps & (1 << i) != 0)
     }
 
     /// True once registered.
@@ -179,7 +197,7 @@ pub(crate) fn handle(
     match cmd.as_str() {
         "CAP" => cap(&mut cx, msg),
         "PASS" if cx.irc.registered => cx.numeric(462, &[], Some("You may not reregister")),
-        "PASS" => cx.irc.password = msg.param_str(0).map(str::to_string),
+        "PASS" => cx.irc.login().password = msg.param_str(0).map(str::to_string),
         "AUTHENTICATE" => authenticate(&mut cx, msg),
         "NICK" => nick(&mut cx, msg),
         "USER" => user(&mut cx, msg),
@@ -328,7 +346,12 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
             cx.command(Some(&server), "CAP", &[&me, "LS"], Some(&offered));
         }
         Some("LIST") => {
-            let on = cx.irc.caps.join(" ");
+            let on: Vec<&str> = CAPS
+                .iter()
+                .map(|&(c, _)| c)
+                .filter(|c| cx.irc.has_cap(c))
+                .collect();
+            let on = on.join(" ");
             cx.command(Some(&server), "CAP", &[&me, "LIST"], Some(&on));
         }
         Some("REQ") => {
@@ -338,9 +361,9 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
             let asked = msg.param_str(1).unwrap_or_default();
             let accounts = cx.shared.accounts.is_some();
             let known = |c: &str| {
+                let c = c.trim_start_matches('-');
                 CAPS.iter()
-                    .find(|(n, _)| *n == c.trim_start_matches('-'))
-                    .filter(|(n, _)| *n != "sasl" || accounts)
+                    .position(|(n, _)| *n == c && (*n != "sasl" || accounts))
             };
             let all_known = asked
                 .split(' ')
@@ -351,14 +374,15 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
                 return;
             }
             for c in asked.split(' ').filter(|c| !c.is_empty()) {
-                let Some(&(name, bit)) = known(c) else {
+                let Some((i, &(_, bit))) = known(c).and_then(|i| Some((i, CAPS.get(i)?))) else {
                     continue;
                 };
                 let on = !c.starts_with('-');
                 cx.conn.set_flag(bit, on);
-                cx.irc.caps.retain(|x| *x != name);
                 if on {
-                    cx.irc.caps.push(name);
+                    cx.irc.caps |= 1 << i;
+                } else {
+                    cx.irc.caps &= !(1 << i);
                 }
             }
             cx.command(Some(&server), "CAP", &[&me, "ACK"], Some(asked));
@@ -419,7 +443,7 @@ fn try_register(cx: &mut Ctx<'_>) {
     if cx.irc.registered || cx.irc.cap_open || cx.conn.irc_info().is_none() {
         return;
     }
-    if cx.irc.pending.is_some() {
+    if cx.irc.login.as_ref().is_some_and(|l| l.pending.is_some()) {
         return;
     }
     let Some(mut nick) = cx.irc.nick.clone() else {
@@ -428,8 +452,9 @@ fn try_register(cx: &mut Ctx<'_>) {
     let mut stored = Vec::new();
     if let Some(v) = cx
         .irc
-        .verified
+        .login
         .as_mut()
+        .and_then(|l| l.verified.as_mut())
         .filter(|v| !v.name.eq_ignore_ascii_case(&nick))
     {
         // Logged in (SASL) as another account than the nick: its messages
@@ -438,14 +463,16 @@ fn try_register(cx: &mut Ctx<'_>) {
         crate::accounts::put_back(cx.shared, &folded, std::mem::take(&mut v.stored));
     }
     if cx.shared.accounts.as_ref().is_some_and(|a| a.owned(&nick)) {
-        match cx.irc.verified.take() {
+        match cx.irc.login.as_mut().and_then(|l| l.verified.take()) {
             Some(v) if v.name.eq_ignore_ascii_case(&nick) => {
                 nick = v.name;
                 stored = v.stored;
             }
             other => {
-                cx.irc.verified = other;
-                if let Some(password) = cx.irc.password.take() {
+                if other.is_some() {
+                    cx.irc.login().verified = other;
+                }
+                if let Some(password) = cx.irc.login.as_mut().and_then(|l| l.password.take()) {
                     // PASS: checked first; registration goes on after.
                     return check_password(cx, &nick, password, false);
                 }
@@ -460,7 +487,8 @@ fn try_register(cx: &mut Ctx<'_>) {
     }
     if let Some(node) = cx.shared.cluster.get() {
         let folded = protocol::fold_name(&nick);
-        if cx.irc.claimed.as_deref() != Some(folded.as_str()) {
+        let claimed = cx.irc.login.as_ref().and_then(|l| l.claimed.as_deref());
+        if claimed != Some(folded.as_str()) {
             // Claimed cluster-wide first, off this thread; registration goes
             // on in `after_hold`.
             let state = Arc::new(AtomicU8::new(core::hold::WAITING));
@@ -475,12 +503,12 @@ fn try_register(cx: &mut Ctx<'_>) {
                 return cx.numeric(437, &[&nick], Some(NICK_UNAVAILABLE));
             }
             cx.session.hold(Arc::clone(&state), None);
-            cx.irc.pending = Some(Box::new(Pending {
+            cx.irc.login().pending = Some(Pending {
                 state,
                 slot: Arc::new(parking_lot::Mutex::new(None)),
                 by_sasl: false,
                 claim: Some(folded),
-            }));
+            });
             return;
         }
     }
@@ -530,7 +558,7 @@ fn try_register(cx: &mut Ctx<'_>) {
     if let Some(node) = cx.shared.cluster.get() {
         if taken.is_ok() {
             node.joined(&nick);
-        } else if let Some(folded) = cx.irc.claimed.take() {
+        } else if let Some(folded) = cx.irc.login.as_mut().and_then(|l| l.claimed.take()) {
             node.submit(crate::cluster::node::Job::Release(folded));
         }
     }
@@ -553,7 +581,7 @@ fn authenticate(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     if cx.irc.registered {
         return cx.numeric(907, &[], Some("You have already authenticated"));
     }
-    if !cx.irc.caps.contains(&"sasl") {
+    if !cx.irc.has_cap("sasl") {
         return cx.numeric(
             904,
             &[],
@@ -562,18 +590,18 @@ fn authenticate(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
     }
     let arg = msg.param_str(0).unwrap_or_default();
     if arg == "*" {
-        cx.irc.sasl_started = false;
+        cx.irc.login().sasl_started = false;
         return cx.numeric(906, &[], Some("SASL authentication aborted"));
     }
-    if !cx.irc.sasl_started {
+    if !cx.irc.login().sasl_started {
         if arg.eq_ignore_ascii_case("PLAIN") {
-            cx.irc.sasl_started = true;
+            cx.irc.login().sasl_started = true;
             return cx.command(None, "AUTHENTICATE", &["+"], None);
         }
         cx.numeric(908, &["PLAIN"], Some("are available SASL mechanisms"));
         return cx.numeric(904, &[], Some("SASL authentication failed"));
     }
-    cx.irc.sasl_started = false;
+    cx.irc.login().sasl_started = false;
     use base64::Engine as _;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(arg)
@@ -619,12 +647,12 @@ fn check_password(cx: &mut Ctx<'_>, name: &str, password: String, by_sasl: bool)
         return failed(cx);
     }
     cx.session.hold(Arc::clone(&state), None);
-    cx.irc.pending = Some(Box::new(Pending {
+    cx.irc.login().pending = Some(Pending {
         state,
         slot,
         by_sasl,
         claim: None,
-    }));
+    });
 }
 
 /// After a hold: answers a finished password check (SASL: 900 and 903,
@@ -636,12 +664,12 @@ pub(crate) fn after_hold(
     session: &mut Session,
     irc: &mut IrcSession,
 ) {
-    let Some(p) = irc.pending.take() else {
+    let Some(p) = irc.login.as_mut().and_then(|l| l.pending.take()) else {
         return;
     };
     let state = p.state.load(Ordering::Acquire);
     if state == core::hold::WAITING {
-        irc.pending = Some(p);
+        irc.login().pending = Some(p);
         return;
     }
     let mut cx = Ctx {
@@ -654,7 +682,7 @@ pub(crate) fn after_hold(
     if let Some(folded) = p.claim {
         match state {
             core::hold::DONE => {
-                cx.irc.claimed = Some(folded);
+                cx.irc.login().claimed = Some(folded);
                 try_register(&mut cx);
             }
             core::hold::UNAVAILABLE => {
@@ -677,9 +705,9 @@ pub(crate) fn after_hold(
                 let text = format!("You are now logged in as {}", v.name);
                 cx.numeric(900, &[&me, &mask, &v.name], Some(&text));
                 cx.numeric(903, &[], Some("SASL authentication successful"));
-                cx.irc.verified = Some(Box::new(v));
+                cx.irc.login().verified = Some(v);
             } else {
-                cx.irc.verified = Some(Box::new(v));
+                cx.irc.login().verified = Some(v);
                 try_register(&mut cx);
             }
         }

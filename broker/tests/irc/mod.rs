@@ -462,6 +462,36 @@ fn cap_ls_gives_values_only_to_cap_302_clients() {
 }
 
 #[test]
+fn cap_list_shows_what_is_on_and_a_minus_turns_it_off() {
+    let (_b, _native, addr) = broker();
+    let mut dan = Irc::registered(addr, "dan", "");
+    let mut cara = Irc::registered(addr, "cara", "echo-message server-time");
+    dan.until(" JOIN ");
+    cara.send("CAP LIST");
+    let l = cara.until(" CAP cara LIST ");
+    assert!(l.ends_with(" :server-time echo-message"), "{l}");
+    // echo-message: her own message comes back to her, as dan gets it.
+    cara.send("PRIVMSG dan :one");
+    let echo = cara.until(" PRIVMSG dan ");
+    assert!(
+        echo.starts_with("@time=") && echo.ends_with(":one"),
+        "{echo}"
+    );
+    assert!(dan.until(" PRIVMSG dan ").ends_with(":one"));
+    cara.send("CAP REQ :-echo-message");
+    assert!(cara.until(" CAP cara ").ends_with(" ACK :-echo-message"));
+    cara.send("CAP LIST");
+    let l = cara.until(" CAP cara LIST ");
+    assert!(l.ends_with(" :server-time"), "{l}");
+    // No echo now: the next line she gets is the answer to her PING.
+    cara.send("PRIVMSG dan :two");
+    assert!(dan.until(" PRIVMSG dan ").ends_with(":two"));
+    cara.send("PING :after");
+    let next = cara.line();
+    assert!(next.ends_with("PONG chat :after"), "{next}");
+}
+
+#[test]
 fn user_needs_every_parameter_and_a_realname() {
     let (_b, _native, addr) = broker();
     let mut c = Irc::connect(addr, "bob");
