@@ -69,13 +69,13 @@ impl Fanout {
             let conn = Conn::new(i as u64 + 1, 0, 0, peer, Door::Native, usize::MAX / 2);
             let name = format!("user{i}");
             let _membership = shared.registry.membership.lock();
-            shared.registry.insert(&name, &conn);
             conn.set_name(&name);
+            shared.registry.insert(&name, &conn);
             queues.push(conn);
         }
         let sender = Conn::new(0, 0, 0, peer, Door::Native, usize::MAX / 2);
-        shared.registry.insert("sender", &sender);
         sender.set_name("sender");
+        shared.registry.insert("sender", &sender);
         queues.push(Arc::clone(&sender));
         let session = Session::new(&shared, Instant::now());
         crate::core::flush(&shared, &mut out);

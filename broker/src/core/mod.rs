@@ -49,8 +49,9 @@ pub(crate) struct Session {
     /// Set by a request whose answer comes from another thread (a login
     /// checked by the accounts thread, a message stored before its `ACK`):
     /// the connection is not read until that thread is done, so its
-    /// answers stay in order.
-    held: Option<Hold>,
+    /// answers stay in order. (Boxed: rare, and every connection has a
+    /// `Session`.)
+    held: Option<Box<Hold>>,
 }
 
 /// A connection waiting for another thread (see `Session::hold`).
@@ -146,12 +147,12 @@ impl Session {
     /// Holds the connection until another thread moves `state` on from
     /// [`hold::WAITING`]; then `then` is queued to it.
     pub fn hold(&mut self, state: Arc<std::sync::atomic::AtomicU8>, then: Option<[Frame; 2]>) {
-        self.held = Some(Hold { state, then });
+        self.held = Some(Box::new(Hold { state, then }));
     }
 
     /// The hold set by the last request, if any.
     pub fn take_hold(&mut self) -> Option<Hold> {
-        self.held.take()
+        self.held.take().map(|h| *h)
     }
 
     /// Takes one token; false if the connection is over its rate.

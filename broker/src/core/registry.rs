@@ -26,10 +26,10 @@ pub(crate) struct Snapshot {
     pub conns: Vec<Arc<Conn>>,
 }
 
-/// One registered user: the handle and the name as first given.
+/// One registered user: the handle (whose `name()` is the name as given;
+/// the key is it folded).
 struct Member {
     conn: Arc<Conn>,
-    name: Box<str>,
 }
 
 /// Registered users.
@@ -83,9 +83,9 @@ impl Registry {
         let inserted = match self.by_name.entry(fold_name(name).into_boxed_str()) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
+                debug_assert_eq!(conn.name(), Some(name), "set_name comes first");
                 v.insert(Member {
                     conn: Arc::clone(conn),
-                    name: name.into(),
                 });
                 true
             }
@@ -192,7 +192,10 @@ impl Registry {
         let mut names: Vec<(Box<str>, String)> = self
             .by_name
             .iter()
-            .map(|e| (e.key().clone(), e.value().name.to_string()))
+            .map(|e| {
+                let shown = e.value().conn.name().unwrap_or(e.key());
+                (e.key().clone(), shown.to_string())
+            })
             .collect();
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         names.into_iter().map(|(_, n)| n).collect()

@@ -37,7 +37,8 @@ const CAPS: [(&str, u8); 5] = [
 /// One IRC connection's state, owned by its worker.
 #[derive(Debug)]
 pub(crate) struct IrcSession {
-    /// The nick asked for (before registration) or held.
+    /// The nick asked for, until registered (then it is the connection's
+    /// name).
     nick: Option<String>,
     /// `CAP LS`/`REQ` was seen and `CAP END` not yet: registration waits.
     cap_open: bool,
@@ -135,10 +136,7 @@ impl Ctx<'_> {
 
     /// The nick numerics address: the registered one, or `*`.
     fn me(&self) -> String {
-        match (&self.irc.nick, self.irc.registered) {
-            (Some(n), true) => n.clone(),
-            _ => self.conn.name().unwrap_or("*").to_string(),
-        }
+        self.conn.name().unwrap_or("*").to_string()
     }
 
     fn send(&mut self, bytes: Vec<u8>) {
@@ -563,7 +561,11 @@ fn try_register(cx: &mut Ctx<'_>) {
         }
     }
     match taken {
-        Ok(()) => cx.irc.registered = true,
+        Ok(()) => {
+            // From here on the nick is the connection's name (`me`).
+            cx.irc.registered = true;
+            cx.irc.nick = None;
+        }
         Err(NameError::Taken) => {
             cx.irc.nick = None;
             cx.numeric(433, &[&nick], Some("Nickname is already in use"));
