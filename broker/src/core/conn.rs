@@ -241,10 +241,10 @@ pub(crate) struct Membership {
 /// name as user and real name, and can't be away.
 #[derive(Debug)]
 pub(crate) struct IrcInfo {
-    /// The user name from `USER`.
-    pub user: Box<str>,
-    /// The real name from `USER`.
-    pub real: Box<str>,
+    /// The user name from `USER`, then the real name: one allocation.
+    names: Box<str>,
+    /// Where the real name begins in `names`.
+    split: usize,
     /// The `AWAY` text while away. Changed only by the owning worker; read
     /// (and cloned out) by anyone routing to or looking up the user.
     away: Mutex<Option<Box<str>>>,
@@ -254,10 +254,20 @@ impl IrcInfo {
     /// A user as `USER` described it, not away.
     pub fn new(user: &str, real: &str) -> IrcInfo {
         IrcInfo {
-            user: user.into(),
-            real: real.into(),
+            names: [user, real].concat().into_boxed_str(),
+            split: user.len(),
             away: Mutex::new(None),
         }
+    }
+
+    /// The user name from `USER`.
+    pub fn user(&self) -> &str {
+        self.names.get(..self.split).unwrap_or_default()
+    }
+
+    /// The real name from `USER`.
+    pub fn real(&self) -> &str {
+        self.names.get(self.split..).unwrap_or_default()
     }
 
     /// The away text, if away.
@@ -712,6 +722,14 @@ mod tests {
         // A plain push (JOINED, ACK, ...) leaves nothing to receipt.
         c.push(&frame(10));
         assert!(!c.take_receipt(0, 42));
+    }
+
+    #[test]
+    fn irc_info_keeps_user_and_real_name_apart() {
+        let i = IrcInfo::new("zoe", "Zoë Ü. Smith");
+        assert_eq!((i.user(), i.real()), ("zoe", "Zoë Ü. Smith"));
+        let i = IrcInfo::new("", "");
+        assert_eq!((i.user(), i.real()), ("", ""));
     }
 
     #[test]

@@ -296,8 +296,8 @@ fn who_is(shared: &Shared, shown: &str) -> Who {
     let conn = shared.registry.get(shown);
     match conn.as_deref().and_then(Conn::irc_info) {
         Some(info) => Who {
-            user: info.user.to_string(),
-            real: info.real.to_string(),
+            user: info.user().to_string(),
+            real: info.real().to_string(),
             away: info.away(),
         },
         None => Who {
