@@ -541,7 +541,13 @@ fn try_register(cx: &mut Ctx<'_>) {
                 .collect();
             everyone.sort_unstable_by(|x, y| core::cmp_folded(x, y));
             b.reserve(everyone.iter().map(|n| n.len() + 1).sum::<usize>() * 5 / 4);
-            names_lines(&mut b, &server, &nick, "#all", &everyone);
+            names_lines(
+                &mut b,
+                &server,
+                &nick,
+                "#all",
+                everyone.iter().map(|n| ("", *n)),
+            );
         }
         out.push(&conn, &Frame::from(b));
         // An account's messages kept while it was away, before anything new.
@@ -1088,8 +1094,25 @@ fn channel_names(cx: &Ctx<'_>, chan: &str) -> Option<(String, Vec<String>)> {
 fn names(cx: &mut Ctx<'_>, chan: &str) {
     let me = cx.me();
     let mut b = Vec::with_capacity(256);
+    let local = cx.shared.cluster.get().is_none() && !chan.eq_ignore_ascii_case("#all");
+    if let Some(room) = local.then(|| cx.shared.rooms.get(chan)).flatten() {
+        // A room of this broker alone, as every JOIN answers: the names
+        // borrowed from its members, not copied (a burst of joins did
+        // two small allocations per member per join here).
+        let members = room.members();
+        let mut shown: Vec<(&str, &str)> = members
+            .iter()
+            .filter_map(|c| Some((if c.id == room.creator { "@" } else { "" }, c.name()?)))
+            .collect();
+        shown.sort_unstable_by(|x, y| core::cmp_folded(x.1, y.1));
+        names_lines(&mut b, cx.server(), &me, &room.name, shown);
+        return cx.send(b);
+    }
     match channel_names(cx, chan) {
-        Some((shown, names)) => names_lines(&mut b, cx.server(), &me, &shown, &names),
+        Some((shown, names)) => {
+            let names = names.iter().map(|n| ("", n.as_str()));
+            names_lines(&mut b, cx.server(), &me, &shown, names);
+        }
         None => wire::push_numeric(
             &mut b,
             cx.server(),
@@ -1103,18 +1126,26 @@ fn names(cx: &mut Ctx<'_>, chan: &str) {
 }
 
 /// The `353` lines of a channel's names, each within 512 bytes, then `366`.
-fn names_lines<N: AsRef<str>>(b: &mut Vec<u8>, server: &str, me: &str, shown: &str, names: &[N]) {
+/// `names` are `(prefix, name)`: the prefix is `@` for an operator, or
+/// empty.
+fn names_lines<'n>(
+    b: &mut Vec<u8>,
+    server: &str,
+    me: &str,
+    shown: &str,
+    names: impl IntoIterator<Item = (&'n str, &'n str)>,
+) {
     let budget = 400usize.saturating_sub(me.len() + shown.len() + server.len());
     let mut line = String::new();
-    for n in names {
-        let n = n.as_ref();
-        if !line.is_empty() && line.len() + n.len() + 1 > budget {
+    for (prefix, n) in names {
+        if !line.is_empty() && line.len() + prefix.len() + n.len() + 1 > budget {
             wire::push_numeric(b, server, 353, me, &["=", shown], Some(&line));
             line.clear();
         }
         if !line.is_empty() {
             line.push(' ');
         }
+        line.push_str(prefix);
         line.push_str(n);
     }
     if !line.is_empty() {
