@@ -1212,10 +1212,10 @@ pub(crate) fn shown_name(shared: &Shared, name: &str) -> Option<String> {
 
 /// Sorts names case-insensitively (the order of `LIST` and `NAMES`).
 pub(crate) fn sort_names(names: &mut [String]) {
-    names.sort_by_cached_key(|n| n.to_ascii_lowercase());
+    names.sort_by(|a, b| cmp_folded(a, b));
 }
 
-/// Orders two names as [`sort_names`] does, without copying them.
+/// The order of [`sort_names`] for two names, compared without copying.
 pub(crate) fn cmp_folded(a: &str, b: &str) -> std::cmp::Ordering {
     let a = a.bytes().map(|c| c.to_ascii_lowercase());
     a.cmp(b.bytes().map(|c| c.to_ascii_lowercase()))

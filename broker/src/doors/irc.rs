@@ -346,8 +346,9 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
         Some("LIST") => {
             let on: Vec<&str> = CAPS
                 .iter()
-                .map(|&(c, _)| c)
-                .filter(|c| cx.irc.has_cap(c))
+                .enumerate()
+                .filter(|&(i, _)| cx.irc.caps & (1 << i) != 0)
+                .map(|(_, &(c, _))| c)
                 .collect();
             let on = on.join(" ");
             cx.command(Some(&server), "CAP", &[&me, "LIST"], Some(&on));
@@ -361,7 +362,8 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
             let known = |c: &str| {
                 let c = c.trim_start_matches('-');
                 CAPS.iter()
-                    .position(|(n, _)| *n == c && (*n != "sasl" || accounts))
+                    .enumerate()
+                    .find(|(_, (n, _))| *n == c && (*n != "sasl" || accounts))
             };
             let all_known = asked
                 .split(' ')
@@ -372,7 +374,7 @@ fn cap(cx: &mut Ctx<'_>, msg: &IrcMessage<'_>) {
                 return;
             }
             for c in asked.split(' ').filter(|c| !c.is_empty()) {
-                let Some((i, &(_, bit))) = known(c).and_then(|i| Some((i, CAPS.get(i)?))) else {
+                let Some((i, &(_, bit))) = known(c) else {
                     continue;
                 };
                 let on = !c.starts_with('-');
